@@ -1,0 +1,48 @@
+# The two commands: `make run` serves Lumina, `make test` runs every check.
+# Both create .venv and install what they need on first use.
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: run test lint imports pytest worker beat bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $(VENV)/.runtime $@
+
+run: $(VENV)/.runtime  ## migrate, ensure an admin, serve on LUMINA_HOST:LUMINA_PORT
+	$(BIN)/python manage.py serve
+
+test: $(VENV)/.dev lint imports pytest  ## lint, import boundaries, tests with coverage
+
+lint: $(VENV)/.dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+imports: $(VENV)/.dev
+	$(BIN)/lint-imports
+
+pytest: $(VENV)/.dev
+	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered
+
+worker: $(VENV)/.runtime  ## a Celery worker (LUMINA_EVENT_TRANSPORT=celery)
+	$(BIN)/celery -A config worker --loglevel=INFO
+
+beat: $(VENV)/.runtime  ## Celery beat: periodic outbox relay
+	$(BIN)/celery -A config beat --loglevel=INFO --schedule=var/celerybeat-schedule
+
+bench: $(VENV)/.dev  ## every benchmark script, each printing its table
+	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:  ## remove the virtualenv (var/ keeps the database)
+	rm -rf $(VENV)

@@ -1,0 +1,128 @@
+"""Typed, validated environment for Lumina: every variable is declared once here.
+
+Django settings read this object; a bad value stops start-up with a message
+naming the variable (see ``load_env``).
+"""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+from django.core.exceptions import ImproperlyConfigured
+from pydantic import AnyUrl, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class EventTransport(StrEnum):
+    INPROCESS = "inprocess"
+    CELERY = "celery"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+def _csv(value: object) -> object:
+    if isinstance(value, str):
+        return [item.strip() for item in value.split(",") if item.strip()]
+    return value
+
+
+class LuminaEnv(BaseSettings):
+    """Process environment. Field names are the variable names (case-insensitive)."""
+
+    model_config = SettingsConfigDict(
+        env_file=BASE_DIR / ".env", env_file_encoding="utf-8", extra="ignore"
+    )
+
+    lumina_env: Environment = Environment.DEVELOPMENT
+    debug: bool = False
+    secret_key: str | None = Field(default=None, min_length=32)
+    allowed_hosts: Annotated[list[str], NoDecode] = ["127.0.0.1", "localhost", "[::1]"]
+    csrf_trusted_origins: Annotated[list[str], NoDecode] = []
+
+    database_url: str | None = None
+    lumina_data_dir: Path = BASE_DIR / "var"
+    redis_url: AnyUrl | None = None
+    celery_broker_url: str | None = None
+
+    lumina_event_transport: EventTransport = EventTransport.INPROCESS
+    lumina_event_max_attempts: int = Field(default=10, ge=1, le=100)
+    lumina_outbox_relay_interval: float = Field(default=5.0, gt=0, le=3600)
+
+    lumina_host: str = "127.0.0.1"
+    lumina_port: int = Field(default=8000, ge=1, le=65535)
+    lumina_admin_email: str = "admin@localhost"
+    lumina_admin_password: str | None = None
+
+    lumina_log_level: str = "INFO"
+    lumina_log_format: LogFormat = LogFormat.JSON
+
+    _split = field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")(_csv)
+
+    @field_validator("lumina_log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_only(cls, value: str | None) -> str | None:
+        if value and not value.startswith(("postgres://", "postgresql://")):
+            raise ValueError("must be a postgres:// or postgresql:// URL (Lumina needs PostgreSQL)")
+        return value or None
+
+    @model_validator(mode="after")
+    def _production_rules(self) -> LuminaEnv:
+        if self.lumina_env is Environment.PRODUCTION:
+            if self.debug:
+                raise ValueError("DEBUG must be off when LUMINA_ENV=production")
+            if not self.secret_key:
+                raise ValueError("SECRET_KEY is required when LUMINA_ENV=production")
+        return self
+
+    @property
+    def is_production(self) -> bool:
+        return self.lumina_env is Environment.PRODUCTION
+
+
+def _describe(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        name = ".".join(str(part) for part in item["loc"]).upper() or "LUMINA_ENV"
+        lines.append(f"{name}: {item['msg']}")
+    return "; ".join(lines)
+
+
+def load_env() -> LuminaEnv:
+    try:
+        return LuminaEnv()
+    except ValidationError as error:
+        raise ImproperlyConfigured(f"Invalid configuration: {_describe(error)}") from None
+
+
+def development_secret_key(data_dir: Path) -> str:
+    """A stable per-checkout key for development, generated once into the data directory."""
+    path = data_dir / "secret_key"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(50)
+    path.touch(mode=0o600)
+    path.write_text(key)
+    return key

@@ -1,0 +1,3 @@
+"""Websocket routes under ``/ws/``, gathered from the contexts that serve them."""
+
+websocket_urlpatterns: list = []

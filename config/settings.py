@@ -1,0 +1,192 @@
+"""Django settings, derived from the validated environment in ``config.env``."""
+
+from __future__ import annotations
+
+import dj_database_url
+
+from config.env import EventTransport, LogFormat, development_secret_key, load_env
+from config.logs import logging_config
+
+ENV = load_env()
+
+LUMINA_ENV = ENV.lumina_env.value
+DEBUG = ENV.debug
+DATA_DIR = ENV.lumina_data_dir
+SECRET_KEY = ENV.secret_key or development_secret_key(DATA_DIR)
+ALLOWED_HOSTS = ENV.allowed_hosts
+CSRF_TRUSTED_ORIGINS = ENV.csrf_trusted_origins
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django.contrib.postgres",
+    "django_prometheus",
+    "rest_framework",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
+    "channels",
+    "lumina.kernel",
+    "lumina.security",
+    "lumina.providers",
+    "lumina.memory",
+    "lumina.tools",
+    "lumina.ui",
+    "lumina.platform",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "lumina.platform.middleware.RequestIdMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+ASGI_APPLICATION = "config.asgi.application"
+WSGI_APPLICATION = "config.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database: PostgreSQL + pgvector, embedded unless DATABASE_URL is set -------------
+if ENV.database_url:
+    DATABASES = {"default": dj_database_url.parse(ENV.database_url, conn_max_age=60)}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "config.embedded_postgres",
+            "NAME": "lumina",
+            "USER": "postgres",
+            "OPTIONS": {"pgdata": str(DATA_DIR / "pgdata")},
+            "CONN_MAX_AGE": 60,
+        }
+    }
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LUMINA_HOST = ENV.lumina_host
+LUMINA_PORT = ENV.lumina_port
+LUMINA_ADMIN_EMAIL = ENV.lumina_admin_email
+LUMINA_ADMIN_PASSWORD = ENV.lumina_admin_password
+
+# --- Users and passwords --------------------------------------------------------------
+AUTH_USER_MODEL = "security.User"
+PASSWORD_HASHERS = [
+    "django.contrib.auth.hashers.Argon2PasswordHasher",
+    "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+]
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+# --- Cache, channels, Celery: Redis when configured, in-process otherwise ------------
+REDIS_URL = str(ENV.redis_url) if ENV.redis_url else None
+if REDIS_URL:
+    CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}
+    }
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+CELERY_BROKER_URL = ENV.celery_broker_url or REDIS_URL or "redis://127.0.0.1:6379/0"
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BEAT_SCHEDULE = {
+    "relay-outbox": {
+        "task": "lumina.kernel.tasks.relay_outbox",
+        "schedule": ENV.lumina_outbox_relay_interval,
+    },
+}
+
+# --- Event bus: the one swappable seam (see docs/adr/0003-event-bus-and-outbox.md) ---
+LUMINA_EVENT_TRANSPORT = {
+    EventTransport.INPROCESS: "lumina.kernel.transports.InProcessTransport",
+    EventTransport.CELERY: "lumina.kernel.transports.CeleryTransport",
+}[ENV.lumina_event_transport]
+LUMINA_EVENT_MAX_ATTEMPTS = ENV.lumina_event_max_attempts
+LUMINA_OUTBOX_RELAY_INTERVAL = ENV.lumina_outbox_relay_interval
+
+# --- HTTP API ---------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "lumina.platform.http.pagination.Pagination",
+    "PAGE_SIZE": 50,
+    "EXCEPTION_HANDLER": "lumina.platform.http.errors.exception_handler",
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Lumina API",
+    "DESCRIPTION": "Self-hostable AI platform backend.",
+    "VERSION": "0.1.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+}
+CSRF_FAILURE_VIEW = "lumina.platform.http.errors.csrf_failure"
+DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+
+# --- Observability ----------------------------------------------------------------------
+LOGGING = logging_config(ENV.lumina_log_level, json=ENV.lumina_log_format is LogFormat.JSON)
+PROMETHEUS_EXPORT_MIGRATIONS = False
+
+# --- Production hardening (manage.py check --deploy is clean with these) ---------------
+if ENV.is_production:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = True
+    SECURE_HSTS_SECONDS = 31_536_000
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+SESSION_COOKIE_HTTPONLY = True
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"

@@ -1,0 +1,22 @@
+"""Top-level routes. Contexts add their REST endpoints under ``/api/v1/``."""
+
+from django.contrib import admin
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+api_v1 = [
+    path("", include("lumina.platform.http.urls")),
+]
+
+urlpatterns = [
+    path("", include("lumina.platform.urls")),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include((api_v1, "api"), namespace="v1")),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+]
+
+handler400 = "lumina.platform.http.errors.bad_request"
+handler403 = "lumina.platform.http.errors.permission_denied"
+handler404 = "lumina.platform.http.errors.page_not_found"
+handler500 = "lumina.platform.http.errors.server_error"

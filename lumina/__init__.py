@@ -1,0 +1,1 @@
+"""Lumina: a self-hostable AI platform backend."""

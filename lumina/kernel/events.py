@@ -1,0 +1,145 @@
+"""Event base classes: domain events, integration events and commands.
+
+Plain Python on purpose (no Django): events are serialised into the outbox and
+onto Celery. Each concrete event declares a versioned name such as
+``security.UserCreated`` v1; the registry maps ``(name, version)`` back to the
+class when a row is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import decimal
+import enum
+import json
+import re
+import types
+import typing
+import uuid
+from typing import Any, ClassVar, Self
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*\.[A-Z][A-Za-z0-9]*$")
+_REGISTRY: dict[tuple[str, int], type[Event]] = {}
+
+
+class EventKind(enum.StrEnum):
+    DOMAIN = "domain"
+    INTEGRATION = "integration"
+    COMMAND = "command"
+
+
+class UnknownEventError(LookupError):
+    pass
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Event:
+    """Something that happened (or, for a command, that should happen)."""
+
+    name: ClassVar[str]
+    version: ClassVar[int] = 1
+    kind: ClassVar[EventKind]
+
+    id: uuid.UUID = dataclasses.field(default_factory=uuid.uuid4)
+    occurred_at: dt.datetime = dataclasses.field(default_factory=_now)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" not in cls.__dict__:
+            return  # an abstract kind such as DomainEvent
+        if not _NAME.match(cls.name):
+            raise ValueError(f"event name {cls.name!r} must look like 'context.EventName'")
+        if not isinstance(cls.version, int) or cls.version < 1:
+            raise ValueError(f"event {cls.name} needs a positive integer version")
+        key = (cls.name, cls.version)
+        existing = _REGISTRY.get(key)
+        if existing is not None and existing.__qualname__ != cls.__qualname__:
+            raise ValueError(f"event {cls.name} v{cls.version} is already declared by {existing}")
+        _REGISTRY[key] = cls
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}.v{self.version}"
+
+    def payload(self) -> dict[str, Any]:
+        """The event's own fields as JSON-compatible values."""
+        data = {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name not in ("id", "occurred_at")
+        }
+        # Round-trip through json so a value JSON cannot hold fails at publish time.
+        return json.loads(json.dumps(data, default=_encode))
+
+    @classmethod
+    def from_payload(
+        cls, *, id: uuid.UUID, occurred_at: dt.datetime, payload: dict[str, Any]
+    ) -> Self:
+        hints = typing.get_type_hints(cls)
+        values = {key: _decode(hints.get(key), value) for key, value in payload.items()}
+        return cls(id=id, occurred_at=occurred_at, **values)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DomainEvent(Event):
+    kind: ClassVar[EventKind] = EventKind.DOMAIN
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class IntegrationEvent(Event):
+    kind: ClassVar[EventKind] = EventKind.INTEGRATION
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Command(Event):
+    kind: ClassVar[EventKind] = EventKind.COMMAND
+
+
+def event_key(name: str, version: int) -> str:
+    return f"{name}.v{version}"
+
+
+def event_class(name: str, version: int) -> type[Event]:
+    try:
+        return _REGISTRY[(name, version)]
+    except KeyError:
+        raise UnknownEventError(f"no event class declares {name} v{version}") from None
+
+
+def _encode(value: Any) -> Any:
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        return str(value)
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, tuple | frozenset | set):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON-serialisable in an event payload")
+
+
+def _decode(hint: Any, value: Any) -> Any:
+    if value is None:
+        return None
+    # Optional[X] / X | None: decode as X.
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        hint = args[0] if len(args) == 1 else hint
+    if hint is uuid.UUID:
+        return uuid.UUID(value)
+    if hint is decimal.Decimal:
+        return decimal.Decimal(value)
+    if hint is dt.datetime:
+        return dt.datetime.fromisoformat(value)
+    if hint is dt.date:
+        return dt.date.fromisoformat(value)
+    if isinstance(hint, type) and issubclass(hint, enum.Enum):
+        return hint(value)
+    if typing.get_origin(hint) is tuple:
+        return tuple(value)
+    return value

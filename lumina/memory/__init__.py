@@ -1,0 +1,1 @@
+"""Memory context: vectors, embeddings, hierarchical memory, topics."""

@@ -1,0 +1,1 @@
+"""Supporting services of the monolith: health, request context, API conventions, metrics."""

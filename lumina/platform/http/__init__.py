@@ -1,0 +1,1 @@
+"""REST conventions shared by every context: the error shape, pagination, operator endpoints."""

@@ -1,0 +1,64 @@
+"""Request context: a request id on every log line and on the response, plus an access log."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+
+import structlog
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+
+logger = structlog.get_logger("lumina.access")
+
+REQUEST_ID_HEADER = "X-Request-ID"
+_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+
+def _request_id(request) -> str:
+    incoming = request.headers.get(REQUEST_ID_HEADER, "")
+    return incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+
+
+class RequestIdMiddleware:
+    """Honours a well-formed incoming ``X-Request-ID`` (or makes one) and returns it."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        started = self._begin(request)
+        response = self.get_response(request)
+        return self._finish(request, response, started)
+
+    async def __acall__(self, request):
+        started = self._begin(request)
+        response = await self.get_response(request)
+        return self._finish(request, response, started)
+
+    def _begin(self, request) -> float:
+        request.request_id = _request_id(request)
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request.request_id)
+        return time.perf_counter()
+
+    def _finish(self, request, response, started: float):
+        response[REQUEST_ID_HEADER] = request.request_id
+        user = getattr(request, "user", None)
+        logger.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status_code,
+            duration_ms=round((time.perf_counter() - started) * 1000, 2),
+            user_id=str(user.pk) if user is not None and user.is_authenticated else None,
+        )
+        return response

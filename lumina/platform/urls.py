@@ -1,0 +1,10 @@
+from django.urls import path
+from django_prometheus.exports import ExportToDjangoView
+
+from lumina.platform import views
+
+urlpatterns = [
+    path("health/live", views.live, name="health-live"),
+    path("health/ready", views.ready, name="health-ready"),
+    path("metrics", ExportToDjangoView, name="metrics"),
+]

@@ -1,0 +1,1 @@
+"""Providers context: AI provider registry, selection, completions, usage and cost."""

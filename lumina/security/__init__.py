@@ -1,0 +1,1 @@
+"""Security context: users and authentication, authorisation, secrets and audit."""

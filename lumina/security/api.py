@@ -1,0 +1,33 @@
+"""The security context's public interface for other contexts and the platform."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+
+from lumina.security import services
+
+
+@dataclasses.dataclass(frozen=True)
+class UserDTO:
+    id: uuid.UUID
+    email: str
+    is_staff: bool
+    is_superuser: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class EnsuredAdmin:
+    user: UserDTO
+    created: bool
+    generated_password: str | None
+
+
+def ensure_admin(*, email: str, password: str | None) -> EnsuredAdmin:
+    """Create the first superuser if missing (used by ``make run``)."""
+    user, created, generated = services.admin_ensure(email=email, password=password)
+    return EnsuredAdmin(
+        user=UserDTO(user.id, user.email, user.is_staff, user.is_superuser),
+        created=created,
+        generated_password=generated,
+    )

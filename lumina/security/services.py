@@ -1,0 +1,39 @@
+"""Security write use-cases."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.db import transaction
+
+from lumina.kernel.bus import publish
+from lumina.security.events import UserCreated
+from lumina.security.models import User
+
+
+def user_create(
+    *, email: str, password: str | None, is_staff: bool = False, is_superuser: bool = False
+) -> User:
+    with transaction.atomic():
+        if is_superuser:
+            user = User.objects.create_superuser(email, password)
+        else:
+            user = User.objects.create_user(email, password, is_staff=is_staff)
+        publish(UserCreated(user_id=user.id, email=user.email, is_staff=user.is_staff))
+    return user
+
+
+def admin_ensure(*, email: str, password: str | None) -> tuple[User, bool, str | None]:
+    """Make sure a user with ``email`` exists, creating a superuser if not.
+
+    Returns the user, whether it was created and, when it was created without a
+    given password, the generated one (shown once; stored only as its hash).
+    """
+    existing = User.objects.filter(email__iexact=email).first()
+    if existing is not None:
+        return existing, False, None
+    generated = None
+    if not password:
+        generated = password = secrets.token_urlsafe(18)
+    user = user_create(email=email, password=password, is_superuser=True)
+    return user, True, generated

@@ -1,0 +1,1 @@
+"""Tools context: tool registry, sandboxed execution, results."""

@@ -1,0 +1,1 @@
+"""UI context: collaborative documents and visualizations."""

@@ -1,0 +1,46 @@
+"""Fixtures shared by every test package."""
+
+from __future__ import annotations
+
+import socket
+from urllib.parse import quote
+
+import pytest
+from rest_framework.test import APIClient
+
+
+@pytest.fixture
+def api_client() -> APIClient:
+    return APIClient()
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser("root@example.com", "correct horse 42")
+
+
+@pytest.fixture
+def admin_client(api_client, admin_user) -> APIClient:
+    api_client.force_authenticate(admin_user)
+    return api_client
+
+
+def reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def database_url_for_subprocess() -> str:
+    """A DATABASE_URL that reaches the test database, for worker/server subprocesses."""
+    from django.db import connection
+
+    params = connection.get_connection_params()
+    host = params.get("host") or "127.0.0.1"
+    host_part = quote(host, safe="") if host.startswith("/") else host
+    port = f":{params['port']}" if params.get("port") else ""
+    user = params.get("user") or "postgres"
+    password = f":{quote(params['password'], safe='')}" if params.get("password") else ""
+    return f"postgresql://{user}{password}@{host_part}{port}/{params['dbname']}"
