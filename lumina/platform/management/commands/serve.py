@@ -20,8 +20,15 @@ class Command(BaseCommand):
         parser.add_argument("--host", default=settings.LUMINA_HOST)
         parser.add_argument("--port", type=int, default=settings.LUMINA_PORT)
         parser.add_argument("--no-migrate", action="store_true")
+        parser.add_argument(
+            "--prepare-only",
+            action="store_true",
+            help="Migrate and ensure the admin user, then exit (a deploy's release step).",
+        )
 
-    def handle(self, *args, host: str, port: int, no_migrate: bool, **options) -> None:
+    def handle(
+        self, *args, host: str, port: int, no_migrate: bool, prepare_only: bool, **options
+    ) -> None:
         import uvicorn
 
         started = time.monotonic()
@@ -32,6 +39,12 @@ class Command(BaseCommand):
             email=settings.LUMINA_ADMIN_EMAIL, password=settings.LUMINA_ADMIN_PASSWORD
         )
         connections.close_all()  # the server's threads open their own
+        if prepare_only:
+            self.stdout.write(
+                f"Database ready; admin {admin.user.email}"
+                + (f" / {admin.generated_password}" if admin.generated_password else "")
+            )
+            return
 
         base = f"http://{host if ':' not in host else f'[{host}]'}:{port}"
         lines = [
