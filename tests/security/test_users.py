@@ -1,0 +1,69 @@
+"""The custom user model: UUID keys, log in by email, argon2 hashes."""
+
+import uuid
+
+import pytest
+from django.contrib.auth import authenticate
+from django.db import IntegrityError
+
+from lumina.kernel.models import OutboxEvent
+from lumina.security.api import ensure_admin
+
+pytestmark = pytest.mark.django_db
+
+
+def test_users_have_uuid_keys_and_argon2_password_hashes(django_user_model):
+    user = django_user_model.objects.create_user("Ada@Example.COM", "a long passphrase")
+    assert isinstance(user.pk, uuid.UUID)
+    assert user.email == "ada@example.com"
+    assert user.password.startswith("argon2$")
+    assert user.check_password("a long passphrase")
+
+
+def test_login_is_by_email_case_insensitively(django_user_model):
+    django_user_model.objects.create_user("grace@example.com", "a long passphrase")
+    assert authenticate(username="GRACE@example.com", password="a long passphrase") is not None
+    assert authenticate(username="grace@example.com", password="wrong") is None
+
+
+def test_email_is_unique_whatever_its_case(django_user_model):
+    django_user_model.objects.create_user("linus@example.com", "pw-long-enough-1")
+    with pytest.raises(IntegrityError):
+        django_user_model(email="LINUS@example.com").save()
+
+
+def test_ensure_admin_creates_once_with_a_generated_password(client, django_user_model):
+    first = ensure_admin(email="admin@localhost", password=None)
+    assert first.created
+    assert first.user.is_superuser
+    assert len(first.generated_password) >= 20
+
+    again = ensure_admin(email="admin@localhost", password=None)
+    assert not again.created
+    assert again.generated_password is None
+    assert django_user_model.objects.count() == 1
+
+    stored = django_user_model.objects.get()
+    assert first.generated_password not in stored.password  # only the hash is kept
+    assert OutboxEvent.objects.filter(name="security.UserCreated").count() == 1
+
+    response = client.post(
+        "/admin/login/?next=/admin/",
+        {"username": "admin@localhost", "password": first.generated_password},
+    )
+    assert response.status_code == 302
+    assert response["Location"] == "/admin/"
+
+
+def test_ensure_admin_uses_the_configured_password():
+    result = ensure_admin(email="ops@example.com", password="configured pass 9")
+    assert result.created
+    assert result.generated_password is None
+    assert authenticate(username="ops@example.com", password="configured pass 9") is not None
+
+
+def test_admin_user_pages_render(client, admin_user):
+    client.force_login(admin_user)
+    assert client.get("/admin/security/user/").status_code == 200
+    assert client.get(f"/admin/security/user/{admin_user.pk}/change/").status_code == 200
+    assert client.get("/admin/security/user/add/").status_code == 200
