@@ -95,3 +95,19 @@ def test_celery_transport_delivers_through_a_real_worker(worker, tmp_path, broke
     assert row.attempts == 1
     lines = target.read_text().splitlines()
     assert lines == [f"hello pid={process.pid}"]  # once, by the worker, not the publisher
+
+
+@pytest.mark.slow
+@pytest.mark.django_db(transaction=True)
+def test_an_unreachable_broker_loses_no_event(tmp_path):
+    env = _env("redis://127.0.0.1:1/0")  # nothing listens on port 1
+    published = subprocess.run(
+        [sys.executable, "-c", PUBLISH, str(tmp_path / "x.txt"), "kept"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert published.returncode == 0, published.stderr  # the caller's commit still succeeds
+    assert "could not enqueue event" in published.stderr
+    row = OutboxEvent.objects.get(pk=published.stdout.strip().splitlines()[-1])
+    assert row.status == OutboxEvent.Status.PENDING
+    assert row.payload == {"path": str(tmp_path / "x.txt"), "text": "kept"}
+    assert row.next_attempt_at > row.created_at  # the relay will pick it up
