@@ -69,6 +69,7 @@ class LuminaEnv(BaseSettings):
 
     lumina_log_level: str = "INFO"
     lumina_log_format: LogFormat = LogFormat.JSON
+    lumina_metrics_token: str | None = Field(default=None, min_length=16)
 
     _split = field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")(_csv)
 

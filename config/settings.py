@@ -41,6 +41,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "lumina.platform.middleware.RequestIdMiddleware",
+    "lumina.platform.middleware.ProbeMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -176,6 +177,7 @@ DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 # --- Observability ----------------------------------------------------------------------
 LOGGING = logging_config(ENV.lumina_log_level, json=ENV.lumina_log_format is LogFormat.JSON)
 PROMETHEUS_EXPORT_MIGRATIONS = False
+LUMINA_METRICS_TOKEN = ENV.lumina_metrics_token
 
 # --- Production hardening (manage.py check --deploy is clean with these) ---------------
 if ENV.is_production:
@@ -186,7 +188,6 @@ if ENV.is_production:
     SECURE_HSTS_PRELOAD = True
     SESSION_COOKIE_SECURE = True
     CSRF_COOKIE_SECURE = True
-    SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"

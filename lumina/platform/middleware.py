@@ -7,7 +7,7 @@ import time
 import uuid
 
 import structlog
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
+from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
 
 logger = structlog.get_logger("lumina.access")
 
@@ -62,3 +62,41 @@ class RequestIdMiddleware:
             user_id=str(user.pk) if user is not None and user.is_authenticated else None,
         )
         return response
+
+
+class ProbeMiddleware:
+    """Serves the health probes and /metrics ahead of the rest of the stack.
+
+    Orchestrators and Prometheus reach a pod by its address, not the public host name, so
+    these routes must not be refused by ALLOWED_HOSTS validation (CommonMiddleware),
+    redirected to HTTPS, or depend on sessions. They carry no user data.
+    """
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response) -> None:
+        from lumina.platform import views
+
+        self.get_response = get_response
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+        self.async_routes = {"/health/live": views.live, "/health/ready": views.ready}
+        self.sync_routes = {"/metrics": views.metrics}
+
+    def __call__(self, request):
+        if self.is_async:
+            return self.__acall__(request)
+        if view := self.async_routes.get(request.path_info):
+            return async_to_sync(view)(request)
+        if view := self.sync_routes.get(request.path_info):
+            return view(request)
+        return self.get_response(request)
+
+    async def __acall__(self, request):
+        if view := self.async_routes.get(request.path_info):
+            return await view(request)
+        if view := self.sync_routes.get(request.path_info):
+            return await sync_to_async(view)(request)
+        return await self.get_response(request)

@@ -1,10 +1,9 @@
 from django.urls import path
-from django_prometheus.exports import ExportToDjangoView
 
 from lumina.platform import views
 
 urlpatterns = [
     path("health/live", views.live, name="health-live"),
     path("health/ready", views.ready, name="health-ready"),
-    path("metrics", ExportToDjangoView, name="metrics"),
+    path("metrics", views.metrics, name="metrics"),
 ]

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hmac
+
 from asgiref.sync import sync_to_async
-from django.http import JsonResponse
+from django.conf import settings
+from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
+from django_prometheus.exports import ExportToDjangoView
 
 from lumina.platform.health import readiness_checks, run_checks
 from lumina.platform.http.errors import error_response
@@ -33,3 +37,15 @@ async def ready(request) -> JsonResponse:
     healthy, checks = await sync_to_async(run_checks)(readiness_checks())
     status = "ok" if healthy else "error"
     return JsonResponse({"status": status, "checks": checks}, status=200 if healthy else 503)
+
+
+def metrics(request) -> HttpResponse:
+    """Prometheus exposition; behind a bearer token when LUMINA_METRICS_TOKEN is set."""
+    token = settings.LUMINA_METRICS_TOKEN
+    if token:
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            response = error_response(401, "not_authenticated", "A metrics token is required.")
+            response["WWW-Authenticate"] = 'Bearer realm="metrics"'
+            return response
+    return ExportToDjangoView(request)

@@ -64,3 +64,26 @@ def test_metrics_exposes_prometheus_text_with_request_counters(client):
     text = response.content.decode()
     assert "# TYPE django_http_requests_total_by_method_total counter" in text
     assert 'django_http_requests_total_by_method_total{method="GET"}' in text
+
+
+@pytest.mark.django_db
+def test_probes_answer_whatever_the_host_header(client, settings):
+    settings.ALLOWED_HOSTS = ["lumina.example.com"]
+    assert client.get("/health/live", HTTP_HOST="10.1.2.3:8000").status_code == 200
+    assert client.get("/health/ready", HTTP_HOST="10.1.2.3:8000").status_code == 200
+    assert client.get("/metrics", HTTP_HOST="10.1.2.3:8000").status_code == 200
+    # Everything else still validates the host.
+    assert client.get("/api/v1/events/outbox", HTTP_HOST="10.1.2.3:8000").status_code == 400
+
+
+def test_metrics_token_is_required_when_configured(client, settings):
+    settings.LUMINA_METRICS_TOKEN = "s3cret-metrics-token"
+    refused = client.get("/metrics")
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "not_authenticated"
+    assert "s3cret" not in refused.content.decode()
+    wrong = client.get("/metrics", HTTP_AUTHORIZATION="Bearer nope")
+    assert wrong.status_code == 401
+    allowed = client.get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-metrics-token")
+    assert allowed.status_code == 200
+    assert b"python_gc_objects_collected_total" in allowed.content
