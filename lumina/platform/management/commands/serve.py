@@ -6,8 +6,9 @@ import time
 
 from django.conf import settings
 from django.core.management import call_command
-from django.core.management.base import BaseCommand
-from django.db import connections
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management.base import BaseCommand, CommandError
+from django.db import OperationalError, connections
 
 from lumina.kernel.database import require_pgvector
 from lumina.security.api import ensure_admin
@@ -32,7 +33,10 @@ class Command(BaseCommand):
         import uvicorn
 
         started = time.monotonic()
-        vector = require_pgvector()
+        try:
+            vector = require_pgvector()
+        except (ImproperlyConfigured, OperationalError) as exc:
+            raise CommandError(f"Cannot start: {exc}".strip()) from None
         if not no_migrate:
             call_command("migrate", interactive=False, verbosity=0)
         admin = ensure_admin(
