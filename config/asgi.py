@@ -19,6 +19,7 @@ from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from lumina.platform.asgi import BodyLimit  # noqa: E402
 
 
 class Lifespan:
@@ -57,7 +58,7 @@ class Lifespan:
 application = Lifespan(
     ProtocolTypeRouter(
         {
-            "http": ASGIStaticFilesHandler(django_asgi),
+            "http": BodyLimit(ASGIStaticFilesHandler(django_asgi)),
             "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
         }
     )

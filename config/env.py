@@ -6,6 +6,8 @@ naming the variable (see ``load_env``).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import secrets
 from enum import StrEnum
 from pathlib import Path
@@ -70,6 +72,13 @@ class LuminaEnv(BaseSettings):
     lumina_log_level: str = "INFO"
     lumina_log_format: LogFormat = LogFormat.JSON
     lumina_metrics_token: str | None = Field(default=None, min_length=16)
+    lumina_max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+
+    # "1:<base64 of 32 bytes>,2:<…>": key-encryption keys by version; the highest wraps.
+    lumina_master_keys: str | None = None
+    lumina_require_staff_mfa: bool | None = None  # default: on in production
+    lumina_login_max_failures: int = Field(default=5, ge=1, le=100)
+    lumina_login_lockout_seconds: int = Field(default=900, ge=1)
 
     _split = field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")(_csv)
 
@@ -88,6 +97,14 @@ class LuminaEnv(BaseSettings):
             raise ValueError("must be a postgres:// or postgresql:// URL (Lumina needs PostgreSQL)")
         return value or None
 
+    @field_validator("lumina_master_keys")
+    @classmethod
+    def _keyring(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        parse_master_keys(value)
+        return value
+
     @model_validator(mode="after")
     def _production_rules(self) -> LuminaEnv:
         if self.lumina_env is Environment.PRODUCTION:
@@ -95,11 +112,44 @@ class LuminaEnv(BaseSettings):
                 raise ValueError("DEBUG must be off when LUMINA_ENV=production")
             if not self.secret_key:
                 raise ValueError("SECRET_KEY is required when LUMINA_ENV=production")
+            if not self.lumina_master_keys:
+                raise ValueError("LUMINA_MASTER_KEYS is required when LUMINA_ENV=production")
         return self
 
     @property
     def is_production(self) -> bool:
         return self.lumina_env is Environment.PRODUCTION
+
+
+def parse_master_keys(value: str) -> dict[int, bytes]:
+    """``"1:<base64>,2:<base64>"`` to ``{1: key, 2: key}``; each key is 32 bytes (AES-256)."""
+    keys: dict[int, bytes] = {}
+    for item in value.split(","):
+        version, sep, encoded = item.strip().partition(":")
+        if not sep or not version.isdigit() or int(version) < 1:
+            raise ValueError("entries must look like <version>:<base64 key>, versions from 1")
+        try:
+            key = base64.b64decode(encoded, validate=True)
+        except binascii.Error:
+            raise ValueError(f"key version {version} is not valid base64") from None
+        if len(key) != 32:
+            raise ValueError(f"key version {version} must be 32 bytes (AES-256), not {len(key)}")
+        if int(version) in keys:
+            raise ValueError(f"key version {version} appears twice")
+        keys[int(version)] = key
+    return keys
+
+
+def development_master_keys(data_dir: Path) -> str:
+    """A per-checkout keyring for development, generated once into the data directory."""
+    path = data_dir / "master_keys"
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    keyring = "1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+    path.touch(mode=0o600)
+    path.write_text(keyring)
+    return keyring
 
 
 def _describe(error: ValidationError) -> str:

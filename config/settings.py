@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import dj_database_url
 
-from config.env import EventTransport, LogFormat, development_secret_key, load_env
+from config.env import (
+    EventTransport,
+    LogFormat,
+    development_master_keys,
+    development_secret_key,
+    load_env,
+)
 from config.logs import logging_config
 
 ENV = load_env()
@@ -29,6 +35,10 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "channels",
+    "guardian",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
+    "django_otp.plugins.otp_static",
     "lumina.kernel",
     "lumina.security",
     "lumina.providers",
@@ -47,6 +57,7 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -98,12 +109,29 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Security context -----------------------------------------------------------------
+# Key-encryption keyring for envelope encryption (see lumina.security.crypto).
+LUMINA_MASTER_KEYS = ENV.lumina_master_keys or development_master_keys(DATA_DIR)
+LUMINA_REQUIRE_STAFF_MFA = (
+    ENV.is_production if ENV.lumina_require_staff_mfa is None else ENV.lumina_require_staff_mfa
+)
+LUMINA_LOGIN_MAX_FAILURES = ENV.lumina_login_max_failures
+LUMINA_LOGIN_LOCKOUT_SECONDS = ENV.lumina_login_lockout_seconds
+OTP_TOTP_ISSUER = "Lumina"
+GUARDIAN_RAISE_403 = False
+ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous requests get nothing
+SESSION_COOKIE_AGE = 8 * 3600
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -172,7 +200,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
 }
 CSRF_FAILURE_VIEW = "lumina.platform.http.errors.csrf_failure"
-DATA_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+LUMINA_MAX_REQUEST_BYTES = ENV.lumina_max_request_bytes
+DATA_UPLOAD_MAX_MEMORY_SIZE = LUMINA_MAX_REQUEST_BYTES
 
 # --- Observability ----------------------------------------------------------------------
 LOGGING = logging_config(ENV.lumina_log_level, json=ENV.lumina_log_format is LogFormat.JSON)

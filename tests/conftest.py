@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from urllib.parse import quote
 
 import pytest
 from rest_framework.test import APIClient
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+    """LUMINA_TEST_DB_SUFFIX gives concurrent test runs on one server their own database."""
+    from django.conf import settings
+
+    suffix = os.environ.get("LUMINA_TEST_DB_SUFFIX")
+    if suffix:
+        test = settings.DATABASES["default"].setdefault("TEST", {})
+        test["NAME"] = f"test_{settings.DATABASES['default']['NAME']}_{suffix}"
 
 
 @pytest.fixture

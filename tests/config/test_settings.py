@@ -1,5 +1,6 @@
 """Start-up configuration: validated, named errors, production hardening."""
 
+import base64
 import os
 import secrets
 import subprocess
@@ -47,10 +48,42 @@ def test_debug_is_refused_in_production(tmp_path):
     assert "DEBUG must be off when LUMINA_ENV=production" in result.stderr
 
 
+def _keyring(*versions: int) -> str:
+    return ",".join(
+        f"{v}:{base64.b64encode(secrets.token_bytes(32)).decode()}" for v in versions or (1,)
+    )
+
+
 def test_production_requires_a_secret_key(tmp_path):
-    result = _run(["-c", SETUP], tmp_path, LUMINA_ENV="production")
+    result = _run(["-c", SETUP], tmp_path, LUMINA_ENV="production", LUMINA_MASTER_KEYS=_keyring())
     assert result.returncode != 0
     assert "SECRET_KEY is required" in result.stderr
+
+
+def test_production_requires_master_keys(tmp_path):
+    result = _run(
+        ["-c", SETUP], tmp_path, LUMINA_ENV="production", SECRET_KEY=secrets.token_urlsafe(50)
+    )
+    assert result.returncode != 0
+    assert "LUMINA_MASTER_KEYS is required" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("v1:abc", "entries must look like"),
+        ("1:not*base64", "not valid base64"),
+        ("1:" + base64.b64encode(b"short").decode(), "must be 32 bytes"),
+        ("1:" + base64.b64encode(bytes(32)).decode() + ",1:" + base64.b64encode(bytes(32)).decode(),
+         "appears twice"),
+    ],
+)  # fmt: skip
+def test_a_malformed_keyring_stops_start_up_without_echoing_keys(tmp_path, value, message):
+    result = _run(["-c", SETUP], tmp_path, LUMINA_MASTER_KEYS=value)
+    assert result.returncode != 0
+    assert "LUMINA_MASTER_KEYS" in result.stderr
+    assert message in result.stderr
+    assert value.split(":", 1)[1] not in result.stderr
 
 
 def test_development_generates_and_keeps_a_private_secret_key(tmp_path):
@@ -69,6 +102,7 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
         tmp_path,
         LUMINA_ENV="production",
         SECRET_KEY=secrets.token_urlsafe(50),
+        LUMINA_MASTER_KEYS=_keyring(),
         ALLOWED_HOSTS="lumina.example.com",
         CSRF_TRUSTED_ORIGINS="https://lumina.example.com",
     )

@@ -1,11 +1,11 @@
-"""The security context's public interface for other contexts and the platform."""
+"""Public interface: user accounts."""
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
 
-from lumina.security import services
+from lumina.security.services import users as services
 
 
 @dataclasses.dataclass(frozen=True)

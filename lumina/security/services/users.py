@@ -7,8 +7,8 @@ import secrets
 from django.db import transaction
 
 from lumina.kernel.bus import publish
-from lumina.security.events import UserCreated
-from lumina.security.models import User
+from lumina.security.events.users import UserCreated
+from lumina.security.models.users import User
 
 
 def user_create(

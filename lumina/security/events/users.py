@@ -1,15 +1,15 @@
-"""Events the security context publishes."""
+"""Events about user accounts."""
 
 from __future__ import annotations
 
 import dataclasses
 import uuid
 
-from lumina.kernel.events import DomainEvent
+from lumina.security.events.base import SecurityEvent
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class UserCreated(DomainEvent):
+class UserCreated(SecurityEvent):
     name = "security.UserCreated"
     version = 1
 

@@ -4,7 +4,7 @@ from django.contrib import admin
 from django.contrib.auth.admin import UserAdmin as BaseUserAdmin
 from django.contrib.auth.forms import UserChangeForm, UserCreationForm
 
-from lumina.security.models import User
+from lumina.security.models.users import User
 
 
 class UserCreateForm(UserCreationForm):

@@ -1,0 +1,3 @@
+"""Admin console pages of the security context, one module per area."""
+
+from lumina.security.admin import users  # noqa: F401

@@ -1,0 +1,3 @@
+"""Security's routes under /api/v1/, gathered from each area's module."""
+
+urlpatterns: list = []

@@ -1,0 +1,1 @@
+"""Security read queries, one module per area."""

@@ -1,0 +1,1 @@
+"""Security write use-cases, one module per area."""
