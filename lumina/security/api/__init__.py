@@ -5,6 +5,15 @@ Everything here takes and returns plain values or the frozen dataclasses of
 """
 
 from lumina.security.api.users import EnsuredAdmin, UserDTO, ensure_admin
+from lumina.security.services.authorization import authorize
 from lumina.security.types import Actor, Decision, Resource
 
-__all__ = ["Actor", "Decision", "EnsuredAdmin", "Resource", "UserDTO", "ensure_admin"]
+__all__ = [
+    "Actor",
+    "Decision",
+    "EnsuredAdmin",
+    "Resource",
+    "UserDTO",
+    "authorize",
+    "ensure_admin",
+]
