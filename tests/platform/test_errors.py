@@ -81,5 +81,7 @@ def test_unknown_route_is_a_404_not_an_html_page(api_client):
 
 @pytest.mark.django_db
 def test_unauthenticated_access_to_a_protected_endpoint_is_refused(api_client):
-    error = _error(api_client.get("/api/v1/events/outbox"), 403)
+    response = api_client.get("/api/v1/events/outbox")
+    error = _error(response, 401)
     assert error["code"] == "not_authenticated"
+    assert response["WWW-Authenticate"].startswith("Bearer")

@@ -45,6 +45,8 @@ class User(AbstractBaseUser, PermissionsMixin):
         default=False, help_text="Whether the user may log into the admin console."
     )
     date_joined = models.DateTimeField(default=timezone.now)
+    # Set when too many consecutive sign-in failures lock the account (services/auth.py).
+    locked_until = models.DateTimeField(null=True, blank=True)
 
     objects = UserManager()
 

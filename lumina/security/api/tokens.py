@@ -1,0 +1,33 @@
+"""Public interface: authenticate a request by API token (REST, the /v1 gateway, websockets)."""
+
+from __future__ import annotations
+
+from lumina.security.selectors.tokens import TokenInfo
+from lumina.security.services.tokens import (
+    InvalidTokenError,
+    token_authenticate,
+    token_cache_invalidate,
+)
+from lumina.security.types import Actor
+
+__all__ = ["InvalidTokenError", "TokenInfo", "authenticate_token", "token_cache_invalidate"]
+
+
+def authenticate_token(raw: str, *, ip_address: str | None = None) -> Actor:
+    """The actor behind a presented ``lum_…`` token (the part after ``Bearer``).
+
+    Raises ``InvalidTokenError`` (an ``ApplicationError`` with status 401; its ``code`` is
+    ``malformed_token``, ``invalid_token``, ``token_expired`` or ``token_revoked``) when the
+    token is malformed, unknown, expired, revoked or belongs to an inactive user.
+    """
+    user, info = token_authenticate(raw=raw)
+    return Actor(
+        user_id=user.pk,
+        email=user.email,
+        is_superuser=user.is_superuser,
+        is_staff=user.is_staff,
+        is_active=user.is_active,
+        token_id=info.id,
+        scopes=frozenset(info.scopes),
+        ip_address=ip_address,
+    )

@@ -1,0 +1,67 @@
+"""Admin console pages for API tokens: list without secrets, no add page, revoke action."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth.models import Permission
+
+from lumina.security.models import ApiToken
+from lumina.security.services.tokens import token_create
+from lumina.security.types import Actor
+from tests.security.auth_support import events, reset_caches
+
+pytestmark = pytest.mark.django_db
+
+CHANGELIST = "/admin/security/apitoken/"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_caches():
+    reset_caches()
+    yield
+    reset_caches()
+
+
+@pytest.fixture
+def issued(admin_user):
+    return token_create(user_id=admin_user.pk, actor=Actor.system("tests"), name="deploy bot")
+
+
+def test_the_token_list_shows_prefix_and_dates_but_never_the_hash(client, admin_user, issued):
+    client.force_login(admin_user)
+    page = client.get(CHANGELIST).content.decode()
+    assert issued.token.prefix in page
+    assert "deploy bot" in page
+    stored = ApiToken.objects.get()
+    assert stored.secret_hash not in page
+    assert issued.secret not in page
+    detail = client.get(f"{CHANGELIST}{stored.pk}/change/")
+    assert detail.status_code == 200
+    assert stored.secret_hash not in detail.content.decode()
+
+
+def test_there_is_no_add_page(client, admin_user):
+    client.force_login(admin_user)
+    assert client.get(f"{CHANGELIST}add/").status_code == 403
+
+
+def test_the_revoke_action_revokes_and_audits(client, admin_user, issued):
+    client.force_login(admin_user)
+    response = client.post(
+        CHANGELIST,
+        {"action": "revoke_tokens", "_selected_action": [str(issued.token.id)]},
+        follow=True,
+    )
+    assert response.status_code == 200
+    assert ApiToken.objects.get().revoked_at is not None
+    (event,) = events("security.ApiTokenRevoked")
+    assert event["actor_id"] == str(admin_user.pk)
+
+
+def test_the_revoke_action_needs_the_change_permission(client, django_user_model, issued):
+    viewer = django_user_model.objects.create_user("viewer@example.com", None, is_staff=True)
+    viewer.user_permissions.add(Permission.objects.get(codename="view_apitoken"))
+    client.force_login(viewer)
+    assert client.get(CHANGELIST).status_code == 200
+    client.post(CHANGELIST, {"action": "revoke_tokens", "_selected_action": [str(issued.token.id)]})
+    assert ApiToken.objects.get().revoked_at is None
