@@ -6,3 +6,11 @@ class ToolsConfig(AppConfig):
     label = "tools"
     verbose_name = "Tools"
     default_auto_field = "django.db.models.BigAutoField"
+
+    def ready(self) -> None:
+        # The permissions this context checks, for roles, token scopes and policies.
+        from lumina.kernel.permissions import declare
+
+        declare("tools.read", "See tool definitions and results")
+        declare("tools.manage", "Add, change and remove tools and tool sources")
+        declare("tools.execute", "Run tools")
