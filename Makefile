@@ -32,7 +32,14 @@ lint: $(VENV)/.dev
 imports: $(VENV)/.dev
 	$(BIN)/lint-imports
 
-pytest: $(VENV)/.dev
+OIDC_PROVIDER := tests/security/oidc_provider
+
+# A real OpenID provider (npm oidc-provider) for the OIDC login tests.
+$(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package-lock.json
+	cd $(OIDC_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+pytest: $(VENV)/.dev $(OIDC_PROVIDER)/node_modules/.installed
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered
 
 worker: $(VENV)/.runtime  ## a Celery worker (LUMINA_EVENT_TRANSPORT=celery)

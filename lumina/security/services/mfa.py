@@ -1,0 +1,240 @@
+"""Multi-factor authentication use-cases: TOTP enrolment, verification, backup codes, removal.
+
+Devices are django-otp's own models. Codes, keys and backup codes are never logged
+nor put in events; only the enrolment answer carries the provisioning URI and QR code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import uuid
+
+import segno
+from django.db import transaction
+from django_otp import verify_token
+from django_otp.models import Device
+from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
+from django_otp.plugins.otp_totp.models import TOTPDevice
+
+from lumina.kernel.bus import publish
+from lumina.kernel.errors import ApplicationError, ConflictError
+from lumina.security.events.mfa import (
+    MfaBackupCodesGenerated,
+    MfaDisabled,
+    MfaDisableRefused,
+    MfaEnabled,
+    MfaFailed,
+    MfaReset,
+    MfaVerified,
+)
+from lumina.security.models.users import User
+from lumina.security.selectors.mfa import (
+    backup_device,
+    device_type,
+    mfa_device_list,
+    totp_device_confirmed,
+    totp_device_pending,
+    user_has_confirmed_device,
+)
+from lumina.security.services.auth import AccountLockedError, attempt_guard
+
+TOTP_DEVICE_NAME = "Authenticator app"
+BACKUP_DEVICE_NAME = "Backup codes"
+BACKUP_CODE_COUNT = 10
+
+
+class InvalidCodeError(ApplicationError):
+    code = "invalid_code"
+
+    def __init__(self, message: str = "The code is wrong, expired or already used.") -> None:
+        super().__init__(message, fields={"code": [message]})
+
+
+class MfaThrottledError(ApplicationError):
+    """Too many wrong codes in a row: the device refuses codes for a while."""
+
+    code = "throttled"
+    status = 429
+
+
+@dataclasses.dataclass(frozen=True)
+class TotpEnrolment:
+    device: TOTPDevice
+    provisioning_uri: str
+    qr_png: bytes
+
+
+def normalize_code(code: str) -> str:
+    """Codes are typed by people: ignore spaces and dashes, and case for backup codes."""
+    return "".join(code.split()).replace("-", "").lower()
+
+
+def totp_provisioning(*, device: TOTPDevice) -> TotpEnrolment:
+    """The otpauth:// URI for authenticator apps and the same URI as a PNG QR code."""
+    uri = device.config_url
+    png = io.BytesIO()
+    segno.make(uri, error="m").save(png, kind="png", scale=5, border=4)
+    return TotpEnrolment(device=device, provisioning_uri=uri, qr_png=png.getvalue())
+
+
+def totp_enrol(*, user: User) -> TotpEnrolment:
+    """Start enrolling an authenticator app; an earlier unconfirmed one is replaced."""
+    with transaction.atomic():
+        if totp_device_confirmed(user=user) is not None:
+            raise ConflictError(
+                "An authenticator app is already set up; turn MFA off first to replace it.",
+                code="mfa_already_enabled",
+            )
+        TOTPDevice.objects.filter(user=user, confirmed=False).delete()
+        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+    return totp_provisioning(device=device)
+
+
+def totp_confirm(*, user: User, code: str, ip_address: str | None = None) -> TOTPDevice:
+    """Confirm the pending authenticator app with its first code; MFA is on from then."""
+    device = totp_device_pending(user=user)
+    if device is None:
+        raise ConflictError(
+            "There is no authenticator app waiting for confirmation; start enrolment first.",
+            code="no_pending_enrolment",
+        )
+    _verify(user=user, device=device, code=code, ip_address=ip_address)
+    with transaction.atomic():
+        device.confirmed = True
+        device.save(update_fields=["confirmed"])
+        publish(
+            MfaEnabled(
+                user_id=user.pk,
+                device_type="totp",
+                actor_id=user.pk,
+                ip_address=ip_address,
+            )
+        )
+    return device
+
+
+def mfa_verify(*, user: User, code: str, ip_address: str | None = None) -> Device:
+    """Check a second-factor code (TOTP or backup code); return the device that accepted it.
+
+    A TOTP code is accepted once: django-otp records its time step (``last_t``) and
+    refuses that step and earlier ones afterwards. A backup code is deleted when used.
+    Wrong codes count towards the account lockout (``AccountLockedError``) like wrong
+    passwords do, on top of django-otp's own per-device backoff.
+    """
+    if not user_has_confirmed_device(user=user):
+        raise ConflictError("MFA is not enabled for this account.", code="mfa_not_enabled")
+    guard = attempt_guard(scope="mfa", email=user.email, user=user, ip_address=ip_address)
+    try:
+        guard.check()
+    except AccountLockedError:
+        _fail(user=user, reason="account_locked", ip_address=ip_address)
+        raise
+    device = device_for_code(user=user, code=normalize_code(code))
+    try:
+        if device is None:
+            _fail(user=user, reason="invalid_code", ip_address=ip_address)
+            raise InvalidCodeError()
+        _verify(user=user, device=device, code=code, ip_address=ip_address)
+    except InvalidCodeError:
+        guard.record_failure()
+        raise
+    guard.record_success()
+    publish(
+        MfaVerified(
+            user_id=user.pk,
+            device_type=device_type(device),
+            actor_id=user.pk,
+            ip_address=ip_address,
+        )
+    )
+    return device
+
+
+def backup_codes_generate(*, user: User, ip_address: str | None = None) -> list[str]:
+    """Make ``BACKUP_CODE_COUNT`` new single-use codes, replacing any earlier ones.
+
+    The plain codes are returned once, for the caller to show; they are not kept
+    anywhere else the user can read them again.
+    """
+    if totp_device_confirmed(user=user) is None:
+        raise ConflictError(
+            "Set up an authenticator app before creating backup codes.",
+            code="mfa_not_enabled",
+        )
+    codes = [StaticToken.random_token() for _ in range(BACKUP_CODE_COUNT)]
+    with transaction.atomic():
+        device = backup_device(user=user)
+        if device is None:
+            device = StaticDevice.objects.create(user=user, name=BACKUP_DEVICE_NAME)
+        device.token_set.all().delete()
+        StaticToken.objects.bulk_create(StaticToken(device=device, token=c) for c in codes)
+        publish(
+            MfaBackupCodesGenerated(
+                user_id=user.pk, count=len(codes), actor_id=user.pk, ip_address=ip_address
+            )
+        )
+    return codes
+
+
+def mfa_disable(*, user: User, password: str, ip_address: str | None = None) -> int:
+    """Remove every device of ``user`` once they re-enter their password; return how many.
+
+    Wrong passwords here count towards the account lockout like wrong sign-in passwords.
+    """
+    guard = attempt_guard(scope="login", email=user.email, user=user, ip_address=ip_address)
+    guard.check()
+    if not user.check_password(password):
+        publish(MfaDisableRefused(user_id=user.pk, actor_id=user.pk, ip_address=ip_address))
+        guard.record_failure()
+        message = "The password is not correct."
+        raise ApplicationError(message, fields={"password": [message]}, code="invalid_password")
+    guard.record_success()
+    with transaction.atomic():
+        removed = _delete_devices(user=user)
+        publish(
+            MfaDisabled(
+                user_id=user.pk, devices_removed=removed, actor_id=user.pk, ip_address=ip_address
+            )
+        )
+    return removed
+
+
+def mfa_reset(*, user: User, actor_id: uuid.UUID | None = None) -> int:
+    """Support's way back in for a user who lost their devices: remove them all."""
+    with transaction.atomic():
+        removed = _delete_devices(user=user)
+        publish(MfaReset(user_id=user.pk, devices_removed=removed, actor_id=actor_id))
+    return removed
+
+
+def _delete_devices(*, user: User) -> int:
+    devices = mfa_device_list(user=user)
+    for device in devices:
+        device.delete()
+    return len(devices)
+
+
+def device_for_code(*, user: User, code: str) -> Device | None:
+    """The one device a (normalized) code is for: the app for digits, else backup codes."""
+    # Try the one device the code's shape points at: trying every device would count a
+    # failure against each of the others and throttle them too.
+    totp = totp_device_confirmed(user=user)
+    if totp is not None and code.isdigit() and len(code) == totp.digits:
+        return totp
+    return backup_device(user=user)
+
+
+def _verify(*, user: User, device: Device, code: str, ip_address: str | None) -> None:
+    allowed, _ = device.verify_is_allowed()
+    if not allowed:
+        _fail(user=user, reason="throttled", ip_address=ip_address)
+        raise MfaThrottledError("Too many wrong codes; wait a moment and try again.")
+    # verify_token locks the device row so two requests cannot both use one code.
+    if verify_token(user, device.persistent_id, normalize_code(code)) is None:
+        _fail(user=user, reason="invalid_code", ip_address=ip_address)
+        raise InvalidCodeError()
+
+
+def _fail(*, user: User, reason: str, ip_address: str | None) -> None:
+    publish(MfaFailed(user_id=user.pk, reason=reason, actor_id=user.pk, ip_address=ip_address))
