@@ -187,8 +187,15 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "lumina.platform.http.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
-    "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    # Bearer tokens first: DRF takes the first class's challenge for its 401s.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "lumina.security.http.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    # Sessions of MFA users count only once their second factor is verified.
+    "DEFAULT_PERMISSION_CLASSES": ["lumina.security.http.permissions.IsFullyAuthenticated"],
+    # Attempts per client address (lumina.security.http.throttles).
+    "DEFAULT_THROTTLE_RATES": {"login": "20/min", "mfa": "20/min"},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Lumina API",

@@ -21,6 +21,33 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
         test["NAME"] = f"test_{settings.DATABASES['default']['NAME']}_{suffix}"
 
 
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker) -> None:
+    """Let transactional tests' teardown flush (TRUNCATE) the append-only audit table.
+
+    Only the TRUNCATE trigger is disabled, and only in the test database: UPDATE and
+    DELETE stay refused, which the audit tests rely on.
+    """
+    from django.db import connection
+
+    from lumina.security.audit_sql import AUDIT_TABLE, AUDIT_TRUNCATE_TRIGGER
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = %s", [AUDIT_TRUNCATE_TRIGGER])
+        if cursor.fetchone():
+            cursor.execute(f"ALTER TABLE {AUDIT_TABLE} DISABLE TRIGGER {AUDIT_TRUNCATE_TRIGGER}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_authorization_caches():
+    """Roles and policies of a rolled-back test must not linger in authorize()'s caches."""
+    from lumina.security.services.authorization import cache_clear
+
+    cache_clear()
+    yield
+    cache_clear()
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()

@@ -1,4 +1,19 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
+
+# The permissions the security context checks (see lumina.kernel.permissions).
+SECURITY_PERMISSIONS = (
+    ("security.users.manage", "Create, change and deactivate users"),
+    ("security.tokens.manage", "Issue and revoke other users' API tokens"),
+    ("security.roles.manage", "Manage roles, role assignments and object grants"),
+    ("security.policies.manage", "Write, change and test authorisation policies"),
+    ("security.secrets.encrypt", "Encrypt secrets with Lumina's keys"),
+    ("security.secrets.decrypt", "Decrypt stored secrets"),
+    ("security.keys.rotate", "Rotate the encryption keys"),
+    ("security.keys.read", "See encryption key versions and data key counts"),
+    ("security.audit.read", "Read and verify the audit log"),
+    ("security.identity_providers.manage", "Add, change and remove OIDC identity providers"),
+)
 
 
 class SecurityConfig(AppConfig):
@@ -8,5 +23,23 @@ class SecurityConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # Event classes must be registered, and handlers subscribed, before any delivery.
-        from lumina.security import events  # noqa: F401
+        from lumina.kernel.permissions import declare
+
+        # Event classes must be registered, and handlers subscribed, before any delivery;
+        # the audit handlers subscribe to every event class, so they come after the events.
+        from lumina.security import events, handlers  # noqa: F401
+        from lumina.security.services.authorization import connect_cache_invalidation
+
+        for permission, description in SECURITY_PERMISSIONS:
+            declare(permission, description)
+        # Group membership edits (admin console, other areas) must reach authorize()'s caches.
+        connect_cache_invalidation()
+        post_migrate.connect(_seed_builtin_roles, sender=self)
+
+
+def _seed_builtin_roles(**kwargs) -> None:
+    # After every migrate, not once in a migration: built-in roles follow the permission
+    # catalogue, which grows as contexts declare new permissions.
+    from lumina.security.services.rbac import roles_seed_builtin
+
+    roles_seed_builtin()

@@ -7,6 +7,7 @@ from rest_framework import serializers
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from lumina.kernel import bus
@@ -26,7 +27,8 @@ class OutboxEventOutput(serializers.ModelSerializer):
 class OutboxEventListApi(ListAPIView):
     """Outbox events, newest first; ``?status=pending|failed|delivered`` filters."""
 
-    permission_classes = [IsAdminUser]
+    # The defaults (full authentication, MFA included) and staff.
+    permission_classes = [*api_settings.DEFAULT_PERMISSION_CLASSES, IsAdminUser]
     serializer_class = OutboxEventOutput
 
     class FilterSerializer(serializers.Serializer):
@@ -44,7 +46,7 @@ class OutboxEventListApi(ListAPIView):
 class OutboxEventReplayApi(APIView):
     """Deliver a pending or failed event again, now, and return its new state."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [*api_settings.DEFAULT_PERMISSION_CLASSES, IsAdminUser]
 
     @extend_schema(request=None, responses=OutboxEventOutput)
     def post(self, request, event_id):

@@ -1,3 +1,3 @@
 """Admin console pages of the security context, one module per area."""
 
-from lumina.security.admin import users  # noqa: F401
+from lumina.security.admin import audit, crypto, mfa, oidc, policies, rbac, tokens, users  # noqa: F401

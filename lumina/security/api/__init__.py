@@ -4,16 +4,44 @@ Everything here takes and returns plain values or the frozen dataclasses of
 ``lumina.security.types``; never models or querysets.
 """
 
+from lumina.security.api.crypto import (
+    DecryptionError,
+    decrypt_secret,
+    encrypt_secret,
+    forget_secret,
+)
+from lumina.security.api.mfa import MfaDevice, MfaStatus, mfa_status
+from lumina.security.api.oidc import IdentityProviderDTO, identity_providers
+from lumina.security.api.tokens import (
+    InvalidTokenError,
+    TokenInfo,
+    authenticate_token,
+    token_cache_invalidate,
+)
 from lumina.security.api.users import EnsuredAdmin, UserDTO, ensure_admin
-from lumina.security.services.authorization import authorize
+from lumina.security.services.authorization import authorize, require
 from lumina.security.types import Actor, Decision, Resource
 
 __all__ = [
     "Actor",
     "Decision",
+    "DecryptionError",
     "EnsuredAdmin",
+    "IdentityProviderDTO",
+    "InvalidTokenError",
+    "MfaDevice",
+    "MfaStatus",
     "Resource",
+    "TokenInfo",
     "UserDTO",
+    "authenticate_token",
     "authorize",
+    "decrypt_secret",
+    "encrypt_secret",
     "ensure_admin",
+    "forget_secret",
+    "identity_providers",
+    "mfa_status",
+    "require",
+    "token_cache_invalidate",
 ]

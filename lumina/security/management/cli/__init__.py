@@ -4,6 +4,6 @@ Each module has ``register(commands)``, which adds its parsers to the ``security
 command's sub-parsers and sets ``handler=function(command, **options)`` on each.
 """
 
-from lumina.security.management.cli import users
+from lumina.security.management.cli import audit, crypto, mfa, policies, rbac, tokens, users
 
-AREAS = (users,)
+AREAS = (users, crypto, audit, tokens, mfa, rbac, policies)
