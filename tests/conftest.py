@@ -40,9 +40,12 @@ def django_db_setup(django_db_setup, django_db_blocker) -> None:
 
 @pytest.fixture(autouse=True)
 def _fresh_authorization_caches():
-    """Roles and policies of a rolled-back test must not linger in authorize()'s caches."""
+    """State of a rolled-back test must not linger in caches: roles, policies, counters."""
+    from django.core.cache import cache
+
     from lumina.security.services.authorization import cache_clear
 
+    cache.clear()  # throttle and lockout counters too
     cache_clear()
     yield
     cache_clear()

@@ -24,7 +24,7 @@ from lumina.security.selectors.auth import user_requires_mfa
 from lumina.security.services.auth import AccountLockedError, logout_record, user_authenticate
 
 # Sessions are created by the one password check here, not by authenticate().
-SESSION_BACKEND = "django.contrib.auth.backends.ModelBackend"
+SESSION_BACKEND = "lumina.security.backends.LockoutModelBackend"
 
 
 class CsrfFailed(exceptions.PermissionDenied):

@@ -7,7 +7,6 @@ from django.contrib import auth
 from django.http import HttpResponseRedirect
 from django.urls import path, reverse
 from django.utils.http import url_has_allowed_host_and_scheme
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -208,7 +207,7 @@ class ProviderDetailApi(ProviderAdminApi):
         )
         return Response(ProviderOutput(provider).data)
 
-    @extend_schema(request=None, responses={204: OpenApiTypes.NONE})
+    @extend_schema(request=None, responses={204: None})
     def delete(self, request, provider_id):
         services.identity_provider_delete(
             provider=self.provider(provider_id), actor=actor_of(request)
