@@ -1,4 +1,5 @@
-"""Request context: a request id on every log line and on the response, plus an access log."""
+"""Request context: a request id on every log line and on the response, an access log,
+and ``Cache-Control: no-store`` on API answers."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ logger = structlog.get_logger("lumina.access")
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+_PRIVATE_PREFIXES = ("/api/v1/", "/v1/")
 
 
 def _request_id(request) -> str:
@@ -52,6 +54,10 @@ class RequestIdMiddleware:
 
     def _finish(self, request, response, started: float):
         response[REQUEST_ID_HEADER] = request.request_id
+        if request.path.startswith(_PRIVATE_PREFIXES) and "Cache-Control" not in response:
+            # API answers are per caller and may carry secrets shown once (new tokens,
+            # backup codes, decrypted values): no shared or browser cache may keep them.
+            response["Cache-Control"] = "no-store"
         user = getattr(request, "user", None)
         logger.info(
             "request",

@@ -29,11 +29,13 @@ class SecurityConfig(AppConfig):
         # the audit handlers subscribe to every event class, so they come after the events.
         from lumina.security import events, handlers  # noqa: F401
         from lumina.security.services.authorization import connect_cache_invalidation
+        from lumina.security.services.tokens import connect_user_invalidation
 
         for permission, description in SECURITY_PERMISSIONS:
             declare(permission, description)
         # Group membership edits (admin console, other areas) must reach authorize()'s caches.
         connect_cache_invalidation()
+        connect_user_invalidation()
         post_migrate.connect(_seed_builtin_roles, sender=self)
 
 

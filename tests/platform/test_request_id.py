@@ -39,3 +39,13 @@ def test_stdlib_log_lines_inside_a_request_carry_its_id(client, caplog):
     assert lines
     assert lines[-1]["request_id"] == "req-404"
     assert lines[-1]["level"] == "warning"
+
+
+@pytest.mark.django_db
+def test_api_answers_are_never_cached(admin_client):
+    assert admin_client.get("/api/v1/events/outbox")["Cache-Control"] == "no-store"
+    assert admin_client.get("/api/v1/nope")["Cache-Control"] == "no-store"
+
+
+def test_probes_keep_their_own_caching(client):
+    assert "Cache-Control" not in client.get("/health/live")

@@ -199,3 +199,18 @@ def test_the_admin_reset_action_removes_the_users_devices(admin_user):
     assert not TOTPDevice.objects.filter(user=user).exists()
     reset = event_payloads("security.MfaReset")
     assert [(e["user_id"], e["actor_id"]) for e in reset] == [(str(user.pk), str(admin_user.pk))]
+
+
+def test_wrong_admin_codes_are_audited_and_lock_the_account(settings):
+    settings.LUMINA_REQUIRE_STAFF_MFA = False
+    settings.LUMINA_LOGIN_MAX_FAILURES = 2
+    settings.OTP_TOTP_THROTTLE_FACTOR = 0
+    user, device = enrolled_user("guessed@example.com", staff=True)
+    client = Client()
+    for _ in range(2):
+        assert _login(client, user.email, otp_token="000000").status_code == 200
+    failed = [p for p in event_payloads("security.MfaFailed") if p["user_id"] == str(user.pk)]
+    assert len(failed) >= 2
+    # Locked now: even the right code does not get in.
+    assert _login(client, user.email, otp_token=code_for(device)).status_code == 200
+    assert client.get("/admin/").status_code == 302

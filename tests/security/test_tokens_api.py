@@ -172,21 +172,37 @@ def test_people_cannot_see_or_revoke_others_tokens(ada, bob):
     assert ApiToken.objects.get(pk=token_id).revoked_at is None
 
 
-def test_staff_may_manage_other_users_tokens(staff, bob):
-    client = client_for(staff)
-    created = create(client, user=str(bob.pk), name="for bob")
+def test_staff_may_list_and_revoke_but_not_mint_other_users_tokens(staff, bob):
+    created = create(client_for(bob), name="bob's own")
     assert created.status_code == 201
-    assert created.json()["user_id"] == str(bob.pk)
+    client = client_for(staff)
     listing = client.get(TOKENS, {"user": str(bob.pk)}).json()
     assert [row["id"] for row in listing["results"]] == [created.json()["id"]]
     assert client.delete(f"{TOKENS}/{created.json()['id']}").status_code == 200
     assert client.get(TOKENS).json()["count"] == 0  # staff's own list stays their own
+    # A token carries its user's rights: minting one for someone else would borrow them.
+    refused = create(client, user=str(bob.pk), name="for bob")
+    assert error_of(refused, 403)["code"] == "permission_denied"
+    assert ApiToken.objects.filter(user=bob, revoked_at__isnull=True).count() == 0
 
 
-def test_tokens_cannot_be_created_for_unknown_or_inactive_users(staff, bob):
+def test_staff_cannot_mint_a_token_for_a_superuser(staff, django_user_model):
+    root = django_user_model.objects.create_superuser("root2@example.com", "pw-long-enough-1")
+    refused = create(client_for(staff), user=str(root.pk))
+    assert error_of(refused, 403)["code"] == "permission_denied"
+    assert not ApiToken.objects.filter(user=root).exists()
+
+
+def test_superusers_may_mint_tokens_for_others(admin_user, bob):
+    created = create(client_for(admin_user), user=str(bob.pk), name="for bob")
+    assert created.status_code == 201
+    assert created.json()["user_id"] == str(bob.pk)
+
+
+def test_tokens_cannot_be_created_for_unknown_or_inactive_users(admin_user, bob):
     bob.is_active = False
     bob.save()
-    client = client_for(staff)
+    client = client_for(admin_user)
     assert "user" in error_of(create(client, user=str(bob.pk)), 400)["fields"]
     assert "user" in error_of(create(client, user=str(uuid.uuid4())), 400)["fields"]
     assert "user" in error_of(create(client, user="not-a-uuid"), 400)["fields"]

@@ -214,6 +214,23 @@ def test_a_token_of_an_inactive_user_is_a_401(ada):
     refused(bearer(secret).get(ME), "invalid_token")
 
 
+def test_deactivating_a_user_refuses_their_already_cached_token_at_once(ada):
+    secret, _ = issue(ada)
+    assert bearer(secret).get(ME).status_code == 200  # now cached
+    ada.is_active = False
+    ada.save()
+    refused(bearer(secret).get(ME), "invalid_token")
+
+
+def test_bookkeeping_saves_keep_cached_tokens_warm(ada):
+    secret, _ = issue(ada)
+    token_authenticate(raw=secret)
+    ada.save(update_fields=["last_login"])
+    with CaptureQueriesContext(connection) as queries:
+        token_authenticate(raw=secret)
+    assert len(queries) == 0
+
+
 def test_other_authorization_schemes_are_left_to_other_authenticators():
     response = APIClient(HTTP_AUTHORIZATION="Basic YWRhOnB3").get(ME)
     assert error_of(response, 401)["code"] == "not_authenticated"

@@ -67,3 +67,43 @@ def test_admin_user_pages_render(client, admin_user):
     assert client.get("/admin/security/user/").status_code == 200
     assert client.get(f"/admin/security/user/{admin_user.pk}/change/").status_code == 200
     assert client.get("/admin/security/user/add/").status_code == 200
+
+
+def test_weak_passwords_are_refused_naming_the_field():
+    from django.core.exceptions import ValidationError
+
+    from lumina.security.services.users import user_create
+
+    with pytest.raises(ValidationError) as refused:
+        user_create(email="weak@example.com", password="123")
+    assert set(refused.value.message_dict) == {"password"}
+    assert OutboxEvent.objects.filter(name="security.UserCreated").count() == 0
+
+
+def test_cli_refuses_a_weak_password_without_echoing_it(capsys):
+    from django.core.management import call_command
+    from django.core.management.base import CommandError
+
+    with pytest.raises(CommandError) as refused:
+        call_command("security", "user", "create", "weak@example.com", "--password", "qwertyuiop")
+    assert "too common" in str(refused.value)
+    assert "qwertyuiop" not in str(refused.value)
+
+
+def test_staff_who_may_change_users_cannot_grant_privileges(client, django_user_model):
+    from django.contrib.auth.models import Permission
+
+    clerk = django_user_model.objects.create_user("clerk@example.com", "pw-long-enough-1",
+                                                  is_staff=True)  # fmt: skip
+    clerk.user_permissions.add(
+        *Permission.objects.filter(codename__in=["change_user", "view_user"])
+    )
+    client.force_login(clerk)
+    url = f"/admin/security/user/{clerk.pk}/change/"
+    page = client.get(url).content.decode()
+    assert 'name="is_superuser"' not in page
+    client.post(url, {"email": clerk.email, "full_name": "x", "is_active": "on",
+                      "is_superuser": "on", "is_staff": "on",
+                      "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"})  # fmt: skip
+    clerk.refresh_from_db()
+    assert not clerk.is_superuser

@@ -44,13 +44,22 @@ class StaffLoginForm(OTPAdminAuthenticationForm):
         user = self.get_user()
         if user is not None and user_has_confirmed_device(user=user):
             token = services.normalize_code(self.cleaned_data.get("otp_token") or "")
-            self.cleaned_data["otp_token"] = token
-            # Pick the device the code's shape points at, so one submission is enough.
-            if not self.cleaned_data.get("otp_device"):
-                device = services.device_for_code(user=user, code=token)
-                if device is not None:
-                    self.cleaned_data["otp_device"] = device.persistent_id
-            self.clean_otp(user)
+            if not token:
+                raise forms.ValidationError(
+                    self.otp_error_messages["token_required"], code="token_required"
+                )
+            # The same check as the REST verify endpoint: wrong codes count towards the
+            # lockout and every attempt is audited.
+            try:
+                device = services.mfa_verify(
+                    user=user, code=token, ip_address=client_ip(self.request)
+                )
+            except ApplicationError:
+                raise forms.ValidationError(
+                    self.otp_error_messages["invalid_token"], code="invalid_token"
+                ) from None
+            # django-otp's login signal records the verified device in the session.
+            user.otp_device = device
         return self.cleaned_data
 
 

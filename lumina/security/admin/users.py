@@ -35,4 +35,12 @@ class UserAdmin(BaseUserAdmin):
                                "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )  # fmt: skip
+    def get_readonly_fields(self, request, obj=None):
+        fields = super().get_readonly_fields(request, obj)
+        if request.user.is_superuser:
+            return fields
+        # Otherwise anyone allowed to change users could make themselves (or a friend)
+        # staff or superuser: privileges are handed on by superusers and RBAC roles only.
+        return (*fields, "is_staff", "is_superuser", "groups", "user_permissions")
+
     add_fieldsets = ((None, {"classes": ("wide",), "fields": ("email", "password1", "password2")}),)

@@ -39,7 +39,7 @@ from lumina.security.models.users import User
 from lumina.security.selectors.auth import user_by_email, user_requires_mfa
 from lumina.security.types import Actor
 
-# Consecutive failures are forgotten after a day without another one.
+# A streak of failures is forgotten a day after its first failure.
 FAILURE_MEMORY_SECONDS = 24 * 3600
 _KEY_PREFIX = "lumina:security:auth"
 

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Q
+from django.db.models.signals import post_save
 from django.utils import timezone
 
 from lumina.kernel.bus import publish
@@ -132,6 +133,10 @@ def tokens_manageable_by(actor: Actor, user_id: uuid.UUID) -> bool:
     return actor.user_id == user_id or actor.is_staff or authorize(actor, MANAGE_PERMISSION).allowed
 
 
+def tokens_issuable_by(actor: Actor, user_id: uuid.UUID) -> bool:
+    return actor.is_system or actor.user_id == user_id or actor.is_superuser
+
+
 def token_read(*, token_id: uuid.UUID, actor: Actor) -> ApiTokenDTO:
     """The token, if ``actor`` may see it; otherwise the same 404 as for a missing one."""
     token = token_get(token_id=token_id)
@@ -148,8 +153,13 @@ def token_create(
     scopes: Sequence[str] = DEFAULT_SCOPES,
     expires_at: dt.datetime | None = None,
 ) -> IssuedToken:
-    """Issue a token for ``user_id``; the returned secret is not stored anywhere."""
-    if not tokens_manageable_by(actor, user_id):
+    """Issue a token for ``user_id``; the returned secret is not stored anywhere.
+
+    A token acts with its user's full rights, so only that user, a superuser or the
+    system (the CLI) may mint one: managing others' tokens (list, revoke) must not
+    become a way to borrow their privileges.
+    """
+    if not tokens_manageable_by(actor, user_id) or not tokens_issuable_by(actor, user_id):
         raise PermissionDeniedError("You may not create tokens for this user.")
     fields: dict[str, list[str]] = {}
     try:
@@ -295,6 +305,23 @@ def token_cache_invalidate() -> None:
         cache.set(EPOCH_KEY, uuid.uuid4().hex, timeout=None)
     except Exception:
         logger.warning("token cache epoch could not be replaced")
+
+
+# Saves that leave what a cached token entry holds (the user's flags) unchanged.
+_BOOKKEEPING_FIELDS = frozenset({"last_login", "locked_until", "password"})
+
+
+def _user_saved(sender, instance, update_fields=None, **kwargs) -> None:
+    if update_fields is not None and set(update_fields) <= _BOOKKEEPING_FIELDS:
+        return
+    # Deactivation or a change of staff/superuser flags must reach cached token look-ups
+    # at once, in every process, not after the cache TTL.
+    token_cache_invalidate()
+
+
+def connect_user_invalidation() -> None:
+    """User edits bypass the token services (admin console, CLI): watch them."""
+    post_save.connect(_user_saved, sender=User, dispatch_uid="security.tokens.user_saved")
 
 
 def _load(digest: str, epoch: str) -> _Entry:

@@ -1,9 +1,11 @@
-"""Security write use-cases."""
+"""User accounts: creation, and the first admin that ``make run`` makes sure exists."""
 
 from __future__ import annotations
 
 import secrets
 
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from lumina.kernel.bus import publish
@@ -14,6 +16,14 @@ from lumina.security.models.users import User
 def user_create(
     *, email: str, password: str | None, is_staff: bool = False, is_superuser: bool = False
 ) -> User:
+    """Create a user; ``password=None`` makes an account that can only log in another way
+    (OIDC). A given password must pass the configured validators (``ValidationError``
+    naming ``password`` otherwise)."""
+    if password is not None:
+        try:
+            validate_password(password, User(email=email))
+        except ValidationError as exc:
+            raise ValidationError({"password": exc.messages}) from None
     with transaction.atomic():
         if is_superuser:
             user = User.objects.create_superuser(email, password)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import OperationalError, connections
@@ -39,9 +39,16 @@ class Command(BaseCommand):
             raise CommandError(f"Cannot start: {exc}".strip()) from None
         if not no_migrate:
             call_command("migrate", interactive=False, verbosity=0)
-        admin = ensure_admin(
-            email=settings.LUMINA_ADMIN_EMAIL, password=settings.LUMINA_ADMIN_PASSWORD
-        )
+        try:
+            admin = ensure_admin(
+                email=settings.LUMINA_ADMIN_EMAIL, password=settings.LUMINA_ADMIN_PASSWORD
+            )
+        except ValidationError as exc:
+            messages = "; ".join(f"{k}: {' '.join(v)}" for k, v in exc.message_dict.items())
+            raise CommandError(
+                f"Cannot create the admin {settings.LUMINA_ADMIN_EMAIL}: {messages} "
+                "(check LUMINA_ADMIN_EMAIL / LUMINA_ADMIN_PASSWORD)"
+            ) from None
         connections.close_all()  # the server's threads open their own
         if prepare_only:
             self.stdout.write(
