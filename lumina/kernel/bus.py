@@ -171,19 +171,29 @@ def _run_handlers(row: OutboxEvent) -> None:
     row.save(update_fields=["attempts", "last_error", "status", "next_attempt_at", "delivered_at"])
 
 
-def due_event_ids(*, limit: int = 500) -> list[uuid.UUID]:
-    return list(
-        OutboxEvent.objects.filter(
-            status=OutboxEvent.Status.PENDING, next_attempt_at__lte=timezone.now()
+def claim_due_event_ids(*, limit: int = 500) -> list[uuid.UUID]:
+    """Take up to ``limit`` due pending events and push their next try past the grace.
+
+    The claim is what keeps relays from piling up duplicates: an event handed to a busy
+    worker queue is not handed over again on the next pass unless it is still pending
+    once the grace has passed. ``SKIP LOCKED`` lets several relays run side by side.
+    """
+    now = timezone.now()
+    with transaction.atomic():
+        ids = list(
+            OutboxEvent.objects.select_for_update(skip_locked=True)
+            .filter(status=OutboxEvent.Status.PENDING, next_attempt_at__lte=now)
+            .order_by("next_attempt_at")
+            .values_list("id", flat=True)[:limit]
         )
-        .order_by("next_attempt_at")
-        .values_list("id", flat=True)[:limit]
-    )
+        if ids:
+            OutboxEvent.objects.filter(pk__in=ids).update(next_attempt_at=now + DISPATCH_GRACE)
+    return ids
 
 
 def relay(*, limit: int = 500) -> int:
     """Hand every due pending event to the transport again; return how many."""
-    ids = due_event_ids(limit=limit)
+    ids = claim_due_event_ids(limit=limit)
     current = transport()
     for event_id in ids:
         current.dispatch(event_id)

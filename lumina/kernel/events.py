@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import decimal
 import enum
+import functools
 import json
 import re
 import types
@@ -80,7 +81,7 @@ class Event:
     def from_payload(
         cls, *, id: uuid.UUID, occurred_at: dt.datetime, payload: dict[str, Any]
     ) -> Self:
-        hints = typing.get_type_hints(cls)
+        hints = _type_hints(cls)
         values = {key: _decode(hints.get(key), value) for key, value in payload.items()}
         return cls(id=id, occurred_at=occurred_at, **values)
 
@@ -109,6 +110,11 @@ def event_class(name: str, version: int) -> type[Event]:
         return _REGISTRY[(name, version)]
     except KeyError:
         raise UnknownEventError(f"no event class declares {name} v{version}") from None
+
+
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
 
 
 def _encode(value: Any) -> Any:

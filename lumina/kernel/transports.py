@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import structlog
@@ -22,14 +23,25 @@ class InProcessTransport(Transport):
             logger.exception("in-process delivery failed", event_id=str(event_id))
 
 
+# After a failed enqueue, commit-time dispatch leaves events to the relay for this long,
+# so a broker outage costs one connection timeout, not one per event.
+BROKER_BACKOFF_SECONDS = 10.0
+
+
 class CeleryTransport(Transport):
     """Enqueues one Celery task per event; a worker runs the same handlers."""
+
+    def __init__(self) -> None:
+        self._broker_down_until = 0.0
 
     def dispatch(self, event_id: uuid.UUID) -> None:
         from lumina.kernel.tasks import deliver_event
 
+        if time.monotonic() < self._broker_down_until:
+            return  # the outbox row is safe; the relay enqueues it once the broker is back
         try:
             deliver_event.apply_async(args=[str(event_id)], retry=False)
         except Exception:
             # Broker unreachable: the outbox row is safe; the relay enqueues it later.
+            self._broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
             logger.warning("could not enqueue event", event_id=str(event_id))

@@ -42,3 +42,19 @@ def recorder():
     bus.subscribe(OrderPlaced)(on_order_placed)
     yield handler
     bus.unsubscribe(on_order_placed)
+
+
+class RecordingTransport:
+    """A transport that only notes what it was handed (to test the relay itself)."""
+
+    dispatched: list[uuid.UUID] = []
+
+    def dispatch(self, event_id: uuid.UUID) -> None:
+        self.dispatched.append(event_id)
+
+
+@pytest.fixture
+def recording_transport(settings):
+    RecordingTransport.dispatched = []
+    settings.LUMINA_EVENT_TRANSPORT = "tests.kernel.conftest.RecordingTransport"
+    return RecordingTransport

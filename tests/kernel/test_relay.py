@@ -52,3 +52,21 @@ def test_asgi_lifespan_starts_and_stops_the_relay(settings):
     asyncio.run(application({"type": "lifespan"}, receive, send))
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
     assert not application.relay.is_alive()
+
+
+@pytest.mark.django_db
+def test_a_relay_pass_claims_events_so_the_next_pass_does_not_resend_them(
+    recording_transport,
+):
+    event = OrderPlaced(order_id=uuid.uuid4(), amount=1)
+    bus.publish(event)  # inside the test transaction: no commit-time dispatch
+    OutboxEvent.objects.filter(pk=event.id).update(next_attempt_at=timezone.now())
+
+    assert bus.relay() == 1
+    assert bus.relay() == 0  # claimed: still queued somewhere, not sent twice
+    assert recording_transport.dispatched == [event.id]
+
+    # Still pending once the claim runs out: stranded, so it is sent again.
+    OutboxEvent.objects.filter(pk=event.id).update(next_attempt_at=timezone.now())
+    assert bus.relay() == 1
+    assert recording_transport.dispatched == [event.id, event.id]

@@ -107,3 +107,11 @@ def test_staff_who_may_change_users_cannot_grant_privileges(client, django_user_
                       "date_joined_0": "2026-01-01", "date_joined_1": "00:00:00"})  # fmt: skip
     clerk.refresh_from_db()
     assert not clerk.is_superuser
+
+
+def test_passwords_of_any_composition_are_accepted(django_user_model):
+    from lumina.security.services.users import user_create
+
+    for password in ("4718 2936 5810 3347", "ŝtelo-ĉielo-ŝnuro", "correcthorsebatterystaple"):
+        user = user_create(email=f"{abs(hash(password))}@example.com", password=password)
+        assert authenticate(username=user.email, password=password) is not None

@@ -35,6 +35,7 @@ class UserAdmin(BaseUserAdmin):
                                "user_permissions")}),
         ("Dates", {"fields": ("last_login", "date_joined")}),
     )  # fmt: skip
+
     def get_readonly_fields(self, request, obj=None):
         fields = super().get_readonly_fields(request, obj)
         if request.user.is_superuser:
