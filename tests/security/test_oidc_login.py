@@ -205,7 +205,7 @@ def test_login_redirects_to_the_provider_with_state_nonce_and_pkce(identity_prov
     assert query["code_challenge_method"] == "S256"
     assert len(query["code_challenge"]) >= 43
     assert len(query["state"]) >= 20
-    assert len(query["nonce"]) >= 20
+    assert len(query["nonce"]) >= 43  # 256 bits, url-safe base64
 
 
 def test_a_first_login_signs_up_and_a_second_finds_the_user_by_subject(identity_provider):
