@@ -20,6 +20,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from config.routing import websocket_urlpatterns  # noqa: E402
 from lumina.platform.asgi import BodyLimit  # noqa: E402
+from lumina.security.consumers import websocket_auth  # noqa: E402
 
 
 class Lifespan:
@@ -59,7 +60,9 @@ application = Lifespan(
     ProtocolTypeRouter(
         {
             "http": BodyLimit(ASGIStaticFilesHandler(django_asgi)),
-            "websocket": AllowedHostsOriginValidator(URLRouter(websocket_urlpatterns)),
+            "websocket": AllowedHostsOriginValidator(
+                websocket_auth(URLRouter(websocket_urlpatterns))
+            ),
         }
     )
 )
