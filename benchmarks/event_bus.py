@@ -299,7 +299,7 @@ def wait_for_worker(nodename: str, timeout: float = 60.0) -> None:
 def celery_once(events: int) -> float:
     reset_outbox()
     started = time.perf_counter()
-    publish_in_one_transaction(events)  # on commit: one deliver_event task per event
+    publish_in_one_transaction(events)  # on commit: one deliver_events task per 100 events
     deadline = started + CELERY_TIMEOUT
     while True:
         counts = outbox_counts()

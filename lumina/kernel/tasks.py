@@ -1,4 +1,4 @@
-"""Celery tasks of the event bus: deliver one event; relay stranded and due events."""
+"""Celery tasks of the event bus: deliver a batch of events; relay stranded and due ones."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ from celery import shared_task
 from lumina.kernel import bus
 
 
-@shared_task(name="lumina.kernel.tasks.deliver_event", ignore_result=True)
-def deliver_event(event_id: str) -> None:
-    bus.deliver(uuid.UUID(event_id))
+@shared_task(name="lumina.kernel.tasks.deliver_events", ignore_result=True)
+def deliver_events(event_ids: list[str]) -> int:
+    return len(bus.deliver_many([uuid.UUID(i) for i in event_ids]))
 
 
 @shared_task(name="lumina.kernel.tasks.relay_outbox", ignore_result=True)

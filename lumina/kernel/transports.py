@@ -4,44 +4,54 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Sequence
 
 import structlog
 
-from lumina.kernel.bus import Transport, deliver
+from lumina.kernel.bus import Transport, deliver_many
 
 logger = structlog.get_logger(__name__)
 
-
-class InProcessTransport(Transport):
-    """Runs the handlers right after commit, in the publishing process."""
-
-    def dispatch(self, event_id: uuid.UUID) -> None:
-        try:
-            deliver(event_id)
-        except Exception:
-            # The row stays pending; the relay retries it. Never fail the caller's commit.
-            logger.exception("in-process delivery failed", event_id=str(event_id))
-
-
+# Events per delivery transaction (in-process) or per task (Celery): large enough to
+# share one commit, small enough that one batch never holds row locks for long.
+BATCH_SIZE = 100
 # After a failed enqueue, commit-time dispatch leaves events to the relay for this long,
 # so a broker outage costs one connection timeout, not one per event.
 BROKER_BACKOFF_SECONDS = 10.0
 
 
+def _batches(event_ids: Sequence[uuid.UUID]):
+    for start in range(0, len(event_ids), BATCH_SIZE):
+        yield event_ids[start : start + BATCH_SIZE]
+
+
+class InProcessTransport(Transport):
+    """Runs the handlers right after commit, in the publishing process."""
+
+    def dispatch(self, event_ids: Sequence[uuid.UUID]) -> None:
+        for batch in _batches(event_ids):
+            try:
+                deliver_many(batch)
+            except Exception:
+                # The rows stay pending; the relay retries them. Never fail the caller.
+                logger.exception("in-process delivery failed", events=len(batch))
+
+
 class CeleryTransport(Transport):
-    """Enqueues one Celery task per event; a worker runs the same handlers."""
+    """Enqueues one Celery task per batch of events; workers run the same handlers."""
 
     def __init__(self) -> None:
         self._broker_down_until = 0.0
 
-    def dispatch(self, event_id: uuid.UUID) -> None:
-        from lumina.kernel.tasks import deliver_event
+    def dispatch(self, event_ids: Sequence[uuid.UUID]) -> None:
+        from lumina.kernel.tasks import deliver_events
 
         if time.monotonic() < self._broker_down_until:
-            return  # the outbox row is safe; the relay enqueues it once the broker is back
-        try:
-            deliver_event.apply_async(args=[str(event_id)], retry=False)
-        except Exception:
-            # Broker unreachable: the outbox row is safe; the relay enqueues it later.
-            self._broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
-            logger.warning("could not enqueue event", event_id=str(event_id))
+            return  # the outbox rows are safe; the relay enqueues them once the broker is back
+        for batch in _batches(event_ids):
+            try:
+                deliver_events.apply_async(args=[[str(i) for i in batch]], retry=False)
+            except Exception:
+                self._broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
+                logger.warning("could not enqueue events", events=len(batch))
+                return

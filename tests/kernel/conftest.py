@@ -49,8 +49,8 @@ class RecordingTransport:
 
     dispatched: list[uuid.UUID] = []
 
-    def dispatch(self, event_id: uuid.UUID) -> None:
-        self.dispatched.append(event_id)
+    def dispatch(self, event_ids) -> None:
+        self.dispatched.extend(event_ids)
 
 
 @pytest.fixture
