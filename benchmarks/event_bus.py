@@ -37,7 +37,6 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -69,19 +68,11 @@ class Row:
 
 
 def database_url(socket_dir: str) -> str:
-    return f"postgresql://postgres@{quote(socket_dir, safe='')}/{DATABASE}"
+    return pgserver.database_url(socket_dir, DATABASE)
 
 
 def recreate_database(socket_dir: str, *, create: bool = True) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(host=socket_dir, dbname="postgres", user="postgres") as conn:
-        conn.autocommit = True
-        name = sql.Identifier(DATABASE)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        if create:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    pgserver.recreate_database(socket_dir, DATABASE, create=create)
 
 
 def setup_django() -> None:

@@ -54,12 +54,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from benchmarks._support import pgserver  # noqa: E402
 from benchmarks.event_bus import setup_django  # noqa: E402
 
 PGDATA = Path(os.environ.get("LUMINA_DATA_DIR") or ROOT / "var") / "pgdata"
@@ -97,19 +97,11 @@ class Row:
 
 
 def database_url(socket_dir: str) -> str:
-    return f"postgresql://postgres@{quote(socket_dir, safe='')}/{DATABASE}"
+    return pgserver.database_url(socket_dir, DATABASE)
 
 
 def recreate_database(socket_dir: str, *, create: bool = True) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(host=socket_dir, dbname="postgres", user="postgres") as conn:
-        conn.autocommit = True
-        name = sql.Identifier(DATABASE)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
-        if create:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
+    pgserver.recreate_database(socket_dir, DATABASE, create=create)
 
 
 def clean_environment(database: str) -> None:

@@ -120,3 +120,23 @@ def stop_if_unused() -> str | None:
     ensure_server(PGDATA)  # attach, so that releasing the last handle stops the server
     stop_server(PGDATA)
     return None if wait_until_stopped() else "the embedded server did not stop"
+
+
+def database_url(socket_dir: str, database: str) -> str:
+    """A DATABASE_URL reaching ``database`` on the embedded server's unix socket."""
+    from urllib.parse import quote
+
+    return f"postgresql://postgres@{quote(socket_dir, safe='')}/{database}"
+
+
+def recreate_database(socket_dir: str, database: str, *, create: bool = True) -> None:
+    """Drop ``database`` (closing its connections) and, unless told not to, create it anew."""
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(host=socket_dir, dbname="postgres", user="postgres") as conn:
+        conn.autocommit = True
+        name = sql.Identifier(database)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(name))
+        if create:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(name))
