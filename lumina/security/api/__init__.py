@@ -4,6 +4,7 @@ Everything here takes and returns plain values or the frozen dataclasses of
 ``lumina.security.types``; never models or querysets.
 """
 
+from lumina.security.api.actors import actor_of, client_ip
 from lumina.security.api.crypto import (
     DecryptionError,
     decrypt_secret,
@@ -34,8 +35,10 @@ __all__ = [
     "Resource",
     "TokenInfo",
     "UserDTO",
+    "actor_of",
     "authenticate_token",
     "authorize",
+    "client_ip",
     "decrypt_secret",
     "encrypt_secret",
     "ensure_admin",
