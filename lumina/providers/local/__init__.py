@@ -1,0 +1,1 @@
+"""Models Lumina runs itself, offline: the ``local`` provider's embeddings."""

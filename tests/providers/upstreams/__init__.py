@@ -1,0 +1,1 @@
+"""Loopback servers that speak each provider's exact wire format, for tests and benchmarks."""
