@@ -11,8 +11,20 @@ class ProvidersConfig(AppConfig):
         # The permissions this context checks, for roles, token scopes and policies.
         from lumina.kernel.permissions import declare
 
+        # Event classes must be registered, and handlers subscribed, before any delivery.
+        from lumina.providers import events, handlers  # noqa: F401
+
         declare("providers.read", "See providers, their models and health")
         declare("providers.add", "Register providers")
         declare("providers.change", "Change provider settings and credentials")
         declare("providers.delete", "Remove providers")
         declare("providers.use", "Call models through providers")
+
+        # Registry: a fresh install has the offline ``local`` provider after ``migrate``.
+        from django.db.models.signals import post_migrate
+
+        from lumina.providers.services.registry import local_provider_ensure_after_migrate
+
+        post_migrate.connect(
+            local_provider_ensure_after_migrate, sender=self, dispatch_uid="providers.local"
+        )
