@@ -80,6 +80,15 @@ class LuminaEnv(BaseSettings):
     lumina_login_max_failures: int = Field(default=5, ge=1, le=100)
     lumina_login_lockout_seconds: int = Field(default=900, ge=1)
 
+    # Providers: resilience of calls to AI providers.
+    lumina_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    lumina_breaker_cooldown: float = Field(default=30.0, gt=0, le=3600)
+    lumina_bulkhead_wait: float = Field(default=0.5, ge=0, le=60)
+    lumina_provider_retries: int = Field(default=2, ge=0, le=10)
+    lumina_provider_retry_backoff: float = Field(default=0.25, gt=0, le=60)
+    lumina_provider_retry_max_wait: float = Field(default=5.0, gt=0, le=300)
+    lumina_latency_alpha: float = Field(default=0.2, gt=0, le=1)
+
     _split = field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")(_csv)
 
     @field_validator("lumina_log_level")

@@ -127,6 +127,15 @@ LUMINA_REQUIRE_STAFF_MFA = (
 )
 LUMINA_LOGIN_MAX_FAILURES = ENV.lumina_login_max_failures
 LUMINA_LOGIN_LOCKOUT_SECONDS = ENV.lumina_login_lockout_seconds
+
+# Providers (lumina.providers.resilience).
+LUMINA_BREAKER_FAILURES = ENV.lumina_breaker_failures
+LUMINA_BREAKER_COOLDOWN = ENV.lumina_breaker_cooldown
+LUMINA_BULKHEAD_WAIT = ENV.lumina_bulkhead_wait
+LUMINA_PROVIDER_RETRIES = ENV.lumina_provider_retries
+LUMINA_PROVIDER_RETRY_BACKOFF = ENV.lumina_provider_retry_backoff
+LUMINA_PROVIDER_RETRY_MAX_WAIT = ENV.lumina_provider_retry_max_wait
+LUMINA_LATENCY_ALPHA = ENV.lumina_latency_alpha
 OTP_TOTP_ISSUER = "Lumina"
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous requests get nothing
