@@ -1,0 +1,4 @@
+"""The providers context's tables: the registry and the usage ledger."""
+
+from lumina.providers.models.registry import *  # noqa: F403
+from lumina.providers.models.usage import *  # noqa: F403

@@ -1,0 +1,83 @@
+"""Budget reads: one budget, a filtered list, and the enabled rules the hot path caches."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from decimal import Decimal
+
+from django.db.models import Q
+
+from lumina.kernel.errors import NotFoundError
+from lumina.providers.models.usage import Budget
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetDTO:
+    id: uuid.UUID
+    name: str
+    scope: str  # "user" or "token"
+    subject_id: uuid.UUID
+    period: str  # "day", "week" or "month"
+    limit_usd: Decimal | None
+    requests_per_minute: int | None
+    tokens_per_minute: int | None
+    enabled: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+def budget_dto(budget: Budget) -> BudgetDTO:
+    return BudgetDTO(
+        id=budget.id,
+        name=budget.name,
+        scope=budget.scope,
+        subject_id=budget.subject_id,
+        period=budget.period,
+        limit_usd=budget.limit_usd,
+        requests_per_minute=budget.requests_per_minute,
+        tokens_per_minute=budget.tokens_per_minute,
+        enabled=budget.enabled,
+        created_at=budget.created_at,
+        updated_at=budget.updated_at,
+    )
+
+
+def budget_get(*, budget_id: uuid.UUID) -> BudgetDTO:
+    try:
+        return budget_dto(Budget.objects.get(pk=budget_id))
+    except Budget.DoesNotExist:
+        raise NotFoundError(f"No budget {budget_id}.") from None
+
+
+def budget_list(
+    *,
+    scope: str | None = None,
+    subject_id: uuid.UUID | None = None,
+    owned_by: tuple[uuid.UUID | None, uuid.UUID | None] | None = None,
+) -> list[BudgetDTO]:
+    """Budgets, optionally of one scope/subject; ``owned_by=(user_id, token_id)`` keeps
+    only those about that user or that token."""
+    budgets = Budget.objects.order_by("scope", "subject_id", "created_at")
+    if scope is not None:
+        budgets = budgets.filter(scope=scope)
+    if subject_id is not None:
+        budgets = budgets.filter(subject_id=subject_id)
+    if owned_by is not None:
+        user_id, token_id = owned_by
+        mine = Q(pk__in=[])
+        if user_id is not None:
+            mine |= Q(scope=Budget.Scope.USER, subject_id=user_id)
+        if token_id is not None:
+            mine |= Q(scope=Budget.Scope.TOKEN, subject_id=token_id)
+        budgets = budgets.filter(mine)
+    return [budget_dto(budget) for budget in budgets]
+
+
+def budget_rules() -> dict[tuple[str, uuid.UUID], tuple[BudgetDTO, ...]]:
+    """Every enabled budget, by (scope, subject id): the snapshot admission checks against."""
+    rules: dict[tuple[str, uuid.UUID], list[BudgetDTO]] = {}
+    for budget in Budget.objects.filter(enabled=True).order_by("created_at"):
+        rules.setdefault((budget.scope, budget.subject_id), []).append(budget_dto(budget))
+    return {key: tuple(found) for key, found in rules.items()}

@@ -1,0 +1,141 @@
+"""The cost read model: the ``UsageRecorded`` projection into daily rollups, and its rebuild.
+
+``daily_usage_apply`` adds one ledger entry to its day's row with one upsert.
+``costs_rebuild`` throws the rollups away and recomputes them from the raw ledger in one
+``INSERT … SELECT … GROUP BY``, so the read model can always be replayed from the stream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import time
+from decimal import Decimal
+
+import structlog
+from django.db import connection, transaction
+
+from lumina.kernel.models import OutboxEvent, ProcessedEvent
+from lumina.providers.events.usage import UsageRecorded
+from lumina.providers.models.usage import DailyUsage, UsageRecord
+from lumina.providers.types import UsageEntry, UsageStatus
+
+logger = structlog.get_logger(__name__)
+
+# The bus's id for the projection handler (module + qualified name): the rebuild marks
+# not-yet-delivered events as applied under this id.
+DAILY_USAGE_PROJECTION = "lumina.providers.handlers.usage.project_daily_usage"
+
+_DAILY = DailyUsage._meta.db_table
+_LEDGER = UsageRecord._meta.db_table
+_SUMS = (
+    "requests", "errors", "estimated", "input_tokens", "cached_input_tokens",
+    "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost",
+)  # fmt: skip
+_KEY = ("day", "user_id", "token_id", "provider_id", "provider_name", "model", "operation")
+_COLUMNS = ", ".join(_KEY + _SUMS)
+
+_UPSERT = f"""
+INSERT INTO {_DAILY} ({_COLUMNS})
+VALUES (%s, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s, %s, %s, %s, %s)
+ON CONFLICT ON CONSTRAINT daily_usage_key DO UPDATE SET
+{", ".join(f"{name} = {_DAILY}.{name} + EXCLUDED.{name}" for name in _SUMS)}
+"""  # noqa: S608 (table and column names are constants)
+
+_REPLAY = f"""
+INSERT INTO {_DAILY} ({_COLUMNS})
+SELECT (occurred_at AT TIME ZONE 'UTC')::date, user_id, token_id, provider_id, provider_name,
+       model, operation, count(*), count(*) FILTER (WHERE status <> %s),
+       count(*) FILTER (WHERE estimated), sum(input_tokens), sum(cached_input_tokens),
+       sum(cache_write_tokens), sum(output_tokens), sum(reasoning_tokens), sum(cost)
+FROM {_LEDGER}
+GROUP BY 1, 2, 3, 4, 5, 6, 7
+"""  # noqa: S608
+
+# Events committed with their ledger rows but not yet projected: the rebuild has counted
+# their rows, so the projection must not add them a second time.
+_MARK_PENDING = f"""
+INSERT INTO {ProcessedEvent._meta.db_table} (event_id, handler)
+SELECT id, %s FROM {OutboxEvent._meta.db_table}
+WHERE name = %s AND version = %s AND status <> %s
+ON CONFLICT DO NOTHING
+"""  # noqa: S608
+
+
+@dataclasses.dataclass(frozen=True)
+class RebuildReport:
+    rows: int  # daily rollup rows written
+    requests: int  # ledger records replayed
+    cost: Decimal
+    rows_before: int
+    pending_events: int  # events the rebuild counted before the projection got to them
+    seconds: float
+
+
+def daily_usage_apply(*, entry: UsageEntry) -> None:
+    """Add one ledger entry to its day's rollup row (the projection's only write)."""
+    usage = entry.usage
+    day = entry.occurred_at.astimezone(dt.UTC).date()
+    with connection.cursor() as cursor:
+        cursor.execute(
+            _UPSERT,
+            [
+                day,
+                entry.user_id,
+                entry.token_id,
+                entry.provider_id,
+                entry.provider_name,
+                entry.model,
+                entry.operation,
+                int(UsageStatus(entry.status) is not UsageStatus.OK),
+                int(usage.estimated),
+                usage.input_tokens,
+                usage.cached_input_tokens,
+                usage.cache_write_tokens,
+                usage.output_tokens,
+                usage.reasoning_tokens,
+                entry.cost,
+            ],
+        )
+
+
+def costs_rebuild() -> RebuildReport:
+    """Recompute every daily rollup from the raw ledger, in one transaction.
+
+    The rollup table is locked first and the snapshot taken after (repeatable read), so
+    a projection running at the same moment either finished before (and its rows are
+    counted) or waits, and then finds its event already marked as applied.
+    """
+    started = time.perf_counter()
+    outermost = not connection.in_atomic_block
+    with transaction.atomic(), connection.cursor() as cursor:
+        if outermost:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cursor.execute(f"LOCK TABLE {_DAILY} IN ACCESS EXCLUSIVE MODE")
+        cursor.execute(f"SELECT count(*) FROM {_DAILY}")  # noqa: S608
+        rows_before = cursor.fetchone()[0]
+        cursor.execute(f"TRUNCATE {_DAILY}")
+        cursor.execute(_REPLAY, [UsageStatus.OK.value])
+        rows = cursor.rowcount
+        cursor.execute(
+            _MARK_PENDING,
+            [
+                DAILY_USAGE_PROJECTION,
+                UsageRecorded.name,
+                UsageRecorded.version,
+                OutboxEvent.Status.DELIVERED,
+            ],
+        )
+        pending = cursor.rowcount
+        cursor.execute(f"SELECT coalesce(sum(requests), 0), coalesce(sum(cost), 0) FROM {_DAILY}")  # noqa: S608
+        requests, cost = cursor.fetchone()
+    report = RebuildReport(
+        rows=rows,
+        requests=int(requests),
+        cost=Decimal(cost),
+        rows_before=rows_before,
+        pending_events=pending,
+        seconds=time.perf_counter() - started,
+    )
+    logger.info("cost rollups rebuilt", **dataclasses.asdict(report) | {"cost": str(cost)})
+    return report
