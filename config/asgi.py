@@ -20,6 +20,7 @@ from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: 
 
 from config.routing import websocket_urlpatterns  # noqa: E402
 from lumina.platform.asgi import BodyLimit  # noqa: E402
+from lumina.providers.http.gateway import Gateway  # noqa: E402
 from lumina.security.consumers import websocket_auth  # noqa: E402
 
 
@@ -40,6 +41,7 @@ class Lifespan:
                 self._start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self._drain()
                 self._stop()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
@@ -51,6 +53,16 @@ class Lifespan:
             self.relay = OutboxRelay(interval=settings.LUMINA_OUTBOX_RELAY_INTERVAL)
             self.relay.start()
 
+    async def _drain(self) -> None:
+        """Close provider connections and write the usage still buffered."""
+        from asgiref.sync import sync_to_async
+
+        from lumina.providers.adapters.http import close_sessions
+        from lumina.providers.services.usage import usage_writer_stop
+
+        await close_sessions()
+        await sync_to_async(usage_writer_stop, thread_sensitive=False)()
+
     def _stop(self) -> None:
         if self.relay is not None:
             self.relay.stop()
@@ -59,7 +71,8 @@ class Lifespan:
 application = Lifespan(
     ProtocolTypeRouter(
         {
-            "http": BodyLimit(ASGIStaticFilesHandler(django_asgi)),
+            # /v1 (the OpenAI-compatible gateway) bypasses Django's handler: ADR 0005.
+            "http": BodyLimit(Gateway(ASGIStaticFilesHandler(django_asgi))),
             "websocket": AllowedHostsOriginValidator(
                 websocket_auth(URLRouter(websocket_urlpatterns))
             ),

@@ -7,6 +7,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 api_v1 = [
     path("", include("lumina.platform.http.urls")),
     path("", include("lumina.security.http.urls")),
+    path("", include("lumina.providers.http.urls")),
 ]
 
 urlpatterns = [

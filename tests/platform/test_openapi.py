@@ -20,5 +20,13 @@ def test_schema_is_valid_without_warnings(tmp_path):
         "/api/v1/encryption/encrypt",
         "/api/v1/audit/entries",
         "/api/v1/events/outbox",
+        "/api/v1/providers",
+        "/api/v1/providers/{provider_id}/models",
+        "/api/v1/providers/capabilities",
+        "/api/v1/providers/select",
+        "/api/v1/providers/completion",
+        "/api/v1/providers/stream",
+        "/api/v1/providers/costs",
+        "/api/v1/providers/budgets",
     ):
         assert expected in paths, sorted(paths)

@@ -1,0 +1,99 @@
+"""The providers context's public interface: the only module other contexts may import.
+
+Other contexts (memory's embeddings, tools' function-calling loop) call models here and
+get plain values back. Every call goes through selection, budgets, retries and fallback,
+and lands in the usage ledger like a ``/v1`` request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from lumina.providers.services.completion import (
+    chat_complete,
+    chat_prepare,
+    embeddings_create,
+    embeddings_prepare,
+)
+from lumina.providers.types import Capability, Strategy, Usage
+from lumina.security.api import Actor
+
+__all__ = [
+    "DEFAULT_EMBEDDING_MODEL",
+    "Capability",
+    "Strategy",
+    "Usage",
+    "complete",
+    "complete_async",
+    "embed",
+    "embed_async",
+]
+
+# Ships with Lumina (ONNX int8 all-MiniLM-L6-v2, 384 dimensions): works with no provider.
+DEFAULT_EMBEDDING_MODEL = "all-MiniLM-L6-v2"
+
+T = TypeVar("T")
+_loop: asyncio.AbstractEventLoop | None = None
+_loop_lock = threading.Lock()
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run on one long-lived loop, so sync callers share its pooled provider connections
+    (a fresh loop per call would open, and leak, a connection pool each time)."""
+    global _loop
+    with _loop_lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="providers-api", daemon=True).start()
+    return asyncio.run_coroutine_threadsafe(coroutine, _loop).result()
+
+
+async def embed_async(
+    texts: list[str], *, actor: Actor, model: str = DEFAULT_EMBEDDING_MODEL
+) -> list[list[float]]:
+    """One vector per text, in order."""
+    call = await embeddings_prepare(
+        actor=actor, body={"model": model, "input": list(texts)}, request_id=uuid.uuid4().hex
+    )
+    body = await embeddings_create(call)
+    ordered = sorted(body["data"], key=lambda item: item["index"])
+    return [item["embedding"] for item in ordered]
+
+
+def embed(
+    texts: list[str], *, actor: Actor, model: str = DEFAULT_EMBEDDING_MODEL
+) -> list[list[float]]:
+    """``embed_async`` for synchronous callers (not from inside an event loop)."""
+    return _run(embed_async(texts, actor=actor, model=model))
+
+
+async def complete_async(
+    messages: list[dict[str, Any]],
+    *,
+    actor: Actor,
+    model: str = "lumina/auto",
+    strategy: Strategy | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """A whole chat completion in OpenAI's response shape (``options``: tools, max_tokens …)."""
+    body = {"model": model, "messages": messages, **options, "stream": False}
+    call = await chat_prepare(
+        actor=actor, body=body, request_id=uuid.uuid4().hex, strategy=strategy
+    )
+    return await chat_complete(call)
+
+
+def complete(
+    messages: list[dict[str, Any]],
+    *,
+    actor: Actor,
+    model: str = "lumina/auto",
+    strategy: Strategy | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """``complete_async`` for synchronous callers (not from inside an event loop)."""
+    return _run(complete_async(messages, actor=actor, model=model, strategy=strategy, **options))

@@ -1,0 +1,32 @@
+"""``providers.api``: what other contexts call; the shipped local models answer with no set-up."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from lumina.providers import api
+from lumina.providers.services.usage import usage_flush
+from lumina.security.api import Actor
+from tests.providers.gateway_support import usage_rows
+
+pytestmark = [pytest.mark.django_db(transaction=True)]
+
+MEMORY = Actor.system("memory")
+
+
+def test_embed_returns_one_unit_vector_per_text_in_order():
+    vectors = api.embed(["the cat sat", "a dog barked", "the cat sat"], actor=MEMORY)
+    assert [len(v) for v in vectors] == [384, 384, 384]
+    assert vectors[0] == vectors[2]
+    assert vectors[0] != vectors[1]
+    assert math.isclose(math.fsum(x * x for x in vectors[1]), 1.0, rel_tol=1e-4)
+
+
+def test_complete_uses_the_development_model_and_is_recorded():
+    answer = api.complete([{"role": "user", "content": "hello there"}], actor=MEMORY)
+    assert "hello there" in answer["choices"][0]["message"]["content"]
+    usage_flush()
+    [row] = usage_rows()
+    assert (row.operation, row.model, row.user_id) == ("chat", "lumina-dev-chat", None)
