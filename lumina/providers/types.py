@@ -99,22 +99,32 @@ class Usage:
         prompt_details = usage.get("prompt_tokens_details") or {}
         completion_details = usage.get("completion_tokens_details") or {}
         cached = min(int(prompt_details.get("cached_tokens") or 0), prompt)
+        written = min(int(prompt_details.get("cache_write_tokens") or 0), prompt - cached)
         reasoning = min(int(completion_details.get("reasoning_tokens") or 0), completion)
         return cls(
-            input_tokens=prompt - cached,
+            input_tokens=prompt - cached - written,
             cached_input_tokens=cached,
+            cache_write_tokens=written,
             output_tokens=completion - reasoning,
             reasoning_tokens=reasoning,
             estimated=estimated,
         )
 
     def to_openai(self) -> dict[str, Any]:
-        """The OpenAI ``usage`` object for this request, details included."""
+        """The OpenAI ``usage`` object for this request, details included.
+
+        OpenAI has no field for tokens written to a prompt cache (Anthropic bills them
+        apart), so they go in ``prompt_tokens_details.cache_write_tokens``, which SDKs keep
+        as an extra field and ``from_openai`` reads back.
+        """
+        prompt_details: dict[str, int] = {"cached_tokens": self.cached_input_tokens}
+        if self.cache_write_tokens:
+            prompt_details["cache_write_tokens"] = self.cache_write_tokens
         return {
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
-            "prompt_tokens_details": {"cached_tokens": self.cached_input_tokens},
+            "prompt_tokens_details": prompt_details,
             "completion_tokens_details": {"reasoning_tokens": self.reasoning_tokens},
         }
 

@@ -211,7 +211,7 @@ async def test_answer_maps_to_an_openai_completion_with_cache_buckets(anthropic_
         input_tokens=10, cached_input_tokens=60, cache_write_tokens=30, output_tokens=9
     )
     assert body["usage"]["prompt_tokens"] == 100
-    assert body["usage"]["prompt_tokens_details"] == {"cached_tokens": 60}
+    assert body["usage"]["prompt_tokens_details"] == {"cached_tokens": 60, "cache_write_tokens": 30}
 
 
 async def test_tool_use_answer_maps_to_tool_calls_with_json_arguments(anthropic_upstream):
@@ -250,7 +250,10 @@ async def test_stream_maps_events_to_openai_chunks_and_ignores_ping(anthropic_up
     assert chunks[-1]["choices"] == []
     assert chunks[-1]["usage"]["prompt_tokens"] == 50
     assert chunks[-1]["usage"]["completion_tokens"] == 11
-    assert chunks[-1]["usage"]["prompt_tokens_details"] == {"cached_tokens": 20}
+    assert chunks[-1]["usage"]["prompt_tokens_details"] == {
+        "cached_tokens": 20,
+        "cache_write_tokens": 5,
+    }
 
 
 async def test_stream_maps_tool_use_to_tool_call_deltas(anthropic_upstream):
