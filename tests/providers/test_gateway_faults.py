@@ -267,3 +267,19 @@ def test_a_host_not_allowed_is_refused(asgi_server, settings):
     response = requests.get(f"{asgi_server.url}/v1/models", timeout=5)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "bad_host"
+
+
+def test_selection_skips_a_candidate_the_budget_cannot_pay_for(caller, openai_upstream):
+    _deployment(
+        openai_upstream, provider="dear", priority=10, input_price=Decimal(5000), output_price=0
+    )
+    _deployment(openai_upstream, provider="cheap", input_price=Decimal(1), output_price=0)
+    Budget.objects.create(scope="user", subject_id=caller.user_id, period="day", limit_usd="0.01")
+    budget_cache_invalidate()
+    response = caller.post(
+        {"model": "lumina/auto:priority", "messages": [{"role": "user", "content": "hi"}]}
+    )
+    assert response.status_code == 200
+    usage_flush()
+    [row] = usage_rows()
+    assert row.provider_name == "cheap"

@@ -33,7 +33,12 @@ from lumina.providers.resilience import (
 )
 from lumina.providers.selectors.registry import catalogue_async, endpoint_for_async
 from lumina.providers.selectors.selection import select
-from lumina.providers.services.budgets import Admission, budget_admit, budget_settle
+from lumina.providers.services.budgets import (
+    Admission,
+    budget_admit,
+    budget_remaining,
+    budget_settle,
+)
 from lumina.providers.services.requests import (
     InvalidRequestError,
     chat_request_check,
@@ -135,6 +140,12 @@ class Call:
     async def prepare(self, needs: Needs) -> None:
         """Select candidates and reserve budget; a refusal is recorded as usage too."""
         try:
+            remaining = await budget_remaining(
+                user_id=self.actor.user_id, token_id=self.actor.token_id
+            )
+            if remaining is not None:
+                # Candidates this request could not pay for are skipped, cheaper ones kept.
+                needs = dataclasses.replace(needs, budget_remaining=remaining)
             snapshot = await catalogue_async()
             states = await circuit_breaker().states_async(snapshot.resolve(self.body["model"]))
             selection = select(
