@@ -12,6 +12,13 @@ Prints one table (scenario, events, median events/s, min, max, runs) for:
 
 Every figure is the median of 5 runs (Celery: 3) after a small warm-up run.
 
+A second table gives the CPU time (this thread's, so neither PostgreSQL's nor other
+processes' work counts) per event of one usage-ledger batch, as the gateway's web
+process pays it: 200 requests, so 200 ``UsageRecorded`` and 200 ``CompletionGenerated``
+events, published in one transaction (the transport holds them), then delivered
+in-process with the real cost projection subscribed; and the ledger writer's whole
+flush (COPY of the ledger rows, publish, in-process delivery) per request.
+
 Run it from the repository root (about two minutes):
 
     .venv/bin/python benchmarks/event_bus.py        # --help for the options
@@ -159,6 +166,173 @@ def measure(scenario: str, run, *, events: int, runs: int) -> Row:
         row.rates.append(run(events))
         progress(f"{scenario}: run {number}/{runs}: {row.rates[-1]:,.0f} events/s")
     return row
+
+
+# --- Usage-ledger batches: CPU per event ---------------------------------------------------
+
+USAGE_REQUESTS = 200  # the ledger writer's batch; each request adds two events
+HELD_TRANSPORT = "benchmarks._support.bus_probe.HeldTransport"
+
+
+@dataclass
+class CpuRow:
+    scenario: str
+    unit: str  # what one figure is per: "event" or "request"
+    count: int  # events or requests per batch
+    per_batch_ms: list[float] = field(default_factory=list)
+
+
+def usage_entries(count: int) -> list:
+    """``count`` successful chats of 10 users on 2 models today: 20 rollup keys."""
+    import datetime as dt
+    import uuid
+    from decimal import Decimal
+
+    from lumina.providers.types import Usage, UsageEntry, UsageStatus
+
+    users = [uuid.UUID(int=n + 1) for n in range(10)]
+    provider = uuid.UUID(int=100)
+    now = dt.datetime.now(dt.UTC)
+    return [
+        UsageEntry(
+            id=uuid.uuid4(),
+            occurred_at=now,
+            request_id=f"req-{n}",
+            operation="chat",
+            status=UsageStatus.OK,
+            stream=n % 2 == 0,
+            requested_model="gpt-4o-mini",
+            usage=Usage(input_tokens=100 + n, output_tokens=20),
+            cost=Decimal("0.000123"),
+            user_id=users[n % len(users)],
+            token_id=users[n % len(users)],
+            provider_id=provider,
+            provider_name="openai",
+            deployment_id=provider,
+            model=("gpt-4o-mini", "gpt-4o")[n % 2],
+            latency_ms=120.5,
+        )
+        for n in range(count)
+    ]
+
+
+def completion_event(entry):
+    from lumina.providers.events.completion import CompletionGenerated
+
+    return CompletionGenerated(
+        request_id=entry.request_id,
+        user_id=entry.user_id,
+        token_id=entry.token_id,
+        provider_id=entry.provider_id,
+        deployment_id=entry.deployment_id,
+        model=entry.model,
+        stream=entry.stream,
+        finish_reason="stop",
+        prompt_tokens=entry.usage.prompt_tokens,
+        completion_tokens=entry.usage.completion_tokens,
+        cost=entry.cost,
+        latency_ms=entry.latency_ms,
+    )
+
+
+def reset_usage() -> None:
+    from django.db import connection
+
+    from lumina.providers.models.usage import DailyUsage, UsageRecord
+
+    reset_outbox()
+    with connection.cursor() as cursor:
+        cursor.execute(f"TRUNCATE {DailyUsage._meta.db_table}, {UsageRecord._meta.db_table}")
+
+
+def check_usage_projected(requests: int) -> None:
+    from django.db.models import Sum
+
+    from lumina.providers.models.usage import DailyUsage
+
+    counts = outbox_counts()
+    projected = DailyUsage.objects.aggregate(n=Sum("requests"))["n"]
+    if counts["delivered"] != 2 * requests or projected != requests:
+        raise RuntimeError(f"expected {requests} requests projected, found {counts}, {projected}")
+
+
+def usage_publish_and_deliver(requests: int) -> tuple[float, float]:
+    """CPU ms of publishing one batch's events (held), then of delivering them in-process."""
+    from django.conf import settings
+    from django.db import transaction
+
+    from benchmarks._support.bus_probe import HeldTransport
+    from lumina.kernel import bus
+    from lumina.kernel.transports import InProcessTransport
+    from lumina.providers.events.usage import UsageRecorded
+
+    reset_usage()
+    entries = usage_entries(requests)
+    events = [UsageRecorded.from_entry(e) for e in entries]
+    events += [completion_event(e) for e in entries]
+    HeldTransport.held = []
+    transport_path = settings.LUMINA_EVENT_TRANSPORT
+    settings.LUMINA_EVENT_TRANSPORT = HELD_TRANSPORT
+    try:
+        started = time.thread_time()
+        with transaction.atomic():
+            bus.publish_many(events)
+        published = time.thread_time() - started
+    finally:
+        settings.LUMINA_EVENT_TRANSPORT = transport_path
+    if len(HeldTransport.held) != len(events):
+        raise RuntimeError(f"{len(HeldTransport.held)} of {len(events)} events dispatched")
+    started = time.thread_time()
+    InProcessTransport().dispatch(HeldTransport.held)
+    delivered = time.thread_time() - started
+    check_usage_projected(requests)
+    return published * 1000, delivered * 1000
+
+
+def usage_writer_flush(requests: int) -> float:
+    """CPU ms of the ledger writer's flush of one batch: COPY, publish, in-process delivery."""
+    from lumina.providers.services import usage as usage_services
+
+    reset_usage()
+    entries = usage_entries(requests)
+    for entry in entries:
+        usage_services.usage_submit(entry)
+        usage_services.usage_event_submit(completion_event(entry))
+    started = time.thread_time()
+    written = usage_services.usage_flush()
+    elapsed = time.thread_time() - started
+    if written != requests:
+        raise RuntimeError(f"the writer wrote {written} of {requests} entries")
+    check_usage_projected(requests)
+    return elapsed * 1000
+
+
+def measure_usage_batches(*, runs: int) -> list[CpuRow]:
+    from django.conf import settings
+
+    settings.LUMINA_USAGE_WRITER_THREAD = False  # flushed here, in this thread
+    events = 2 * USAGE_REQUESTS
+    publish = CpuRow(f"usage batch: publish {events} events, 1 transaction", "event", events)
+    deliver = CpuRow(
+        f"usage batch: deliver {events} events in-process (cost projection)", "event", events
+    )
+    flush = CpuRow(
+        f"usage writer: flush {USAGE_REQUESTS} requests (COPY, publish, deliver)",
+        "request",
+        USAGE_REQUESTS,
+    )
+    usage_publish_and_deliver(USAGE_REQUESTS)  # warm-up
+    usage_writer_flush(USAGE_REQUESTS)
+    for number in range(1, runs + 1):
+        published, delivered = usage_publish_and_deliver(USAGE_REQUESTS)
+        publish.per_batch_ms.append(published)
+        deliver.per_batch_ms.append(delivered)
+        flush.per_batch_ms.append(usage_writer_flush(USAGE_REQUESTS))
+        progress(
+            f"usage batch: run {number}/{runs}: publish {published:.1f} ms, deliver"
+            f" {delivered:.1f} ms, writer flush {flush.per_batch_ms[-1]:.1f} ms CPU"
+        )
+    return [publish, deliver, flush]
 
 
 # --- Celery transport ---------------------------------------------------------------------
@@ -329,7 +503,7 @@ def progress(message: str) -> None:
 
 def table(rows: list[Row]) -> str:
     header = ("scenario", "events", "median events/s", "min", "max", "runs")
-    lines = []
+    lines: list[tuple[str, ...]] = []
     for row in rows:
         if row.note:
             lines.append((row.scenario, f"{row.events:,}", row.note, "", "", "0"))
@@ -344,6 +518,29 @@ def table(rows: list[Row]) -> str:
                 str(len(row.rates)),
             )
         )
+    return render_table(header, lines)
+
+
+def cpu_table(rows: list[CpuRow]) -> str:
+    header = ("CPU time (this thread)", "per", "median ms/unit", "min", "max", "ms/batch", "runs")
+    lines = []
+    for row in rows:
+        per_unit = [ms / row.count for ms in row.per_batch_ms]
+        lines.append(
+            (
+                row.scenario,
+                row.unit,
+                f"{statistics.median(per_unit):.3f}",
+                f"{min(per_unit):.3f}",
+                f"{max(per_unit):.3f}",
+                f"{statistics.median(row.per_batch_ms):.1f}",
+                str(len(row.per_batch_ms)),
+            )
+        )
+    return render_table(header, lines)
+
+
+def render_table(header: tuple[str, ...], lines: list[tuple[str, ...]]) -> str:
     widths = [max(len(line[i]) for line in [header, *lines]) for i in range(len(header))]
 
     def render(cells: tuple[str, ...]) -> str:
@@ -367,6 +564,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--celery-runs", type=int, default=3, help="Celery runs (3)")
     parser.add_argument("--pool", choices=["prefork", "solo"], default="prefork")
     parser.add_argument("--concurrency", type=int, default=2, help="prefork processes (2)")
+    parser.add_argument(
+        "--only",
+        choices=["throughput", "usage"],
+        help="run only the throughput table or only the usage-batch CPU table",
+    )
     parser.add_argument("--celery-publisher", metavar="NODENAME", help=argparse.SUPPRESS)
     return parser.parse_args()
 
@@ -395,34 +597,42 @@ def main() -> None:
     try:
         call_command("migrate", interactive=False, verbosity=0)
         events, runs = args.events, args.runs
-        rows = [
-            measure(
-                "in-process, 1 transaction", inprocess_one_transaction, events=events, runs=runs
-            ),
-            measure(
-                f"in-process, {events:,} transactions of 1 event",
-                inprocess_many_transactions,
-                events=events,
-                runs=runs,
-            ),
-        ]
-        for broker_name in BROKERS:
-            rows.append(
-                celery_scenario(
-                    broker_name,
-                    database=database,
-                    pool=args.pool,
-                    concurrency=args.concurrency,
+        rows: list[Row] = []
+        cpu_rows: list[CpuRow] = []
+        if args.only != "usage":
+            rows += [
+                measure(
+                    "in-process, 1 transaction", inprocess_one_transaction, events=events, runs=runs
+                ),
+                measure(
+                    f"in-process, {events:,} transactions of 1 event",
+                    inprocess_many_transactions,
                     events=events,
-                    runs=args.celery_runs,
+                    runs=runs,
+                ),
+            ]
+            for broker_name in BROKERS:
+                rows.append(
+                    celery_scenario(
+                        broker_name,
+                        database=database,
+                        pool=args.pool,
+                        concurrency=args.concurrency,
+                        events=events,
+                        runs=args.celery_runs,
+                    )
                 )
-            )
+        if args.only != "throughput":
+            cpu_rows = measure_usage_batches(runs=runs)
     finally:
         connections.close_all()
         recreate_database(socket_dir, create=False)
         if held:
             pgserver.release()
-    print(table(rows))
+    if rows:
+        print(table(rows))
+    if cpu_rows:
+        print(("\n" if rows else "") + cpu_table(cpu_rows))
     print(
         f"\n{os.cpu_count()} CPUs; 1-min load average {load_at_start:.1f} at start,"
         f" {os.getloadavg()[0]:.1f} at end; {time.monotonic() - started:.0f}s in all;"

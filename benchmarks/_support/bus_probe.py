@@ -29,3 +29,12 @@ def on_probe(event: BenchProbe) -> None:
     """A trivial handler: counts what it was given, in this process."""
     global deliveries
     deliveries += 1
+
+
+class HeldTransport:
+    """Keeps dispatched ids instead of delivering them, so publishing is timed alone."""
+
+    held: list = []
+
+    def dispatch(self, event_ids) -> None:
+        HeldTransport.held.extend(event_ids)
