@@ -1,6 +1,6 @@
 """The cost read model: the ``UsageRecorded`` projection into daily rollups, and its rebuild.
 
-``daily_usage_apply`` adds one ledger entry to its day's row with one upsert.
+``daily_usage_add`` adds a batch of ledger entries to their days' rows with one upsert.
 ``costs_rebuild`` throws the rollups away and recomputes them from the raw ledger in one
 ``INSERT … SELECT … GROUP BY``, so the read model can always be replayed from the stream.
 """
@@ -10,14 +10,15 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import time
-from decimal import Decimal
+from collections.abc import Sequence
+from decimal import ROUND_HALF_UP, Decimal
 
 import structlog
 from django.db import connection, transaction
 
 from lumina.kernel.models import OutboxEvent, ProcessedEvent
 from lumina.providers.events.usage import UsageRecorded
-from lumina.providers.models.usage import DailyUsage, UsageRecord
+from lumina.providers.models.usage import DAILY_USAGE_KEY, DailyUsage, UsageRecord
 from lumina.providers.types import UsageEntry, UsageStatus
 
 logger = structlog.get_logger(__name__)
@@ -32,15 +33,8 @@ _SUMS = (
     "requests", "errors", "estimated", "input_tokens", "cached_input_tokens",
     "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost",
 )  # fmt: skip
-_KEY = ("day", "user_id", "token_id", "provider_id", "provider_name", "model", "operation")
-_COLUMNS = ", ".join(_KEY + _SUMS)
+_COLUMNS = ", ".join(DAILY_USAGE_KEY + _SUMS)
 
-_UPSERT = f"""
-INSERT INTO {_DAILY} ({_COLUMNS})
-VALUES (%s, %s, %s, %s, %s, %s, %s, 1, %s, %s, %s, %s, %s, %s, %s, %s)
-ON CONFLICT ON CONSTRAINT daily_usage_key DO UPDATE SET
-{", ".join(f"{name} = {_DAILY}.{name} + EXCLUDED.{name}" for name in _SUMS)}
-"""  # noqa: S608 (table and column names are constants)
 
 _REPLAY = f"""
 INSERT INTO {_DAILY} ({_COLUMNS})
@@ -72,31 +66,53 @@ class RebuildReport:
     seconds: float
 
 
-def daily_usage_apply(*, entry: UsageEntry) -> None:
-    """Add one ledger entry to its day's rollup row (the projection's only write)."""
-    usage = entry.usage
-    day = entry.occurred_at.astimezone(dt.UTC).date()
-    with connection.cursor() as cursor:
-        cursor.execute(
-            _UPSERT,
-            [
-                day,
-                entry.user_id,
-                entry.token_id,
-                entry.provider_id,
-                entry.provider_name,
-                entry.model,
-                entry.operation,
-                int(UsageStatus(entry.status) is not UsageStatus.OK),
-                int(usage.estimated),
-                usage.input_tokens,
-                usage.cached_input_tokens,
-                usage.cache_write_tokens,
-                usage.output_tokens,
-                usage.reasoning_tokens,
-                entry.cost,
-            ],
+_ROLLUP_COLUMNS = DAILY_USAGE_KEY + _SUMS
+_UPSERT_HEAD = f"INSERT INTO {_DAILY} ({', '.join(_ROLLUP_COLUMNS)}) VALUES "  # noqa: S608
+_UPSERT_ROW = f"({', '.join(['%s'] * len(_ROLLUP_COLUMNS))})"
+_UPSERT_TAIL = " ON CONFLICT ON CONSTRAINT daily_usage_key DO UPDATE SET " + ", ".join(
+    f"{name} = {_DAILY}.{name} + EXCLUDED.{name}" for name in _SUMS
+)
+# The ledger's precision: each cost is rounded as its ledger row stores it before it is
+# summed, so the rollups equal what ``costs_rebuild`` sums from the ledger.
+_COST_STEP = Decimal(1).scaleb(-UsageRecord._meta.get_field("cost").decimal_places)
+
+
+def daily_usage_add(*, entries: Sequence[UsageEntry]) -> int:
+    """Add ledger entries to their days' rollup rows with one upsert; return the rows touched.
+
+    The entries are summed per rollup key first: one ``INSERT … ON CONFLICT DO UPDATE``
+    cannot touch the same row twice.
+    """
+    totals: dict[tuple, list] = {}
+    for entry in entries:
+        usage = entry.usage
+        key = (
+            entry.occurred_at.astimezone(dt.UTC).date(),
+            entry.user_id,
+            entry.token_id,
+            entry.provider_id,
+            entry.provider_name,
+            entry.model,
+            entry.operation,
         )
+        sums = totals.get(key)
+        if sums is None:
+            sums = totals[key] = [0, 0, 0, 0, 0, 0, 0, 0, Decimal(0)]
+        sums[0] += 1
+        sums[1] += UsageStatus(entry.status) is not UsageStatus.OK
+        sums[2] += usage.estimated
+        sums[3] += usage.input_tokens
+        sums[4] += usage.cached_input_tokens
+        sums[5] += usage.cache_write_tokens
+        sums[6] += usage.output_tokens
+        sums[7] += usage.reasoning_tokens
+        sums[8] += Decimal(entry.cost).quantize(_COST_STEP, rounding=ROUND_HALF_UP)
+    if not totals:
+        return 0
+    sql = _UPSERT_HEAD + ", ".join([_UPSERT_ROW] * len(totals)) + _UPSERT_TAIL
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [value for key, sums in totals.items() for value in (*key, *sums)])
+    return len(totals)
 
 
 def costs_rebuild() -> RebuildReport:

@@ -2,8 +2,8 @@
 
 The hot path only appends to a deque. A daemon thread, started by the first submit,
 writes whatever is buffered every ``FLUSH_INTERVAL`` seconds (sooner once
-``BATCH_SIZE`` entries wait): one transaction per batch bulk-inserts the ledger rows
-and publishes one ``UsageRecorded`` per row into the outbox. A failed write puts the
+``BATCH_SIZE`` entries wait): one transaction per batch copies the ledger rows in and
+publishes one ``UsageRecorded`` per row with one outbox INSERT. A failed write puts the
 batch back at the head of the buffer and the thread retries with exponential backoff,
 so nothing is lost while the process lives; only an overflowing buffer drops entries,
 and it says so in the log. ``usage_flush`` writes synchronously (tests, shutdown).
@@ -32,7 +32,7 @@ from django.db import (
 )
 from django.utils import timezone
 
-from lumina.kernel.bus import publish
+from lumina.kernel.bus import publish_many
 from lumina.kernel.events import Event
 from lumina.providers.events.usage import UsageRecorded
 from lumina.providers.models.usage import UsageRecord
@@ -256,10 +256,7 @@ def _write_batch(batch: list[UsageEntry], events: list[Event]) -> int:
         if entries:
             _ensure_partitions(entry.occurred_at for entry in entries)
             _insert(entries)
-        for entry in entries:
-            publish(UsageRecorded.from_entry(entry))
-        for event in events:
-            publish(event)
+        publish_many([*map(UsageRecorded.from_entry, entries), *events])
     _suspect_ids.difference_update(entry.id for entry in batch)
     return len(entries)
 
