@@ -335,3 +335,6 @@ class UsageEntry:
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     error_code: str = ""
+    # Each call to a provider when there was more than one, or when the only one failed:
+    # {"provider", "model", "attempt", "outcome", "error_code", "duration_ms"}.
+    attempt_log: tuple[dict[str, Any], ...] = ()

@@ -79,6 +79,8 @@ def test_upstream_500_is_retried_and_the_retry_answers(caller, openai_upstream):
     usage_flush()
     [row] = usage_rows()
     assert (row.status, row.attempts) == (UsageStatus.OK, 2)
+    assert [a["outcome"] for a in row.attempt_log] == ["retry", "ok"]
+    assert row.attempt_log[0]["error_code"] == "upstream_server_error"
 
 
 def test_upstream_429_retry_after_is_honoured(caller, openai_upstream):
@@ -116,8 +118,12 @@ def test_fallback_to_the_next_candidate_when_the_first_is_down(
     usage_flush()
     [row] = usage_rows()
     assert row.provider_name == "backup"
-    assert row.attempts > 1
     assert down.provider.name != row.provider_name
+    # Every call is in the ledger: the retries of the down provider, then the backup.
+    calls = [(a["provider"], a["outcome"]) for a in row.attempt_log]
+    assert calls[-1] == ("backup", "ok")
+    assert {outcome for provider, outcome in calls[:-1] if provider == "down"} <= {"retry", "error"}
+    assert len(calls) == row.attempts > 1
 
 
 def test_upstream_timeout_falls_back(caller, openai_upstream, ollama_upstream):

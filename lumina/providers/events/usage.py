@@ -46,6 +46,7 @@ class UsageRecorded(DomainEvent):
     latency_ms: float = 0.0
     ttft_ms: float | None = None
     error_code: str = ""
+    attempt_log: tuple[dict, ...] = ()
 
     @classmethod
     def from_entry(cls, entry: UsageEntry) -> UsageRecorded:
@@ -75,6 +76,7 @@ class UsageRecorded(DomainEvent):
             latency_ms=entry.latency_ms,
             ttft_ms=entry.ttft_ms,
             error_code=entry.error_code,
+            attempt_log=tuple(entry.attempt_log),
         )
 
     def to_entry(self) -> UsageEntry:
@@ -105,6 +107,7 @@ class UsageRecorded(DomainEvent):
             latency_ms=self.latency_ms,
             ttft_ms=self.ttft_ms,
             error_code=self.error_code,
+            attempt_log=tuple(self.attempt_log),
         )
 
 

@@ -153,6 +153,10 @@ class UsageRecordOutput(serializers.Serializer):
     latency_ms = serializers.FloatField()
     ttft_ms = serializers.FloatField(allow_null=True)
     error_code = serializers.CharField()
+    attempt_log = serializers.ListField(
+        child=serializers.DictField(),
+        help_text="Every call to a provider, when there was more than one or it failed.",
+    )
 
 
 class UsageListApi(GenericAPIView):

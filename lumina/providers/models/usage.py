@@ -63,6 +63,11 @@ class UsageRecord(models.Model):
     latency_ms = models.FloatField(default=0.0)
     ttft_ms = models.FloatField(null=True, blank=True, help_text="Time to first token (streams).")
     error_code = models.CharField(max_length=100, blank=True, default="")
+    attempt_log = models.JSONField(
+        default=list,
+        blank=True,
+        help_text="Every call to a provider, when there was more than one or it failed.",
+    )
 
     class Meta:
         db_table = USAGE_TABLE

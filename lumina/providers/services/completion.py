@@ -254,6 +254,21 @@ class Call:
             upstream=last,
         )
 
+    def _attempt_log(self) -> tuple[dict[str, Any], ...]:
+        if len(self.attempts) < 2 and all(a.outcome == "ok" for a in self.attempts):
+            return ()  # the row itself says which provider served, at the first try
+        return tuple(
+            {
+                "provider": a.deployment.provider.name,
+                "model": a.deployment.name,
+                "attempt": a.number,
+                "outcome": a.outcome,
+                "error_code": a.error_code,
+                "duration_ms": round(a.duration_ms, 1),
+            }
+            for a in self.attempts
+        )
+
     async def finish(self) -> UsageEntry:
         """Record usage, settle the budget and count metrics; once per call."""
         self.finished = True
@@ -281,6 +296,7 @@ class Call:
             latency_ms=latency * 1000,
             ttft_ms=self.ttft_ms,
             error_code=self.error_code,
+            attempt_log=self._attempt_log(),
         )
         usage_submit(entry)
         if self.operation == "chat" and self.status is UsageStatus.OK and deployment is not None:

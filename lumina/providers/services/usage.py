@@ -31,6 +31,7 @@ from django.db import (
     transaction,
 )
 from django.utils import timezone
+from psycopg.types.json import Jsonb
 
 from lumina.kernel.bus import publish_many
 from lumina.kernel.events import Event
@@ -294,6 +295,7 @@ _COPY_COLUMNS = (
     "user_id", "token_id", "provider_id", "provider_name", "deployment_id", "model",
     "input_tokens", "cached_input_tokens", "cache_write_tokens", "output_tokens",
     "reasoning_tokens", "estimated", "cost", "attempts", "latency_ms", "ttft_ms", "error_code",
+    "attempt_log",
 )  # fmt: skip
 _COPY = f"COPY {UsageRecord._meta.db_table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 
@@ -337,6 +339,7 @@ def _row(entry: UsageEntry) -> tuple:
         entry.latency_ms,
         entry.ttft_ms,
         entry.error_code,
+        Jsonb(list(entry.attempt_log)),
     )
 
 
