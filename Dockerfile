@@ -68,4 +68,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 CMD pytho
 # CMD rather than ENTRYPOINT, so the same image runs `manage.py ...` or `celery ...`
 # by replacing the command. `exec` keeps uvicorn as PID 1 to receive SIGTERM.
 # The access log comes from RequestIdMiddleware (with request ids), not uvicorn.
-CMD ["sh", "-c", "exec uvicorn config.asgi:application --host \"$LUMINA_HOST\" --port \"$LUMINA_PORT\" --loop uvloop --http httptools --lifespan on --no-access-log --no-server-header --proxy-headers --log-config /etc/lumina/uvicorn-logging.json"]
+CMD ["sh", "-c", "exec uvicorn config.asgi:application --host \"$LUMINA_HOST\" --port \"$LUMINA_PORT\" --loop uvloop --http httptools --lifespan on --no-access-log --no-server-header --timeout-keep-alive 75 --proxy-headers --log-config /etc/lumina/uvicorn-logging.json"]

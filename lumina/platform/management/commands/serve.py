@@ -87,4 +87,8 @@ class Command(BaseCommand):
             log_config=None,  # Django's LOGGING (structlog JSON) already owns the handlers
             access_log=False,  # RequestIdMiddleware writes the access log with request ids
             server_header=False,
+            # Longer than the idle timeout of clients' and proxies' pools (60 s is common):
+            # a server that closes a kept-alive connection first races the client's next
+            # request on it, which fails as "connection reset" or a proxy's 502.
+            timeout_keep_alive=75,
         )
