@@ -36,6 +36,11 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+class LocalEmbeddings(StrEnum):
+    INT8 = "int8"
+    FP32 = "fp32"
+
+
 def _csv(value: object) -> object:
     if isinstance(value, str):
         return [item.strip() for item in value.split(",") if item.strip()]
@@ -88,6 +93,8 @@ class LuminaEnv(BaseSettings):
     lumina_provider_retry_backoff: float = Field(default=0.25, gt=0, le=60)
     lumina_provider_retry_max_wait: float = Field(default=5.0, gt=0, le=300)
     lumina_latency_alpha: float = Field(default=0.2, gt=0, le=1)
+    # The local provider's all-MiniLM-L6-v2: int8 ONNX, or fp32 (needs requirements-fp32.txt).
+    lumina_local_embeddings: LocalEmbeddings = LocalEmbeddings.INT8
 
     _split = field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")(_csv)
 

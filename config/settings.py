@@ -136,6 +136,7 @@ LUMINA_PROVIDER_RETRIES = ENV.lumina_provider_retries
 LUMINA_PROVIDER_RETRY_BACKOFF = ENV.lumina_provider_retry_backoff
 LUMINA_PROVIDER_RETRY_MAX_WAIT = ENV.lumina_provider_retry_max_wait
 LUMINA_LATENCY_ALPHA = ENV.lumina_latency_alpha
+LUMINA_LOCAL_EMBEDDINGS = ENV.lumina_local_embeddings.value
 OTP_TOTP_ISSUER = "Lumina"
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous requests get nothing

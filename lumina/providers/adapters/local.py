@@ -21,7 +21,8 @@ fixed rule:
   the sum of the kept pieces' ``tokens.count_text_tokens``. Stream and non-stream agree.
 
 ``all-MiniLM-L6-v2`` embeds text into 384 unit-length dimensions (``providers.local.minilm``),
-off the event loop.
+off the event loop: the int8 ONNX build by default, or the fp32 model with
+``LUMINA_LOCAL_EMBEDDINGS=fp32`` and the optional extra (``requirements-fp32.txt``).
 """
 
 from __future__ import annotations
@@ -53,8 +54,8 @@ _executor: ThreadPoolExecutor | None = None
 
 
 def _embedding_executor() -> ThreadPoolExecutor:
-    # One worker: onnxruntime already spreads each batch over the cores, so running two
-    # batches at once would only make both slower.
+    # One worker: onnxruntime (or torch, for fp32) already spreads each batch over the
+    # cores, so running two batches at once would only make both slower.
     global _executor
     if _executor is None:
         _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lumina-minilm")
@@ -235,7 +236,16 @@ class LocalAdapter:
         from lumina.providers.local import minilm
 
         loop = asyncio.get_running_loop()
-        vectors, tokens = await loop.run_in_executor(_embedding_executor(), minilm.embed, texts)
+        try:
+            vectors, tokens = await loop.run_in_executor(_embedding_executor(), minilm.embed, texts)
+        except minilm.LocalModelError as error:
+            # A set-up fault (fp32 chosen without its extra, a wrong model file): another
+            # candidate may still serve, and the message tells the operator what to install.
+            raise UpstreamError(
+                f"{endpoint.provider_name}: {error}",
+                retryable=False,
+                code="upstream_unavailable",
+            ) from error
         if request.get("encoding_format") == "base64":
             little_endian = vectors.astype("<f4", copy=False)
             embeddings: list[Any] = [
