@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from django.core.cache import cache
 from rest_framework.test import APIClient
 
@@ -56,3 +58,11 @@ def events(name: str) -> list[dict]:
     return [
         row.payload for row in OutboxEvent.objects.filter(name=name).order_by("created_at", "id")
     ]
+
+
+def steady_window(window: int = 60, margin: float = 5.0) -> None:
+    """Wait for the next fixed throttle window if this one ends within ``margin`` seconds,
+    so that a test's attempts are all counted in the same window."""
+    left = window - time.time() % window
+    if left < margin:
+        time.sleep(left + 0.05)

@@ -23,6 +23,7 @@ from tests.security.auth_support import (
     events,
     login,
     reset_caches,
+    steady_window,
 )
 
 pytestmark = pytest.mark.django_db
@@ -167,6 +168,7 @@ def test_per_address_throttle_answers_429_with_retry_after(ada, settings, shared
         "DEFAULT_THROTTLE_RATES": {"login": "3/min", "mfa": "3/min"},
     }
     address = {"REMOTE_ADDR": "198.51.100.20"}
+    steady_window()
     for _ in range(3):
         login(browser(), "someone@example.com", "guess", **address)
     response = login(browser(), "ada@example.com", PASSWORD, **address)
@@ -185,6 +187,7 @@ def test_throttled_requests_do_not_reach_the_password_check(ada, settings):
         **settings.REST_FRAMEWORK,
         "DEFAULT_THROTTLE_RATES": {"login": "1/min"},
     }
+    steady_window()
     login(browser(), "ada@example.com", "wrong password")
     client = browser()
     token = csrf_token(client)

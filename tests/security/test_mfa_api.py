@@ -17,6 +17,7 @@ from rest_framework.test import APIClient
 from lumina.kernel.models import OutboxEvent
 from lumina.security.services.tokens import token_create
 from lumina.security.types import Actor
+from tests.security.auth_support import steady_window
 from tests.security.mfa_support import (
     BACKUP_CODES,
     CONFIRM,
@@ -256,6 +257,7 @@ def test_verification_is_limited_per_client_address(settings, no_device_backoff)
     }
     user, _ = enrolled_user("katherine@example.com")
     client = session_client(user)
+    steady_window()
     for _ in range(2):
         error_of(client.post(VERIFY, {"code": "000000"}, format="json"), 400)
 
