@@ -21,7 +21,7 @@ import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import structlog
 from django.conf import settings
@@ -29,6 +29,7 @@ from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 from django.utils.module_loading import import_string
 
+from lumina.kernel.database import insert_rows
 from lumina.kernel.events import Event, event_class, event_key
 from lumina.kernel.models import OutboxEvent, ProcessedEvent
 
@@ -131,7 +132,7 @@ def publish_many(events: Sequence[Event]) -> None:
     if not events:
         return
     pending, due = OutboxEvent.Status.PENDING.value, timezone.now() + DISPATCH_GRACE
-    _insert_rows(
+    insert_rows(
         _OUTBOX,
         _OUTBOX_COLUMNS,
         [
@@ -152,26 +153,6 @@ def publish_many(events: Sequence[Event]) -> None:
     )
     _batch.ids.extend(event.id for event in events)
     transaction.on_commit(_batch.flush)
-
-
-def _insert_rows(table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert ``rows`` with one statement: an INSERT for one row, COPY for more.
-
-    COPY costs a fraction of the CPU of a multi-row INSERT (no SQL literals to build and
-    escape) but one more round trip, which only pays off from the second row.
-    """
-    names = ", ".join(columns)
-    with connection.wrap_database_errors, connection.cursor() as cursor:
-        # wrap_database_errors: Django translates execute()'s errors but not COPY's, and
-        # callers (and the delivery's conflict check) catch Django's IntegrityError.
-        if len(rows) == 1:
-            placeholders = ", ".join(["%s"] * len(columns))
-            sql = f"INSERT INTO {table} ({names}) VALUES ({placeholders})"  # noqa: S608 (constants)
-            cursor.execute(sql, rows[0])
-            return
-        with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
-            for row in rows:
-                copy.write_row(row)
 
 
 @cache
@@ -320,7 +301,7 @@ def _applied_handlers(event_ids: list[uuid.UUID]) -> set[tuple[uuid.UUID, str]]:
 
 def _mark_applied(pairs: list[tuple[uuid.UUID, str]]) -> None:
     """Record that these handlers applied these events (a duplicate raises IntegrityError)."""
-    _insert_rows(ProcessedEvent._meta.db_table, ("event_id", "handler"), pairs)
+    insert_rows(ProcessedEvent._meta.db_table, ("event_id", "handler"), pairs)
 
 
 _DELIVERED = f"""

@@ -1,9 +1,12 @@
-"""Database preconditions Lumina checks before it migrates or serves."""
+"""Database helpers: the preconditions Lumina checks before it serves, and batch inserts."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from django.core.exceptions import ImproperlyConfigured
-from django.db import connections
+from django.db import connection, connections
 
 
 def require_pgvector(using: str = "default") -> str:
@@ -27,3 +30,23 @@ def require_pgvector(using: str = "default") -> str:
             "DATABASE_URL to use Lumina's embedded PostgreSQL, which includes it."
         )
     return row[0]
+
+
+def insert_rows(table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert ``rows`` with one statement: an INSERT for one row, COPY for more.
+
+    COPY costs a fraction of the CPU of a multi-row INSERT (no SQL literals to build and
+    escape) but one more round trip, which only pays off from the second row.
+    """
+    names = ", ".join(columns)
+    with connection.wrap_database_errors, connection.cursor() as cursor:
+        # wrap_database_errors: Django translates execute()'s errors but not COPY's, and
+        # callers (and the delivery's conflict check) catch Django's IntegrityError.
+        if len(rows) == 1:
+            markers = ", ".join(["%s"] * len(columns))
+            sql = f"INSERT INTO {table} ({names}) VALUES ({markers})"  # noqa: S608 (constants)
+            cursor.execute(sql, rows[0])
+            return
+        with cursor.copy(f"COPY {table} ({names}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)

@@ -20,6 +20,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from lumina.providers.http.gateway import sse_data
 from lumina.providers.services.completion import (
     Call,
     StreamInterrupted,
@@ -179,17 +180,13 @@ async def _events(call: Call, chunks, first):
         yield b"event: lumina.selected\ndata: " + orjson.dumps(selected) + b"\n\n"
         chunk = first
         while chunk is not None:
-            yield _event(chunk)
+            yield sse_data(chunk)
             chunk = await anext(chunks, None)
         yield b"data: [DONE]\n\n"
     except StreamInterrupted as broken:
-        yield _event({"error": {"message": broken.error.message, "code": broken.error.code}})
+        yield sse_data({"error": {"message": broken.error.message, "code": broken.error.code}})
     finally:
         await chunks.aclose()
-
-
-def _event(payload: dict[str, Any]) -> bytes:
-    return b"data: " + orjson.dumps(payload) + b"\n\n"
 
 
 urlpatterns = [

@@ -179,6 +179,11 @@ class Gateway:
         await exchange.json(200, result, overhead=call.overhead_seconds)
 
 
+def sse_data(payload: Any) -> bytes:
+    """One server-sent event carrying ``payload`` as JSON, as OpenAI frames its chunks."""
+    return b"data: " + orjson.dumps(payload) + b"\n\n"
+
+
 def _as_base64(item: dict[str, Any]) -> dict[str, Any]:
     vector = item["embedding"]
     if isinstance(vector, str):
@@ -313,7 +318,7 @@ class Exchange:
                 await self.send(
                     {
                         "type": "http.response.body",
-                        "body": b"data: " + orjson.dumps(chunk) + b"\n\n",
+                        "body": sse_data(chunk),
                         "more_body": True,
                     }
                 )
@@ -327,9 +332,7 @@ class Exchange:
             event = GatewayError(
                 502, f"The provider stream broke: {broken.error.message}", code=broken.error.code
             ).body()
-            await self.send(
-                {"type": "http.response.body", "body": b"data: " + orjson.dumps(event) + b"\n\n"}
-            )
+            await self.send({"type": "http.response.body", "body": sse_data(event)})
         except (ApplicationError, ProviderFailedError):
             raise  # before the first byte: answered as a normal error response
         finally:

@@ -175,6 +175,14 @@ class Call:
             await self.finish()
             raise
 
+    def estimated_usage(self, output_text: str) -> Usage:
+        """What Lumina counts itself when the provider reported no usage."""
+        return Usage(
+            input_tokens=self.estimated_input,
+            output_tokens=count_text_tokens(output_text),
+            estimated=True,
+        )
+
     @property
     def overhead_seconds(self) -> float:
         return max(0.0, time.perf_counter() - self.started - self.upstream_seconds)
@@ -415,9 +423,7 @@ def _estimate_completion(call: Call, body: dict[str, Any]) -> Usage:
         for tool_call in message.get("tool_calls") or ():
             function = tool_call.get("function") or {}
             text += (function.get("name") or "") + (function.get("arguments") or "")
-    return Usage(
-        input_tokens=call.estimated_input, output_tokens=count_text_tokens(text), estimated=True
-    )
+    return call.estimated_usage(text)
 
 
 async def chat_stream(call: Call) -> AsyncIterator[dict[str, Any]]:
@@ -457,11 +463,7 @@ async def chat_stream(call: Call) -> AsyncIterator[dict[str, Any]]:
                 call.error_code = error.code
                 raise StreamInterrupted(error) from error
         if call.usage is None:
-            call.usage = Usage(
-                input_tokens=call.estimated_input,
-                output_tokens=count_text_tokens("".join(text_parts)),
-                estimated=True,
-            )
+            call.usage = call.estimated_usage("".join(text_parts))
             if wants_usage:
                 yield {
                     "id": first.get("id"),
@@ -479,11 +481,7 @@ async def chat_stream(call: Call) -> AsyncIterator[dict[str, Any]]:
         if upstream is not None:
             await upstream.aclose()
         if call.usage is None and call.status is not UsageStatus.REJECTED:
-            call.usage = Usage(
-                input_tokens=call.estimated_input,
-                output_tokens=count_text_tokens("".join(text_parts)),
-                estimated=True,
-            )
+            call.usage = call.estimated_usage("".join(text_parts))
         metrics.IN_FLIGHT.labels("chat").dec()
         await call.finish()
 

@@ -33,7 +33,8 @@ _SUMS = (
     "requests", "errors", "estimated", "input_tokens", "cached_input_tokens",
     "cache_write_tokens", "output_tokens", "reasoning_tokens", "cost",
 )  # fmt: skip
-_COLUMNS = ", ".join(DAILY_USAGE_KEY + _SUMS)
+_ROLLUP_COLUMNS = DAILY_USAGE_KEY + _SUMS
+_COLUMNS = ", ".join(_ROLLUP_COLUMNS)
 
 
 _REPLAY = f"""
@@ -66,8 +67,7 @@ class RebuildReport:
     seconds: float
 
 
-_ROLLUP_COLUMNS = DAILY_USAGE_KEY + _SUMS
-_UPSERT_HEAD = f"INSERT INTO {_DAILY} ({', '.join(_ROLLUP_COLUMNS)}) VALUES "  # noqa: S608
+_UPSERT_HEAD = f"INSERT INTO {_DAILY} ({_COLUMNS}) VALUES "  # noqa: S608
 _UPSERT_ROW = f"({', '.join(['%s'] * len(_ROLLUP_COLUMNS))})"
 _UPSERT_TAIL = " ON CONFLICT ON CONSTRAINT daily_usage_key DO UPDATE SET " + ", ".join(
     f"{name} = {_DAILY}.{name} + EXCLUDED.{name}" for name in _SUMS

@@ -34,6 +34,7 @@ from django.utils import timezone
 from psycopg.types.json import Jsonb
 
 from lumina.kernel.bus import publish_many
+from lumina.kernel.database import insert_rows
 from lumina.kernel.events import Event
 from lumina.providers.events.usage import UsageRecorded
 from lumina.providers.models.usage import UsageRecord
@@ -297,19 +298,11 @@ _COPY_COLUMNS = (
     "reasoning_tokens", "estimated", "cost", "attempts", "latency_ms", "ttft_ms", "error_code",
     "attempt_log",
 )  # fmt: skip
-_COPY = f"COPY {UsageRecord._meta.db_table} ({', '.join(_COPY_COLUMNS)}) FROM STDIN"
 
 
 def _insert(entries: list[UsageEntry]) -> None:
     """COPY the rows in: several times cheaper in CPU than an ORM bulk insert."""
-    # Django does not translate errors raised by psycopg's COPY; the writer needs its classes.
-    with (
-        connection.wrap_database_errors,
-        connection.cursor() as cursor,
-        cursor.copy(_COPY) as copy,
-    ):
-        for entry in entries:
-            copy.write_row(_row(entry))
+    insert_rows(UsageRecord._meta.db_table, _COPY_COLUMNS, [_row(entry) for entry in entries])
 
 
 def _row(entry: UsageEntry) -> tuple:
