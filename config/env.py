@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import secrets
 from enum import StrEnum
 from pathlib import Path
@@ -18,6 +19,9 @@ from pydantic import AnyUrl, Field, ValidationError, field_validator, model_vali
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+LOOPBACK_NETWORKS = ("127.0.0.0/8", "::1/128")
 
 
 class Environment(StrEnum):
@@ -95,8 +99,28 @@ class LuminaEnv(BaseSettings):
     lumina_latency_alpha: float = Field(default=0.2, gt=0, le=1)
     # The local provider's all-MiniLM-L6-v2: int8 ONNX, or fp32 (needs requirements-fp32.txt).
     lumina_local_embeddings: LocalEmbeddings = LocalEmbeddings.INT8
+    # Non-public addresses/networks Lumina may connect to for provider and identity provider
+    # URLs (lumina.kernel.outbound). Unset: loopback in development and test, none in production.
+    lumina_outbound_allow: Annotated[list[str] | None, NoDecode] = None
 
-    _split = field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")(_csv)
+    _split = field_validator(
+        "allowed_hosts", "csrf_trusted_origins", "lumina_outbound_allow", mode="before"
+    )(_csv)
+
+    @field_validator("lumina_outbound_allow")
+    @classmethod
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=True)
+            except ValueError as exc:
+                raise ValueError(
+                    f"{entry!r} is not an IP address or CIDR network ({exc}); host names are "
+                    "not accepted, as what they resolve to can change"
+                ) from None
+        return value
 
     @field_validator("lumina_log_level")
     @classmethod
@@ -135,6 +159,14 @@ class LuminaEnv(BaseSettings):
     @property
     def is_production(self) -> bool:
         return self.lumina_env is Environment.PRODUCTION
+
+    @property
+    def outbound_allow(self) -> tuple[str, ...]:
+        """The outbound allow-list in force: as set, else loopback outside production, so
+        that `make run` reaches an Ollama or vLLM on the same machine."""
+        if self.lumina_outbound_allow is not None:
+            return tuple(self.lumina_outbound_allow)
+        return () if self.is_production else LOOPBACK_NETWORKS
 
 
 def parse_master_keys(value: str) -> dict[int, bytes]:

@@ -137,6 +137,8 @@ LUMINA_PROVIDER_RETRY_BACKOFF = ENV.lumina_provider_retry_backoff
 LUMINA_PROVIDER_RETRY_MAX_WAIT = ENV.lumina_provider_retry_max_wait
 LUMINA_LATENCY_ALPHA = ENV.lumina_latency_alpha
 LUMINA_LOCAL_EMBEDDINGS = ENV.lumina_local_embeddings.value
+# Outbound-URL guard (lumina.kernel.outbound): non-public networks Lumina may connect to.
+LUMINA_OUTBOUND_ALLOW = ENV.outbound_allow
 OTP_TOTP_ISSUER = "Lumina"
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous requests get nothing

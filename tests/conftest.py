@@ -51,6 +51,13 @@ def _fresh_authorization_caches():
     cache_clear()
 
 
+@pytest.fixture(autouse=True)
+def _loopback_destinations_allowed(settings):
+    """Test upstreams and identity providers listen on 127.0.0.1, so tests allow loopback
+    explicitly; the outbound-guard attack tests set an empty list instead."""
+    settings.LUMINA_OUTBOUND_ALLOW = ("127.0.0.0/8", "::1/128")
+
+
 @pytest.fixture
 def api_client() -> APIClient:
     return APIClient()

@@ -30,6 +30,8 @@ def _run(args, tmp_path, **env):
         ("LUMINA_LOG_LEVEL", "LOUD"),
         ("DATABASE_URL", "mysql://root@localhost/lumina"),
         ("REDIS_URL", "not a url"),
+        ("LUMINA_OUTBOUND_ALLOW", "ollama"),
+        ("LUMINA_OUTBOUND_ALLOW", "10.0.0.1/8"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(tmp_path, variable, value):
@@ -108,3 +110,33 @@ def test_check_deploy_is_clean_with_production_settings(tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "no issues" in result.stdout
+
+
+OUTBOUND = (
+    "import django; django.setup(); from django.conf import settings; "
+    "print(','.join(settings.LUMINA_OUTBOUND_ALLOW) or '-')"
+)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, "127.0.0.0/8,::1/128"),
+        ({"LUMINA_OUTBOUND_ALLOW": "10.0.0.0/8, 192.168.1.20"}, "10.0.0.0/8,192.168.1.20"),
+        ({"LUMINA_OUTBOUND_ALLOW": ""}, "-"),
+        (
+            {
+                "LUMINA_ENV": "production",
+                "SECRET_KEY": "x" * 50,
+                "LUMINA_MASTER_KEYS": "1:" + base64.b64encode(bytes(32)).decode(),
+            },
+            "-",
+        ),
+    ],
+)
+def test_the_outbound_allow_list_defaults_to_loopback_only_outside_production(
+    tmp_path, env, expected
+):
+    result = _run(["-c", OUTBOUND], tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import time
 
 import pytest
@@ -81,16 +82,39 @@ def test_retry_after_forms():
     assert http.parse_retry_after(CIMultiDict()) is None
 
 
-def test_error_messages_never_carry_the_api_key():
+def test_error_messages_never_carry_the_api_key(caplog):
+    caplog.set_level(logging.WARNING, logger="lumina.providers.adapters.http")
     target = endpoint(ProviderKind.OPENAI, "http://127.0.0.1:9/v1")
     body = b'{"error": {"message": "Incorrect API key provided: ' + API_KEY.encode() + b'"}}'
 
     error = http.error_from_answer(target, 401, CIMultiDict(), body)
 
     assert API_KEY not in error.message
-    assert "***" in error.message
+    assert "Incorrect API key" not in error.message  # the provider's words go to the log only
     assert error.code == "upstream_auth_failed"
     assert not error.retryable
+    # The operator's log keeps the provider's message, with the key scrubbed.
+    assert "Incorrect API key provided: ***" in caplog.text
+    assert API_KEY not in caplog.text
+
+
+def test_callers_see_no_part_of_an_upstream_error_body_nor_an_address(caplog):
+    caplog.set_level(logging.WARNING, logger="lumina.providers.adapters.http")
+    target = endpoint(ProviderKind.OPENAI, "http://10.1.2.3:8080/v1")
+    leaked = "AccessKeyId=ASIA-internal-credential at 10.1.2.3:8080"
+    answers = [
+        b'{"error": {"message": "' + leaked.encode() + b'", "code": "bad\nvalue <x>"}}',
+        leaked.encode(),
+        b'{"detail": "' + leaked.encode() + b'"}',
+    ]
+    for body in answers:
+        for status in (400, 401, 404, 418, 500, 503):
+            error = http.error_from_answer(target, status, CIMultiDict(), body)
+            assert "ASIA" not in error.message, error.message
+            assert "10.1.2.3" not in error.message
+            assert error.message.startswith("test-openai ")
+            assert error.provider_code is None  # not an identifier: dropped
+    assert "ASIA-internal-credential" in caplog.text  # the operator still sees it
 
 
 @pytest.mark.parametrize(

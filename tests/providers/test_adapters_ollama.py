@@ -223,14 +223,15 @@ async def test_prompt_count_left_out_by_ollamas_cache_is_estimated(ollama_upstre
     assert Usage.from_openai(chunks[-1]["usage"], estimated=True) == expected
 
 
-async def test_error_line_mid_stream_raises(ollama_upstream):
+async def test_error_line_mid_stream_raises(ollama_upstream, caplog):
     ollama_upstream.script.error_after = 2
 
     with pytest.raises(UpstreamError) as caught:
         await collect(adapter, target(ollama_upstream), chat_request())
 
     assert caught.value.code == "upstream_stream_error"
-    assert "error was encountered while running the model" in caught.value.message
+    assert "error was encountered while running the model" not in caught.value.message
+    assert "error was encountered while running the model" in caplog.text
 
 
 async def test_malformed_line_is_a_protocol_error(ollama_upstream):
@@ -268,7 +269,9 @@ async def test_stalled_stream_times_out(ollama_upstream):
         (500, True, "upstream_server_error", "llama runner process has terminated"),
     ],
 )
-async def test_error_answers_carry_ollamas_message(ollama_upstream, status, retryable, code, text):
+async def test_error_answers_log_ollamas_message(
+    ollama_upstream, caplog, status, retryable, code, text
+):
     ollama_upstream.script.fail_next, ollama_upstream.script.fail_status = 1, status
 
     with pytest.raises(UpstreamError) as caught:
@@ -279,7 +282,8 @@ async def test_error_answers_carry_ollamas_message(ollama_upstream, status, retr
         retryable,
         code,
     )
-    assert text in caught.value.message
+    assert text not in caught.value.message
+    assert text in caplog.text
 
 
 async def test_key_is_sent_as_bearer_when_set(ollama_upstream):

@@ -272,14 +272,11 @@ def event_error(endpoint: Endpoint, error: Any) -> UpstreamError:
     """An ``UpstreamError`` for an ``error`` event in the middle of a stream."""
     kind = error.get("type") if isinstance(error, dict) else None
     message = error.get("message") if isinstance(error, dict) else None
-    return UpstreamError(
-        http.scrub(
-            f"{endpoint.provider_name} failed mid-stream: {message or 'no error message'}",
-            endpoint,
-        ),
-        retryable=kind in _RETRYABLE_ERRORS,
-        code="upstream_overloaded" if kind == "overloaded_error" else "upstream_stream_error",
+    return http.stream_error(
+        endpoint,
+        message or "no error message",
         provider_code=kind,
+        retryable=kind in _RETRYABLE_ERRORS,
     )
 
 
@@ -420,7 +417,7 @@ class AnthropicAdapter:
         except TimeoutError:
             raise http.timed_out(endpoint, "waiting for the next event") from None
         except aiohttp.ClientError as exc:
-            raise http.stream_cut(endpoint, str(exc) or type(exc).__name__) from None
+            raise http.stream_cut(endpoint, exc) from None
         finally:
             if not state.done:
                 response.close()

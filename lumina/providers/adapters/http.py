@@ -1,7 +1,13 @@
 """The one pooled aiohttp client per event loop that every adapter sends through.
 
-Also maps transport failures and provider error answers to ``UpstreamError`` — with the
-provider's own message, never the API key or the request's headers.
+Its connector is the kernel's outbound guard: it connects only to addresses the operator's
+policy allows, checked after DNS resolution (``lumina.kernel.outbound``), and no redirect is
+followed, so neither a request nor its API key is led elsewhere.
+
+Also maps transport failures and provider error answers to ``UpstreamError``. What callers
+see is Lumina's code and a short message of Lumina's own: never the provider's error body,
+an address, the API key or the request's headers. The provider's own words go to the server
+log (``upstream_detail``), with the key scrubbed.
 """
 
 from __future__ import annotations
@@ -9,18 +15,25 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import functools
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import orjson
+import structlog
 
+from lumina.kernel import outbound
 from lumina.providers.adapters.base import UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from lumina.providers.types import Endpoint
 
+logger = structlog.get_logger(__name__)
+
 USER_AGENT = "lumina"
 ERROR_BODY_LIMIT = 64 * 1024  # enough for any real error body; more is not read
+LOGGED_DETAIL_LIMIT = 500  # characters of a provider's error text kept in the server log
+_PROVIDER_CODE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 KEEPALIVE_SECONDS = 30.0
 # After a stream's end marker, how long to wait for the end of the HTTP body so the
 # connection can go back to the pool (it normally arrives with the marker).
@@ -45,7 +58,7 @@ def session() -> aiohttp.ClientSession:
 
 def _open_session(loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
     _forget_closed_loops()
-    connector = aiohttp.TCPConnector(
+    connector = outbound.aiohttp_connector(
         # Unlimited here: each provider's bulkhead bounds its concurrency, and a global cap
         # would queue requests for one provider behind another's.
         limit=0,
@@ -102,6 +115,36 @@ def scrub(message: str, endpoint: Endpoint) -> str:
     return message
 
 
+def upstream_detail(endpoint: Endpoint, event: str, detail: object, **fields: Any) -> None:
+    """Log what the provider (or the transport) said, for operators: key scrubbed, cut short.
+
+    Callers of Lumina never see this text; it may name internal hosts and ports.
+    """
+    text = scrub(str(detail), endpoint)[:LOGGED_DETAIL_LIMIT]
+    logger.warning(event, provider=endpoint.provider_name, detail=text, **fields)
+
+
+def clean_provider_code(code: object) -> str | None:
+    """The provider's error code or type when it is a short identifier, else None."""
+    text = str(code) if code is not None else ""
+    return text if _PROVIDER_CODE.match(text) else None
+
+
+def refused(endpoint: Endpoint, refusal: outbound.DestinationRefused) -> UpstreamError:
+    logger.warning(
+        "provider address refused by the outbound policy",
+        provider=endpoint.provider_name,
+        host=refusal.host,
+        address=refusal.address,
+        reason=refusal.reason,
+    )
+    return UpstreamError(
+        f"{endpoint.provider_name}'s address is not allowed by this server's outbound policy",
+        retryable=False,
+        code="outbound_refused",
+    )
+
+
 def timed_out(endpoint: Endpoint, waiting_for: str) -> UpstreamTimeout:
     return UpstreamTimeout(
         f"{endpoint.provider_name} did not answer in time ({waiting_for}, "
@@ -110,19 +153,41 @@ def timed_out(endpoint: Endpoint, waiting_for: str) -> UpstreamTimeout:
 
 
 def unreachable(endpoint: Endpoint, exc: BaseException) -> UpstreamError:
-    reason = str(exc) or type(exc).__name__
+    if (refusal := outbound.refusal_in(exc)) is not None:
+        return refused(endpoint, refusal)
+    # str(exc) names the host and port connected to: the log keeps it, the caller does not.
+    upstream_detail(endpoint, "provider unreachable", exc, error=type(exc).__name__)
     return UpstreamError(
-        scrub(f"could not reach {endpoint.provider_name}: {reason}", endpoint),
+        f"could not reach {endpoint.provider_name}",
         retryable=True,
         code="upstream_unreachable",
     )
 
 
-def stream_cut(endpoint: Endpoint, detail: str) -> UpstreamError:
+def stream_cut(endpoint: Endpoint, detail: str | BaseException) -> UpstreamError:
+    """A stream that ended early; ``detail`` is Lumina's own words, or the transport's
+    exception, of which callers see only the kind."""
+    if isinstance(detail, BaseException):
+        upstream_detail(endpoint, "provider stream cut", detail, error=type(detail).__name__)
+        detail = type(detail).__name__
     return UpstreamError(
         f"{endpoint.provider_name}'s stream ended early: {detail}",
         retryable=False,
         code="upstream_stream_cut",
+    )
+
+
+def stream_error(
+    endpoint: Endpoint, detail: object, *, provider_code: object = None, retryable: bool = False
+) -> UpstreamError:
+    """An error the provider reported in the middle of a stream."""
+    code = clean_provider_code(provider_code)
+    upstream_detail(endpoint, "provider error mid-stream", detail, provider_code=code)
+    return UpstreamError(
+        f"{endpoint.provider_name} reported an error mid-stream",
+        retryable=retryable,
+        code="upstream_overloaded" if code == "overloaded_error" else "upstream_stream_error",
+        provider_code=code,
     )
 
 
@@ -136,7 +201,12 @@ async def post(
     """
     try:
         return await session().post(
-            url, data=payload, headers=headers, timeout=timeout_for(endpoint)
+            url,
+            data=payload,
+            headers=headers,
+            timeout=timeout_for(endpoint),
+            # A redirect could carry the key (x-api-key, api-key) to another host.
+            allow_redirects=False,
         )
     except TimeoutError:
         raise timed_out(endpoint, "waiting for the response") from None
@@ -145,9 +215,24 @@ async def post(
 
 
 async def check(response: aiohttp.ClientResponse, endpoint: Endpoint) -> None:
-    """Raise the provider's error when ``response`` is not a success."""
-    if response.status < 400:
+    """Raise the provider's error when ``response`` is not a success (redirects included)."""
+    if response.status < 300:
         return
+    if response.status < 400:
+        response.release()
+        upstream_detail(
+            endpoint,
+            "provider answered a redirect",
+            response.headers.get("Location", ""),
+            status=response.status,
+        )
+        raise UpstreamError(
+            f"{endpoint.provider_name} answered a redirect (HTTP {response.status}), "
+            "which Lumina does not follow",
+            status=response.status,
+            retryable=False,
+            code="upstream_redirect",
+        )
     raw = b""
     try:
         while len(raw) < ERROR_BODY_LIMIT:
@@ -206,16 +291,35 @@ async def _drain(response: aiohttp.ClientResponse) -> None:
 def error_from_answer(
     endpoint: Endpoint, status: int, headers: Mapping[str, str], raw: bytes
 ) -> UpstreamError:
-    """An ``UpstreamError`` for an HTTP error answer, from its status, headers and body."""
+    """An ``UpstreamError`` for an HTTP error answer, from its status, headers and body.
+
+    The body may come from any server the base URL points at; only its status and a
+    well-formed error code are used, and its text goes to the log.
+    """
     message, provider_code = parse_error_body(raw)
+    provider_code = clean_provider_code(provider_code)
+    code = error_code(status, provider_code)
+    upstream_detail(
+        endpoint, "provider error answer", message, status=status, provider_code=provider_code
+    )
     return UpstreamError(
-        scrub(f"{endpoint.provider_name} answered {status}: {message}", endpoint),
+        f"{endpoint.provider_name} {_ANSWERS.get(code, 'answered with an error')} (HTTP {status})",
         status=status,
         retryable=status in (408, 409, 429) or status >= 500,
         retry_after=parse_retry_after(headers),
-        code=error_code(status, provider_code),
+        code=code,
         provider_code=provider_code,
     )
+
+
+_ANSWERS = {
+    "upstream_overloaded": "is overloaded",
+    "upstream_rate_limited": "is limiting the rate of requests",
+    "upstream_auth_failed": "refused the credentials",
+    "upstream_not_found": "does not know this model or endpoint",
+    "upstream_bad_request": "refused the request as invalid",
+    "upstream_server_error": "failed",
+}
 
 
 def parse_error_body(raw: bytes) -> tuple[str, str | None]:

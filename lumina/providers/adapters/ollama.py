@@ -177,11 +177,7 @@ def _finish_reason(answer: dict[str, Any], has_tool_calls: bool) -> str:
 
 
 def _error(endpoint: Endpoint, message: Any) -> UpstreamError:
-    return UpstreamError(
-        http.scrub(f"{endpoint.provider_name} failed mid-stream: {message}", endpoint),
-        retryable=False,
-        code="upstream_stream_error",
-    )
+    return http.stream_error(endpoint, message)
 
 
 class OllamaAdapter:
@@ -294,7 +290,7 @@ class OllamaAdapter:
         except TimeoutError:
             raise http.timed_out(endpoint, "waiting for the next line") from None
         except aiohttp.ClientError as exc:
-            raise http.stream_cut(endpoint, str(exc) or type(exc).__name__) from None
+            raise http.stream_cut(endpoint, exc) from None
         finally:
             if not done:
                 response.close()

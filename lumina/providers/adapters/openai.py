@@ -64,12 +64,11 @@ def stream_error(endpoint: Endpoint, error: Any) -> UpstreamError:
         code = error.get("code") or error.get("type")
     else:
         message, code = str(error), None
-    provider_code = str(code) if code else None
-    return UpstreamError(
-        http.scrub(f"{endpoint.provider_name} failed mid-stream: {message}", endpoint),
-        retryable=provider_code in _RETRYABLE_STREAM_ERRORS,
-        code="upstream_stream_error",
-        provider_code=provider_code,
+    return http.stream_error(
+        endpoint,
+        message,
+        provider_code=code,
+        retryable=str(code) in _RETRYABLE_STREAM_ERRORS,
     )
 
 
@@ -128,7 +127,7 @@ class OpenAIAdapter:
         except TimeoutError:
             raise http.timed_out(endpoint, "waiting for the next chunk") from None
         except aiohttp.ClientError as exc:
-            raise http.stream_cut(endpoint, str(exc) or type(exc).__name__) from None
+            raise http.stream_cut(endpoint, exc) from None
         finally:
             if not done:  # broke, failed, or the consumer stopped early
                 response.close()

@@ -1,0 +1,78 @@
+"""A loopback HTTP server that records every request it gets: the attacker's server in the
+outbound-guard tests, or a server that answers with a redirect or an error body."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+class RecordingServer:
+    """``with RecordingServer() as server:`` listens on 127.0.0.1 at ``server.url``.
+
+    Answers every request with ``status``, ``headers`` and ``body`` (set them at will) and
+    keeps what it received in ``received``.
+    """
+
+    def __init__(
+        self,
+        status: int = 200,
+        body: bytes = b'{"ok": true}',
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.status = status
+        self.body = body
+        self.headers = headers or {"Content-Type": "application/json"}
+        self.received: list[Received] = []
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                server.received.append(
+                    Received(
+                        method=self.command,
+                        path=self.path,
+                        headers=dict(self.headers.items()),
+                        body=self.rfile.read(length) if length else b"",
+                    )
+                )
+                self.send_response(server.status)
+                for name, value in server.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(server.body)))
+                self.end_headers()
+                self.wfile.write(server.body)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> RecordingServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(timeout=5)
+
+    def authorizations(self) -> list[str]:
+        """Every credential header it was sent, whatever its name."""
+        names = ("authorization", "x-api-key", "api-key")
+        return [v for r in self.received for k, v in r.headers.items() if k.lower() in names]
