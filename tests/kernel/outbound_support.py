@@ -7,6 +7,13 @@ import dataclasses
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# A minimal OpenAI chat completion, for a recording server that plays a provider.
+CHAT_COMPLETION = (
+    b'{"id": "x", "object": "chat.completion", "created": 1, "model": "chat", "choices": '
+    b'[{"index": 0, "message": {"role": "assistant", "content": "got it"}, '
+    b'"finish_reason": "stop"}], "usage": {"prompt_tokens": 1, "completion_tokens": 1}}'
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class Received:

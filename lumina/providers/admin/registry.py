@@ -80,6 +80,9 @@ class ProviderForm(forms.ModelForm):
             "weight", "max_concurrency", "connect_timeout", "read_timeout", "api_version", "tags",
         )  # fmt: skip
 
+    # Set by ProviderAdmin.get_form: whose change this is.
+    request: HttpRequest | None = None
+
     def clean(self) -> dict:
         data = super().clean()
         key = data.get("new_api_key")
@@ -90,6 +93,18 @@ class ProviderForm(forms.ModelForm):
                 services.api_key_check(key)
             except ApplicationError as error:
                 self.add_error("new_api_key", error.message)
+        if not self.instance._state.adding and self.request is not None:
+            api_key = services.API_KEY_UNCHANGED
+            if key or data.get("remove_api_key"):
+                api_key = key or None
+            problems = services.key_required_problems(
+                actor=actor_of(self.request),
+                has_stored_key=self.instance.has_api_key,
+                changed=self.changed_data,
+                api_key=api_key,
+            )
+            for field, messages in problems.items():
+                self.add_error("new_api_key" if field == "api_key" else field, messages)
         return data
 
 
@@ -133,6 +148,10 @@ class ProviderAdmin(_RegistryAdmin):
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Provider]:
         return super().get_queryset(request).annotate(model_total=Count("deployments"))
+
+    def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"request": request})
 
     @admin.display(boolean=True, description="API key")
     def has_key(self, provider: Provider) -> bool:

@@ -36,11 +36,24 @@ from lumina.providers.selectors.registry import (
     provider_dto,
 )
 from lumina.providers.types import Capability, Prices, ProviderDTO, ProviderKind
-from lumina.security.api import Actor, Resource, encrypt_secret, forget_secret, require
+from lumina.security.api import (
+    Actor,
+    Resource,
+    authorize,
+    encrypt_secret,
+    forget_secret,
+    require,
+)
 
 logger = structlog.get_logger(__name__)
 
 PROVIDER_RESOURCE = "providers.provider"
+# Settings that decide where the stored API key is sent: the host (base_url), and the
+# header and path it travels in (kind). api_version is a query parameter on the same host.
+DESTINATION_FIELDS = ("base_url", "kind")
+# Who may send the stored key to a new destination without giving it again: whoever may
+# read it anyway.
+DECRYPT_PERMISSION = "security.secrets.decrypt"
 # provider_update's ``api_key`` when the caller does not touch the key.
 API_KEY_UNCHANGED: Any = object()
 MAX_API_KEY_LENGTH = 4096
@@ -156,6 +169,31 @@ def api_key_check(api_key: object) -> str:
     if any(char.isspace() or not char.isprintable() for char in api_key):
         raise _invalid("api_key", "The API key may not contain spaces or control characters.")
     return api_key
+
+
+def key_required_problems(
+    *, actor: Actor, has_stored_key: bool, changed: Iterable[str], api_key: object
+) -> dict[str, list[str]]:
+    """Field errors when a change would send the stored API key somewhere new without the
+    key being given again (or removed) in the same change; empty when it may go ahead.
+
+    Otherwise anyone who may change a provider could point it at a server of theirs and
+    receive the key they may not read, with the next request (the key is kept sealed and
+    sent as it is). Holders of ``security.secrets.decrypt`` may, as they can read it anyway.
+    """
+    moved = [name for name in DESTINATION_FIELDS if name in changed]
+    if not moved or not has_stored_key or api_key is not API_KEY_UNCHANGED:
+        return {}
+    if authorize(actor, DECRYPT_PERMISSION).allowed:
+        return {}
+    where = " and ".join(moved)
+    message = (
+        f"Changing {where} changes where the stored API key is sent: give the key again "
+        "(api_key) in the same change, or remove it (null)."
+    )
+    problems = {name: [message] for name in moved}
+    problems["api_key"] = [f"Required when {where} changes."]
+    return problems
 
 
 def _kind(kind: object) -> str:
@@ -310,7 +348,8 @@ def provider_update(
 
     ``api_key``: leave it out to keep the stored key, pass a new key to replace it (the
     old one is shredded), or pass ``None`` to remove it. A blank key is refused rather
-    than guessed at.
+    than guessed at. A change of ``DESTINATION_FIELDS`` must give or remove the key
+    unless the actor may decrypt secrets (``key_required_problems``).
     """
     unknown = set(changes) - set(PROVIDER_FIELDS)
     if unknown:
@@ -329,6 +368,19 @@ def provider_update(
     with transaction.atomic():
         provider = _provider_locked(provider_id)
         changed = [name for name, value in changes.items() if getattr(provider, name) != value]
+        problems = key_required_problems(
+            actor=actor, has_stored_key=provider.has_api_key, changed=changed, api_key=api_key
+        )
+        if problems:
+            logger.warning(
+                "provider destination change refused without the key",
+                provider=provider.name,
+                changed=changed,
+                actor_id=str(actor.user_id),
+            )
+            raise ApplicationError(
+                next(iter(problems.values()))[0], fields=problems, code="api_key_required"
+            )
         for name in changed:
             setattr(provider, name, changes[name])
         _full_clean(provider, entity="provider")
