@@ -1,28 +1,14 @@
 """OIDC login against a real OpenID Provider (node ``oidc-provider``) on loopback.
 
-The test plays the browser: Django's test client for Lumina, ``requests`` for the
-provider, whose ``server.js`` signs in and consents without a page.
+The test plays the browser (``oidc_support``).
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
-import os
-import secrets
-import shutil
-import socket
-import subprocess
-import tempfile
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import pytest
-import requests
 from django.core.cache import cache
 from django.db import connection
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -32,163 +18,21 @@ from lumina.kernel.models import OutboxEvent
 from lumina.security.models.crypto import DataKey
 from lumina.security.models.oidc import ExternalIdentity, IdentityProvider
 from lumina.security.services import oidc as services
-from lumina.security.types import Actor
 from tests.security.mfa_support import enrolled_user, error_of, event_payloads, make_user
+from tests.security.oidc_support import (
+    CALLBACK_PATH,
+    LOGIN_PATH,
+    ME,
+    account,
+    authorize_at_provider,
+    create_provider,
+    free_port,
+    local,
+    log_in,
+    with_query,
+)
 
 pytestmark = [pytest.mark.django_db, pytest.mark.slow]
-
-PROVIDER_DIR = Path(__file__).parent / "oidc_provider"
-SLUG = "test-idp"
-CALLBACK_PATH = f"/api/v1/auth/oauth/{SLUG}/callback"
-LOGIN_PATH = f"/api/v1/auth/oauth/{SLUG}/login"
-ME = "/api/v1/auth/me"
-
-
-@dataclass(frozen=True)
-class OpenIdProvider:
-    issuer: str
-    port: int
-    client_id: str
-    client_secret: str
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def openid_provider() -> Iterator[OpenIdProvider]:
-    """``node server.js`` on a free loopback port, stopped at the end of the session."""
-    node = shutil.which("node")
-    if node is None or not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
-        pytest.fail(f"needs Node.js and `npm ci` in {PROVIDER_DIR}")
-    port = _free_port()
-    provider = OpenIdProvider(
-        issuer=f"http://127.0.0.1:{port}",
-        port=port,
-        client_id="lumina-test-client",
-        client_secret=secrets.token_urlsafe(32),
-    )
-    arguments = {
-        "--port": str(port),
-        "--client-id": provider.client_id,
-        "--redirect-uri": f"http://testserver{CALLBACK_PATH}",
-    }
-    # The secret goes by environment, where other processes' listings do not show it; the
-    # output goes to a file, as a pipe nobody reads would block the server once full.
-    with tempfile.TemporaryFile() as output:
-        process = subprocess.Popen(
-            [node, "server.js", *(part for pair in arguments.items() for part in pair)],
-            cwd=PROVIDER_DIR,
-            env={**os.environ, "OIDC_CLIENT_SECRET": provider.client_secret},
-            stdout=output,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            _wait_for_discovery(provider, process, output)
-            yield provider
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-
-
-def _wait_for_discovery(provider: OpenIdProvider, process: subprocess.Popen, output) -> None:
-    discovery = f"{provider.issuer}/.well-known/openid-configuration"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(discovery, timeout=1).ok:
-                return
-        except requests.ConnectionError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            output.seek(0)
-            pytest.fail(f"the OpenID provider did not start: {output.read().decode()}")
-        time.sleep(0.1)
-
-
-@pytest.fixture(autouse=True)
-def _fresh_caches():
-    # Discovery documents and attempt counters live in the (per-process) cache.
-    cache.clear()
-    yield
-    cache.clear()
-
-
-def _create_provider(openid_provider: OpenIdProvider, **overrides) -> IdentityProvider:
-    settings = {
-        "slug": SLUG,
-        "display_name": "Test IdP",
-        "issuer": openid_provider.issuer,
-        "client_id": openid_provider.client_id,
-        "client_secret": openid_provider.client_secret,
-        "allow_signup": True,
-        "link_by_verified_email": True,
-        **overrides,
-    }
-    return services.identity_provider_create(**settings, actor=Actor(user_id=None))
-
-
-@pytest.fixture
-def identity_provider(openid_provider) -> IdentityProvider:
-    return _create_provider(openid_provider)
-
-
-def _account(sub: str, email: str, *, verified: bool = True, name: str = "Ada Lovelace") -> dict:
-    return {"sub": sub, "email": email, "email_verified": verified, "name": name}
-
-
-def _authorize_at_provider(authorization_url: str, account: dict | None) -> str:
-    """Follow the provider's redirects as a browser would; return the callback URL."""
-    browser = requests.Session()
-    if account is not None:
-        cookie = base64.urlsafe_b64encode(json.dumps(account).encode()).decode().rstrip("=")
-        browser.cookies.set("test_account", cookie)
-    url = authorization_url
-    for _ in range(10):
-        response = browser.get(url, allow_redirects=False, timeout=10)
-        assert response.status_code in (302, 303), response.text
-        url = urljoin(url, response.headers["Location"])
-        if url.startswith("http://testserver/"):
-            return url
-    raise AssertionError("the provider never redirected back")
-
-
-def _with_query(url: str, **changes: str) -> str:
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query))
-    query.update(changes)
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def _local(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.path}?{parts.query}"
-
-
-def _log_in(
-    client: APIClient,
-    account: dict | None = None,
-    *,
-    tamper_authorization: Callable[[str], str] | None = None,
-    login_path: str = LOGIN_PATH,
-):
-    start = client.get(login_path)
-    assert start.status_code == 302, start.content
-    authorization_url = start["Location"]
-    if tamper_authorization is not None:
-        authorization_url = tamper_authorization(authorization_url)
-    callback = _authorize_at_provider(authorization_url, account)
-    return client.get(_local(callback)), callback
-
-
-# --- The flow ---------------------------------------------------------------------------
 
 
 def test_login_redirects_to_the_provider_with_state_nonce_and_pkce(identity_provider):
@@ -210,7 +54,7 @@ def test_login_redirects_to_the_provider_with_state_nonce_and_pkce(identity_prov
 
 def test_a_first_login_signs_up_and_a_second_finds_the_user_by_subject(identity_provider):
     client = APIClient()
-    response, _ = _log_in(client, _account("sub-ada", "Ada@Example.test"))
+    response, _ = log_in(client, account("sub-ada", "Ada@Example.test"))
 
     assert response.status_code == 200, response.content
     body = response.json()
@@ -225,7 +69,7 @@ def test_a_first_login_signs_up_and_a_second_finds_the_user_by_subject(identity_
     assert [(e["matched_by"], e["subject"]) for e in first] == [("signup", "sub-ada")]
 
     # The provider may report another email later: the subject is what identifies them.
-    again, _ = _log_in(APIClient(), _account("sub-ada", "ada.new@example.test"))
+    again, _ = log_in(APIClient(), account("sub-ada", "ada.new@example.test"))
 
     assert again.status_code == 200
     assert again.json()["id"] == body["id"]
@@ -238,7 +82,7 @@ def test_a_first_login_signs_up_and_a_second_finds_the_user_by_subject(identity_
 def test_a_first_login_links_an_existing_account_by_verified_email(identity_provider):
     user = make_user("grace@example.test")
 
-    response, _ = _log_in(APIClient(), _account("sub-grace", "GRACE@example.test"))
+    response, _ = log_in(APIClient(), account("sub-grace", "GRACE@example.test"))
 
     assert response.status_code == 200
     assert response.json()["id"] == str(user.pk)
@@ -248,49 +92,51 @@ def test_a_first_login_links_an_existing_account_by_verified_email(identity_prov
     assert event_payloads("security.OidcLoginSucceeded")[0]["matched_by"] == "verified_email"
 
 
-def test_an_unverified_email_never_links_an_existing_account(identity_provider):
+def test_an_unverified_email_never_links_an_existingaccount(identity_provider):
     make_user("victim@example.test")
 
-    response, _ = _log_in(APIClient(), _account("sub-x", "victim@example.test", verified=False))
+    response, _ = log_in(APIClient(), account("sub-x", "victim@example.test", verified=False))
 
     error = error_of(response, 401)
-    assert error["code"] == "account_not_linked"
+    assert error["code"] == "no_linked_account"
     assert not ExternalIdentity.objects.exists()
     assert event_payloads("security.OidcLoginFailed")[0]["reason"] == "account_not_linked"
 
 
 def test_without_email_linking_an_existing_account_is_not_taken_over(openid_provider):
-    _create_provider(openid_provider, link_by_verified_email=False)
+    create_provider(openid_provider, link_by_verified_email=False)
     make_user("owner@example.test")
 
-    response, _ = _log_in(APIClient(), _account("sub-owner", "owner@example.test"))
+    response, _ = log_in(APIClient(), account("sub-owner", "owner@example.test"))
 
-    assert error_of(response, 401)["code"] == "account_not_linked"
+    assert error_of(response, 401)["code"] == "no_linked_account"
     assert not ExternalIdentity.objects.exists()
 
 
 def test_with_sign_up_closed_an_unknown_identity_is_refused(openid_provider, django_user_model):
-    _create_provider(openid_provider, allow_signup=False)
+    create_provider(openid_provider, allow_signup=False)
 
-    response, _ = _log_in(APIClient(), _account("sub-new", "new@example.test"))
+    response, _ = log_in(APIClient(), account("sub-new", "new@example.test"))
 
-    assert error_of(response, 401)["code"] == "signup_closed"
+    assert error_of(response, 401)["code"] == "no_linked_account"
+    assert event_payloads("security.OidcLoginFailed")[0]["reason"] == "signup_closed"
     assert not django_user_model.objects.filter(email="new@example.test").exists()
 
 
 def test_sign_up_needs_a_verified_email(identity_provider, django_user_model):
-    response, _ = _log_in(APIClient(), _account("sub-u", "unverified@example.test", verified=False))
+    response, _ = log_in(APIClient(), account("sub-u", "unverified@example.test", verified=False))
 
-    assert error_of(response, 401)["code"] == "email_not_verified"
+    assert error_of(response, 401)["code"] == "no_linked_account"
+    assert event_payloads("security.OidcLoginFailed")[0]["reason"] == "email_not_verified"
     assert not django_user_model.objects.filter(email="unverified@example.test").exists()
 
 
-def test_an_inactive_user_cannot_log_in(identity_provider):
+def test_an_inactive_user_cannotlog_in(identity_provider):
     user = make_user("gone@example.test")
     user.is_active = False
     user.save()
 
-    response, _ = _log_in(APIClient(), _account("sub-gone", "gone@example.test"))
+    response, _ = log_in(APIClient(), account("sub-gone", "gone@example.test"))
 
     assert error_of(response, 401)["code"] == "oidc_login_failed"
     assert "_auth_user_id" not in response.wsgi_request.session
@@ -298,9 +144,11 @@ def test_an_inactive_user_cannot_log_in(identity_provider):
 
 def test_a_user_with_mfa_gets_a_partially_authenticated_session(identity_provider):
     user, _ = enrolled_user("mfa@example.test")
+    # Linked already (an account with MFA is never linked by email alone).
+    ExternalIdentity.objects.create(provider=identity_provider, subject="sub-mfa", user=user)
     client = APIClient()
 
-    response, _ = _log_in(client, _account("sub-mfa", "mfa@example.test"))
+    response, _ = log_in(client, account("sub-mfa", "mfa@example.test"))
 
     assert response.status_code == 200
     assert response.json()["mfa_required"] is True
@@ -312,9 +160,9 @@ def test_a_user_with_mfa_gets_a_partially_authenticated_session(identity_provide
 def test_the_callback_sends_the_browser_to_next(identity_provider):
     client = APIClient()
     start = client.get(f"{LOGIN_PATH}?next=/admin/")
-    callback = _authorize_at_provider(start["Location"], _account("sub-n", "next@example.test"))
+    callback = authorize_at_provider(start["Location"], account("sub-n", "next@example.test"))
 
-    response = client.get(_local(callback))
+    response = client.get(local(callback))
 
     assert response.status_code == 302
     assert response["Location"] == "/admin/"
@@ -331,9 +179,9 @@ def test_an_offsite_next_is_refused(identity_provider):
 def test_a_wrong_state_is_a_400(identity_provider):
     client = APIClient()
     start = client.get(LOGIN_PATH)
-    callback = _authorize_at_provider(start["Location"], None)
+    callback = authorize_at_provider(start["Location"], None)
 
-    response = client.get(_local(_with_query(callback, state="forged-state")))
+    response = client.get(local(with_query(callback, state="forged-state")))
 
     error = error_of(response, 400)
     assert error["code"] == "invalid_state"
@@ -344,20 +192,20 @@ def test_a_wrong_state_is_a_400(identity_provider):
 
 def test_a_callback_for_a_login_started_in_another_session_is_a_400(identity_provider):
     start = APIClient().get(LOGIN_PATH)
-    callback = _authorize_at_provider(start["Location"], None)
+    callback = authorize_at_provider(start["Location"], None)
 
-    response = APIClient().get(_local(callback))
+    response = APIClient().get(local(callback))
 
     assert error_of(response, 400)["code"] == "invalid_state"
 
 
 def test_a_tampered_nonce_is_rejected(identity_provider, django_user_model):
     def other_nonce(url: str) -> str:
-        return _with_query(url, nonce="attacker-chosen-nonce-0123456789")
+        return with_query(url, nonce="attacker-chosen-nonce-0123456789")
 
     client = APIClient()
-    response, _ = _log_in(
-        client, _account("sub-t", "t@example.test"), tamper_authorization=other_nonce
+    response, _ = log_in(
+        client, account("sub-t", "t@example.test"), tamper_authorization=other_nonce
     )
 
     error = error_of(response, 401)
@@ -369,19 +217,19 @@ def test_a_tampered_nonce_is_rejected(identity_provider, django_user_model):
 
 def test_a_replayed_callback_is_rejected(identity_provider):
     client = APIClient()
-    first, callback = _log_in(client, _account("sub-r", "replay@example.test"))
+    first, callback = log_in(client, account("sub-r", "replay@example.test"))
     assert first.status_code == 200
 
-    assert error_of(client.get(_local(callback)), 400)["code"] == "invalid_state"
-    assert error_of(APIClient().get(_local(callback)), 400)["code"] == "invalid_state"
+    assert error_of(client.get(local(callback)), 400)["code"] == "invalid_state"
+    assert error_of(APIClient().get(local(callback)), 400)["code"] == "invalid_state"
 
 
 def test_an_old_authorization_response_cannot_finish_a_newer_login(identity_provider):
     client = APIClient()
-    old = _authorize_at_provider(client.get(LOGIN_PATH)["Location"], None)
+    old = authorize_at_provider(client.get(LOGIN_PATH)["Location"], None)
     newer = dict(parse_qsl(urlsplit(client.get(LOGIN_PATH)["Location"]).query))
 
-    response = client.get(_local(_with_query(old, state=newer["state"])))
+    response = client.get(local(with_query(old, state=newer["state"])))
 
     assert error_of(response, 401)["code"] == "oidc_login_failed"
     assert "_auth_user_id" not in client.session
@@ -390,7 +238,7 @@ def test_an_old_authorization_response_cannot_finish_a_newer_login(identity_prov
 
 def test_an_issuer_differing_from_the_discovery_document_is_rejected(openid_provider):
     # The same server, named differently: its discovery document says 127.0.0.1.
-    _create_provider(openid_provider, issuer=f"http://localhost:{openid_provider.port}")
+    create_provider(openid_provider, issuer=f"http://localhost:{openid_provider.port}")
 
     response = APIClient().get(LOGIN_PATH)
 
@@ -401,12 +249,12 @@ def test_an_issuer_differing_from_the_discovery_document_is_rejected(openid_prov
 def test_a_changed_issuer_rejects_the_callback(identity_provider):
     client = APIClient()
     start = client.get(LOGIN_PATH)
-    callback = _authorize_at_provider(start["Location"], _account("sub-i", "i@example.test"))
+    callback = authorize_at_provider(start["Location"], account("sub-i", "i@example.test"))
     IdentityProvider.objects.filter(pk=identity_provider.pk).update(
         issuer=f"http://localhost:{urlsplit(identity_provider.issuer).port}"
     )
 
-    response = client.get(_local(callback))
+    response = client.get(local(callback))
 
     assert error_of(response, 401)["code"] == "oidc_login_failed"
     assert "_auth_user_id" not in client.session
@@ -414,7 +262,7 @@ def test_a_changed_issuer_rejects_the_callback(identity_provider):
 
 def test_an_id_token_from_another_issuer_is_rejected(identity_provider):
     client = APIClient()
-    callback = _authorize_at_provider(client.get(LOGIN_PATH)["Location"], None)
+    callback = authorize_at_provider(client.get(LOGIN_PATH)["Location"], None)
     # A provider whose discovery document claims an issuer its ID tokens do not carry.
     claimed = f"http://localhost:{urlsplit(identity_provider.issuer).port}"
     real = cache.get(services.metadata_cache_key(services.discovery_url(identity_provider.issuer)))
@@ -434,9 +282,9 @@ def test_an_id_token_from_another_issuer_is_rejected(identity_provider):
 
 def test_an_authorization_response_naming_another_issuer_is_rejected(identity_provider):
     client = APIClient()
-    callback = _authorize_at_provider(client.get(LOGIN_PATH)["Location"], None)
+    callback = authorize_at_provider(client.get(LOGIN_PATH)["Location"], None)
 
-    response = client.get(_local(_with_query(callback, iss="https://evil.test")))
+    response = client.get(local(with_query(callback, iss="https://evil.test")))
 
     assert error_of(response, 401)["code"] == "oidc_login_failed"
     assert event_payloads("security.OidcLoginFailed")[0]["reason"] == "issuer_mismatch"
@@ -453,7 +301,7 @@ def test_an_error_from_the_provider_is_a_401(identity_provider):
 
 
 def test_a_disabled_or_unknown_provider_is_a_404(openid_provider):
-    _create_provider(openid_provider, enabled=False)
+    create_provider(openid_provider, enabled=False)
 
     assert error_of(APIClient().get(LOGIN_PATH), 404)["code"] == "not_found"
     assert error_of(APIClient().get(f"{CALLBACK_PATH}?code=x&state=y"), 404)["code"] == "not_found"
@@ -461,7 +309,7 @@ def test_a_disabled_or_unknown_provider_is_a_404(openid_provider):
 
 
 def test_an_unreachable_provider_is_a_clear_error(openid_provider):
-    _create_provider(openid_provider, issuer=f"http://127.0.0.1:{_free_port()}")
+    create_provider(openid_provider, issuer=f"http://127.0.0.1:{free_port()}")
 
     error = error_of(APIClient().get(LOGIN_PATH), 502)
 
@@ -485,7 +333,7 @@ def test_the_client_secret_is_stored_encrypted_and_never_shown_or_logged(
     assert DataKey.objects.filter(owner=identity_provider.secret_owner).count() == 1
 
     client = APIClient()
-    response, callback = _log_in(client, _account("sub-s", "secret@example.test"))
+    response, callback = log_in(client, account("sub-s", "secret@example.test"))
     assert response.status_code == 200  # the secret was decrypted for the code exchange
 
     answers = response.content.decode() + client.get(ME).content.decode()

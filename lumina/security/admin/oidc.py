@@ -23,6 +23,9 @@ class IdentityProviderForm(forms.ModelForm):
         help_text="Write-only: never shown again. Leave empty to keep the stored secret.",
     )
 
+    # Set by IdentityProviderAdmin.get_form: whose change this is.
+    request: HttpRequest | None = None
+
     class Meta:
         model = IdentityProvider
         fields = (
@@ -40,6 +43,15 @@ class IdentityProviderForm(forms.ModelForm):
                 self.add_error(field, message)
         if self.instance._state.adding and not cleaned.get("client_secret"):
             self.add_error("client_secret", "A new identity provider needs its client secret.")
+        elif self.request is not None:
+            problems = services.secret_required_problems(
+                actor=actor_of(self.request),
+                has_stored_secret=bool(self.instance.client_secret_encrypted),
+                changed=self.changed_data,
+                client_secret=cleaned.get("client_secret"),
+            )
+            for field, messages in problems.items():
+                self.add_error(field, messages)
         return cleaned
 
 
@@ -51,6 +63,10 @@ class IdentityProviderAdmin(admin.ModelAdmin):
     list_filter = ("enabled", "allow_signup", "link_by_verified_email")
     search_fields = ("slug", "display_name", "issuer")
     readonly_fields = ("created_at", "updated_at")
+
+    def get_form(self, request: HttpRequest, obj=None, change: bool = False, **kwargs):
+        form = super().get_form(request, obj, change=change, **kwargs)
+        return type(form.__name__, (form,), {"request": request})
 
     def get_readonly_fields(self, request, obj=None):
         # The slug is in the callback URL registered at the provider.

@@ -77,3 +77,30 @@ class ExternalIdentityUnlinked(SecurityEvent):
     user_id: uuid.UUID
     provider: str
     subject: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExternalIdentityLinked(SecurityEvent):
+    """A logged-in user confirmed the link to an identity of a provider (pending link)."""
+
+    name = "security.ExternalIdentityLinked"
+    version = 1
+
+    user_id: uuid.UUID
+    provider: str
+    subject: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ExternalIdentityLinkRefused(SecurityEvent):
+    """A pending link was not confirmed: wrong password, another email, a link already made."""
+
+    name = "security.ExternalIdentityLinkRefused"
+    version = 1
+
+    user_id: uuid.UUID
+    provider: str
+    subject: str
+    # "invalid_password", "email_mismatch", "provider_does_not_link" or "already_linked".
+    reason: str
+    outcome: str = "denied"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+
 import django_otp
 from django.contrib import auth
 from django.http import HttpResponseRedirect
@@ -14,12 +16,13 @@ from drf_spectacular.utils import (
     extend_schema_serializer,
 )
 from rest_framework import serializers, status
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from lumina.kernel.errors import NotFoundError
-from lumina.security.http.actors import actor_of
+from lumina.security.http.actors import actor_of, client_ip
 from lumina.security.http.auth import SESSION_BACKEND, MeOutput, me_data
 from lumina.security.http.permissions import IsFullyAuthenticated
 from lumina.security.http.throttles import LoginAddressThrottle
@@ -109,6 +112,69 @@ class OidcCallbackApi(APIView):
         if next_url:
             return HttpResponseRedirect(next_url)
         return Response(MeOutput(me_data(request, mfa_required=login.mfa_required)).data)
+
+
+class PendingLinkOutput(serializers.Serializer):
+    provider = serializers.SlugField(source="provider.slug")
+    provider_name = serializers.CharField(source="provider.display_name")
+    email = serializers.EmailField(help_text="The email the identity provider vouched for.")
+    expires_at = serializers.SerializerMethodField()
+
+    def get_expires_at(self, pending) -> str:
+        return datetime.datetime.fromtimestamp(pending.expires_at, tz=datetime.UTC).isoformat()
+
+
+class LinkedIdentityOutput(serializers.Serializer):
+    provider = serializers.SlugField(source="provider.slug")
+    subject = serializers.CharField()
+    email_at_link = serializers.EmailField()
+    created_at = serializers.DateTimeField()
+
+
+class OidcLinkApi(APIView):
+    """A pending link: an identity provider login that found an account which must confirm
+    the link itself (staff, superusers, accounts with MFA) waits in this browser's session.
+
+    GET shows it; POST links it to the logged-in account, which must be the one whose email
+    the provider vouched for. Session only, fully authenticated (second factor included),
+    and the password again for accounts that have one.
+    """
+
+    authentication_classes = [SessionAuthentication]
+    permission_classes = [IsFullyAuthenticated]
+    throttle_classes = [LoginAddressThrottle]
+
+    class InputSerializer(serializers.Serializer):
+        password = serializers.CharField(
+            max_length=4096,
+            trim_whitespace=False,
+            required=False,
+            write_only=True,
+            style={"input_type": "password"},
+            help_text="The account's password (required when it has one).",
+        )
+
+    @extend_schema(responses={200: PendingLinkOutput, 404: OpenApiResponse(description="None.")})
+    def get(self, request):
+        pending = services.pending_link(request.session)
+        if pending is None:
+            raise NotFoundError(
+                "There is no identity provider login waiting to be linked in this session.",
+                code="no_pending_link",
+            )
+        return Response(PendingLinkOutput(pending).data)
+
+    @extend_schema(request=InputSerializer, responses={201: LinkedIdentityOutput})
+    def post(self, request):
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        identity = services.oidc_link_confirm(
+            user=request.user,
+            session=request.session,
+            password=data.validated_data.get("password"),
+            ip_address=client_ip(request),
+        )
+        return Response(LinkedIdentityOutput(identity).data, status=status.HTTP_201_CREATED)
 
 
 # --- Identity providers (administrators) ------------------------------------------------
@@ -222,6 +288,7 @@ urlpatterns = [
         ProviderDetailApi.as_view(),
         name="oidc-provider-detail",
     ),
+    path("auth/oauth/link", OidcLinkApi.as_view(), name="oidc-link"),
     path("auth/oauth/<slug:slug>/login", OidcLoginApi.as_view(), name="oidc-login"),
     path("auth/oauth/<slug:slug>/callback", OidcCallbackApi.as_view(), name="oidc-callback"),
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import uuid
+
 from django.db.models import QuerySet
 
 from lumina.security.models.oidc import ExternalIdentity, IdentityProvider
@@ -15,6 +17,10 @@ def identity_provider_list(*, enabled_only: bool = False) -> QuerySet[IdentityPr
 
 def identity_provider_get(*, slug: str, enabled_only: bool = False) -> IdentityProvider | None:
     return identity_provider_list(enabled_only=enabled_only).filter(slug=slug).first()
+
+
+def identity_provider_by_id(*, provider_id: uuid.UUID) -> IdentityProvider | None:
+    return IdentityProvider.objects.filter(pk=provider_id).first()
 
 
 def external_identity_for(*, provider: IdentityProvider, subject: str) -> ExternalIdentity | None:

@@ -4,6 +4,14 @@ authlib's Django client does the protocol work: state, nonce and PKCE kept in th
 session, the code exchange, and ID token checks (JWKS signature, issuer, audience,
 nonce, expiry). The client secret is decrypted only for the code exchange and lives
 only in that request's memory; it and the tokens are never logged or published.
+
+Every call to the provider (discovery, JWKS, token, UserInfo) goes through the kernel's
+outbound guard and follows no redirect. A login is refused while the account is locked
+(the password lockout), and every way a first login can fail to find an account answers
+alike (``no_linked_account``), so an answer never tells whether an account has that email.
+Linking to an existing account by verified email never happens on its own for staff,
+superusers or accounts with MFA: the login leaves a pending link in the browser's session,
+which the user confirms once logged in with their own password (and second factor).
 """
 
 from __future__ import annotations
@@ -21,6 +29,7 @@ import requests
 import structlog
 from authlib.integrations.base_client import MismatchingStateError, OAuthError
 from authlib.integrations.django_client import DjangoOAuth2App, OAuth
+from authlib.integrations.requests_client import OAuth2Session
 from django.conf import settings
 from django.core.cache import cache
 from django.core.exceptions import ValidationError
@@ -29,9 +38,12 @@ from django.http import HttpRequest
 from django.utils import timezone
 from joserfc.errors import ClaimError, JoseError
 
+from lumina.kernel import outbound
 from lumina.kernel.bus import publish
-from lumina.kernel.errors import ApplicationError
+from lumina.kernel.errors import ApplicationError, ConflictError, NotFoundError
 from lumina.security.events.oidc import (
+    ExternalIdentityLinked,
+    ExternalIdentityLinkRefused,
     ExternalIdentityUnlinked,
     IdentityProviderCreated,
     IdentityProviderDeleted,
@@ -42,7 +54,13 @@ from lumina.security.events.oidc import (
 from lumina.security.models.oidc import DEFAULT_SCOPES, ExternalIdentity, IdentityProvider
 from lumina.security.models.users import User
 from lumina.security.selectors.mfa import user_has_confirmed_device
-from lumina.security.selectors.oidc import external_identity_for, user_by_email
+from lumina.security.selectors.oidc import (
+    external_identity_for,
+    identity_provider_by_id,
+    user_by_email,
+)
+from lumina.security.services.auth import AccountLockedError, attempt_guard
+from lumina.security.services.authorization import authorize
 from lumina.security.services.crypto import secret_decrypt, secret_encrypt, secret_forget
 from lumina.security.services.users import user_create
 from lumina.security.types import Actor
@@ -86,6 +104,15 @@ EDITABLE_FIELDS = (
 LOOPBACK_HOSTS = {"localhost"}
 SUBJECT_MAX_LENGTH = 255  # OIDC Core §2: a sub is at most 255 ASCII characters
 SYSTEM_ACTOR = Actor.system("security")
+# Whoever may send the stored client secret to a new issuer without typing it again.
+DECRYPT_PERMISSION = "security.secrets.decrypt"
+# A pending link (see oidc_link_confirm) waits this long in the browser's session.
+PENDING_LINK_SESSION_KEY = "lumina_oidc_pending_link"
+PENDING_LINK_SECONDS = 600
+NOT_LINKED_MESSAGE = (
+    "No account could be signed in with this identity. If you already have an account, "
+    "log in with it and confirm the link (POST /api/v1/auth/oauth/link)."
+)
 
 
 class OidcLoginError(ApplicationError):
@@ -103,10 +130,15 @@ class OidcLoginError(ApplicationError):
         code: str | None = None,
         fields: dict[str, list[str]] | None = None,
         subject: str | None = None,
+        retry_after: int | None = None,
+        pending_link: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(message, fields=fields, code=code)
         self.reason = reason
         self.subject = subject
+        self.retry_after = retry_after
+        # What the browser's session keeps for oidc_link_confirm (never shown to the caller).
+        self.pending_link = pending_link
         if status is not None:
             self.status = status
 
@@ -126,11 +158,17 @@ def discovery_url(issuer: str) -> str:
 
 def issuer_problem(issuer: str) -> str | None:
     """Why ``issuer`` cannot be used, or None. Plain http is for loopback and development."""
-    parts = urlsplit(issuer)
+    try:
+        parts = urlsplit(issuer)
+        parts.port  # noqa: B018 (raises ValueError for a bad port)
+    except ValueError:
+        return "must be an http(s) URL"
     if parts.scheme not in ("https", "http") or not parts.hostname:
         return "must be an http(s) URL"
     if parts.query or parts.fragment:
         return "must not have a query or fragment"
+    if problem := outbound.host_problem(parts.hostname):
+        return problem
     if parts.scheme == "http" and settings.LUMINA_ENV == "production" and not _loopback(parts):
         return "must use https"
     return None
@@ -225,6 +263,20 @@ def identity_provider_update(
         raise TypeError(f"not editable: {', '.join(sorted(unknown))}")
     _check(issuer=changes.get("issuer"), scopes=changes.get("scopes"))
     changed = [name for name, value in changes.items() if getattr(provider, name) != value]
+    if problems := secret_required_problems(
+        actor=actor,
+        has_stored_secret=bool(provider.client_secret_encrypted),
+        changed=changed,
+        client_secret=client_secret,
+    ):
+        logger.warning(
+            "identity provider issuer change refused without the secret",
+            provider=provider.slug,
+            actor_id=str(actor.user_id),
+        )
+        raise ApplicationError(
+            problems["issuer"][0], fields=problems, code="client_secret_required"
+        )
     for name in changed:
         setattr(provider, name, changes[name])
     provider.full_clean(exclude=["client_secret_encrypted"])
@@ -249,6 +301,26 @@ def identity_provider_update(
                 )
             )
     return provider
+
+
+def secret_required_problems(
+    *, actor: Actor, has_stored_secret: bool, changed: Any, client_secret: str | None
+) -> dict[str, list[str]]:
+    """Field errors when a change of ``issuer`` keeps the stored client secret; else empty.
+
+    The issuer's discovery document names the token endpoint the secret is sent to, so a
+    new issuer is a new destination for the secret: whoever changes it must give the
+    secret again, unless they may decrypt secrets anyway.
+    """
+    if "issuer" not in changed or not has_stored_secret or client_secret:
+        return {}
+    if authorize(actor, DECRYPT_PERMISSION).allowed:
+        return {}
+    message = (
+        "A new issuer decides where the client secret is sent: give the client secret "
+        "again in the same change."
+    )
+    return {"issuer": [message], "client_secret": ["Required when the issuer changes."]}
 
 
 def identity_provider_delete(*, provider: IdentityProvider, actor: Actor) -> None:
@@ -305,8 +377,10 @@ def oidc_login_complete(*, provider: IdentityProvider, request: HttpRequest) -> 
     """
     try:
         claims = _verified_claims(provider, request)
-        login = _login(provider, claims)
+        login = _login(provider, claims, ip_address=_ip(request))
     except OidcLoginError as exc:
+        if exc.pending_link is not None:
+            request.session[PENDING_LINK_SESSION_KEY] = exc.pending_link
         _failed(provider, exc, request)
         raise
     publish(
@@ -343,7 +417,8 @@ def _refused(reason: str, subject: str | None = None) -> OidcLoginError:
 
 
 def _fetch_json(url: str) -> dict[str, Any]:
-    response = requests.get(url, timeout=HTTP_TIMEOUT_SECONDS)
+    with outbound.requests_session() as session:
+        response = session.get(url, timeout=HTTP_TIMEOUT_SECONDS)
     response.raise_for_status()
     data = response.json()
     if not isinstance(data, dict):
@@ -378,8 +453,12 @@ def _server_metadata(provider: IdentityProvider) -> dict[str, Any]:
                 ]
             metadata["jwks"] = _fetch_json(metadata["jwks_uri"])
         except (requests.RequestException, ValueError) as exc:
+            refusal = outbound.refusal_in(exc)
             logger.warning(
-                "oidc discovery failed", provider=provider.slug, error=type(exc).__name__
+                "oidc discovery failed",
+                provider=provider.slug,
+                error=type(exc).__name__,
+                refused=refusal.reason if refusal else None,
             )
             raise OidcLoginError(
                 "The identity provider could not be reached.",
@@ -396,9 +475,27 @@ def _server_metadata(provider: IdentityProvider) -> dict[str, Any]:
     return metadata
 
 
+class _GuardedOAuth2Session(OAuth2Session):
+    """authlib's requests session for the token and UserInfo calls (and any JWKS refresh),
+    through the outbound guard and following no redirect: a redirected token request
+    would carry the client secret to wherever the redirect points."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        outbound.requests_session(session=self)
+
+
+class _GuardedOAuth2App(DjangoOAuth2App):
+    client_cls = _GuardedOAuth2Session
+
+
+class _GuardedOAuth(OAuth):
+    oauth2_client_cls = _GuardedOAuth2App
+
+
 def _client(provider: IdentityProvider, *, client_secret: str | None = None) -> DjangoOAuth2App:
     # A registry per call: the client (and the secret it may hold) dies with the request.
-    oauth = OAuth()
+    oauth = _GuardedOAuth()
     return oauth.register(
         name=f"lumina_oidc_{provider.slug}",
         client_id=provider.client_id,
@@ -455,7 +552,8 @@ def _verified_claims(provider: IdentityProvider, request: HttpRequest) -> dict[s
     except OAuthError as exc:
         raise _refused(f"provider_error:{exc.error}") from None
     except (requests.RequestException, ValueError) as exc:
-        raise _refused(f"token_exchange_failed:{type(exc).__name__}") from None
+        refused = "outbound_refused" if outbound.refusal_in(exc) else type(exc).__name__
+        raise _refused(f"token_exchange_failed:{refused}") from None
     id_claims = token.get("userinfo")
     if not id_claims or not isinstance(id_claims.get("sub"), str):
         raise _refused("missing_id_token")
@@ -489,7 +587,9 @@ def _email_verified(claims: dict[str, Any]) -> bool:
     return claims.get("email_verified") in (True, "true")
 
 
-def _login(provider: IdentityProvider, claims: dict[str, Any]) -> OidcLogin:
+def _login(
+    provider: IdentityProvider, claims: dict[str, Any], *, ip_address: str | None
+) -> OidcLogin:
     subject = claims["sub"]
     email = str(claims.get("email") or "").strip().lower()
     verified = _email_verified(claims)
@@ -505,6 +605,7 @@ def _login(provider: IdentityProvider, claims: dict[str, Any]) -> OidcLogin:
                 )
             if not user.is_active:
                 raise _refused("inactive_user", subject)
+            _check_lock(user, subject, ip_address)
             identity.last_login_at = timezone.now()
             identity.save()
     except IntegrityError:
@@ -518,41 +619,189 @@ def _login(provider: IdentityProvider, claims: dict[str, Any]) -> OidcLogin:
     )
 
 
+def _check_lock(user: User, subject: str, ip_address: str | None) -> None:
+    """The password lockout holds for identity provider logins too."""
+    guard = attempt_guard(scope="oidc", email=user.email, user=user, ip_address=ip_address)
+    try:
+        guard.check()
+    except AccountLockedError as exc:
+        raise OidcLoginError(
+            exc.message,
+            reason="account_locked",
+            status=exc.status,
+            code=exc.code,
+            subject=subject,
+            retry_after=exc.retry_after,
+        ) from None
+    guard.record_success()
+
+
+def _needs_confirmation(user: User) -> bool:
+    """Accounts an identity provider's word about an email is not enough to take over."""
+    return user.is_staff or user.is_superuser or user_has_confirmed_device(user=user)
+
+
+def _not_linked(
+    provider: IdentityProvider, claims: dict[str, Any], email: str, verified: bool, reason: str
+) -> OidcLoginError:
+    """The one answer for every first login that finds no account to sign in to, whether
+    or not an account has this email; ``reason`` is for the audit log only.
+
+    When the provider links by verified email, the browser's session keeps a pending link
+    whatever the reason, so nothing about the session differs either.
+    """
+    pending = None
+    if email and verified and provider.link_by_verified_email:
+        pending = {
+            "provider_id": str(provider.id),
+            "subject": claims["sub"],
+            "email": email,
+            "expires_at": timezone.now().timestamp() + PENDING_LINK_SECONDS,
+        }
+    return OidcLoginError(
+        NOT_LINKED_MESSAGE,
+        reason=reason,
+        subject=claims["sub"],
+        code="no_linked_account",
+        pending_link=pending,
+    )
+
+
 def _first_login_user(
     provider: IdentityProvider, claims: dict[str, Any], email: str, verified: bool
 ) -> tuple[User, str]:
-    subject = claims["sub"]
     existing = user_by_email(email=email) if email else None
     if existing is not None:
-        if provider.link_by_verified_email and verified:
-            if existing.external_identities.filter(provider=provider).exists():
-                raise _refused("already_linked", subject)
-            return existing, "verified_email"
-        raise OidcLoginError(
-            "An account with this email exists but is not linked to this identity provider.",
-            reason="account_not_linked",
-            subject=subject,
-            code="account_not_linked",
-        )
+        if not (provider.link_by_verified_email and verified):
+            raise _not_linked(provider, claims, email, verified, "account_not_linked")
+        if existing.external_identities.filter(provider=provider).exists():
+            raise _not_linked(provider, claims, email, verified, "already_linked")
+        if _needs_confirmation(existing):
+            raise _not_linked(provider, claims, email, verified, "link_needs_confirmation")
+        return existing, "verified_email"
     if not provider.allow_signup:
-        raise OidcLoginError(
-            "No account is linked to this identity and sign-up is closed.",
-            reason="signup_closed",
-            subject=subject,
-            code="signup_closed",
-        )
+        raise _not_linked(provider, claims, email, verified, "signup_closed")
     if not email or not verified:
-        raise OidcLoginError(
-            "Signing up needs an email address the identity provider has verified.",
-            reason="email_not_verified",
-            subject=subject,
-            code="email_not_verified",
-        )
+        raise _not_linked(provider, claims, email, verified, "email_not_verified")
     try:
         user = user_create(email=email, password=None)
     except (ValidationError, ValueError):
-        raise _refused("invalid_email", subject) from None
+        raise _refused("invalid_email", claims["sub"]) from None
     if name := str(claims.get("name") or "").strip():
         user.full_name = name[:200]
         user.save(update_fields=["full_name"])
     return user, "signup"
+
+
+# --- Confirming a pending link ------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingLink:
+    provider: IdentityProvider
+    subject: str
+    email: str
+    expires_at: float
+
+
+def pending_link(session: Any) -> PendingLink | None:
+    """The link an identity provider login left in this session, if still valid."""
+    data = session.get(PENDING_LINK_SESSION_KEY)
+    if not isinstance(data, dict):
+        return None
+    try:
+        expires_at = float(data["expires_at"])
+        provider = identity_provider_by_id(provider_id=uuid.UUID(data["provider_id"]))
+        subject, email = str(data["subject"]), str(data["email"])
+    except (KeyError, TypeError, ValueError):
+        provider = None
+    if provider is None or expires_at < timezone.now().timestamp():
+        session.pop(PENDING_LINK_SESSION_KEY, None)
+        return None
+    return PendingLink(provider=provider, subject=subject, email=email, expires_at=expires_at)
+
+
+def oidc_link_confirm(
+    *, user: User, session: Any, password: str | None, ip_address: str | None
+) -> ExternalIdentity:
+    """Link the identity of this session's pending link to ``user``, who is logged in.
+
+    The caller has already made sure the session is fully authenticated (second factor
+    included). Users with a password give it again; wrong ones count towards the account
+    lockout. The identity provider must have vouched for the user's own email.
+    """
+    pending = pending_link(session)
+    if pending is None:
+        raise NotFoundError(
+            "There is no identity provider login waiting to be linked in this session.",
+            code="no_pending_link",
+        )
+    provider = pending.provider
+
+    def refuse(reason: str, error: ApplicationError) -> ApplicationError:
+        publish(
+            ExternalIdentityLinkRefused(
+                user_id=user.pk,
+                provider=provider.slug,
+                subject=pending.subject,
+                reason=reason,
+                actor_id=user.pk,
+                ip_address=ip_address,
+            )
+        )
+        return error
+
+    if user.has_usable_password():
+        guard = attempt_guard(scope="login", email=user.email, user=user, ip_address=ip_address)
+        guard.check()
+        if not password or not user.check_password(password):
+            error = refuse(
+                "invalid_password",
+                ApplicationError(
+                    "The password is not correct.",
+                    fields={"password": ["The password is not correct."]},
+                    code="invalid_password",
+                ),
+            )
+            guard.record_failure()
+            raise error
+        guard.record_success()
+    if not provider.enabled or not provider.link_by_verified_email:
+        raise refuse(
+            "provider_does_not_link",
+            ApplicationError(
+                "This identity provider does not link accounts by email.",
+                code="link_not_allowed",
+            ),
+        )
+    if pending.email != user.email.strip().lower():
+        raise refuse(
+            "email_mismatch",
+            ApplicationError(
+                "The identity provider vouched for another email address than this account's.",
+                code="link_not_allowed",
+            ),
+        )
+    try:
+        with transaction.atomic():
+            identity = ExternalIdentity.objects.create(
+                provider=provider, subject=pending.subject, user=user, email_at_link=pending.email
+            )
+            publish(
+                ExternalIdentityLinked(
+                    user_id=user.pk,
+                    provider=provider.slug,
+                    subject=pending.subject,
+                    actor_id=user.pk,
+                    ip_address=ip_address,
+                )
+            )
+    except IntegrityError:
+        raise refuse(
+            "already_linked",
+            ConflictError(
+                "This identity, or another of this provider, is already linked to an account."
+            ),
+        ) from None
+    session.pop(PENDING_LINK_SESSION_KEY, None)
+    return identity

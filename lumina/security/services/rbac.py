@@ -46,12 +46,17 @@ MAX_PATTERNS = 100
 ROLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
 RESOURCE_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,99}\.[a-z][a-z0-9_]{0,99}$")
 
-# Owner-only: key rotation and decrypting stored secrets (providers decrypt as the system).
-OWNER_ONLY = ("security.keys.rotate", "security.secrets.decrypt")
+# Owner-only: key rotation, decrypting stored secrets (providers decrypt as the system), and
+# identity providers, whose word about an email can sign a user in.
+OWNER_ONLY = (
+    "security.keys.rotate",
+    "security.secrets.decrypt",
+    "security.identity_providers.manage",
+)
 BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "Owner": ("Everything, including key rotation and decrypting stored secrets.", ("*",)),
     "Admin": (
-        "Runs the platform: everything except the owner-only " + " and ".join(OWNER_ONLY) + ".",
+        "Runs the platform: everything except the owner-only " + ", ".join(OWNER_ONLY) + ".",
         (
             "providers.*",
             "memory.*",
@@ -64,7 +69,6 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "security.secrets.encrypt",
             "security.keys.read",
             "security.audit.read",
-            "security.identity_providers.manage",
         ),
     ),
     "Developer": (
