@@ -24,10 +24,11 @@ class Received:
 
 
 class RecordingServer:
-    """``with RecordingServer() as server:`` listens on 127.0.0.1 at ``server.url``.
+    """``with RecordingServer() as server:`` listens on ``host`` (127.0.0.1) at ``server.url``.
 
-    Answers every request with ``status``, ``headers`` and ``body`` (set them at will) and
-    keeps what it received in ``received``.
+    Answers a path listed in ``routes`` with its ``(status, body)``, every other request
+    with ``status``, ``headers`` and ``body`` (set them at will), and keeps what it
+    received in ``received``.
     """
 
     def __init__(
@@ -35,10 +36,12 @@ class RecordingServer:
         status: int = 200,
         body: bytes = b'{"ok": true}',
         headers: dict[str, str] | None = None,
+        host: str = "127.0.0.1",
     ) -> None:
         self.status = status
         self.body = body
         self.headers = headers or {"Content-Type": "application/json"}
+        self.routes: dict[str, tuple[int, bytes]] = {}
         self.received: list[Received] = []
         server = self
 
@@ -53,21 +56,22 @@ class RecordingServer:
                         body=self.rfile.read(length) if length else b"",
                     )
                 )
-                self.send_response(server.status)
+                status, body = server.routes.get(self.path, (server.status, server.body))
+                self.send_response(status)
                 for name, value in server.headers.items():
                     self.send_header(name, value)
-                self.send_header("Content-Length", str(len(server.body)))
+                self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(server.body)
+                self.wfile.write(body)
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _answer
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = ThreadingHTTPServer((host, 0), Handler)
         self.port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"http://{host}:{self.port}"
         self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
 
     def __enter__(self) -> RecordingServer:
