@@ -92,7 +92,7 @@ def test_a_first_login_links_an_existing_account_by_verified_email(identity_prov
     assert event_payloads("security.OidcLoginSucceeded")[0]["matched_by"] == "verified_email"
 
 
-def test_an_unverified_email_never_links_an_existingaccount(identity_provider):
+def test_an_unverified_email_never_links_an_existing_account(identity_provider):
     make_user("victim@example.test")
 
     response, _ = log_in(APIClient(), account("sub-x", "victim@example.test", verified=False))
@@ -131,7 +131,7 @@ def test_sign_up_needs_a_verified_email(identity_provider, django_user_model):
     assert not django_user_model.objects.filter(email="unverified@example.test").exists()
 
 
-def test_an_inactive_user_cannotlog_in(identity_provider):
+def test_an_inactive_user_cannot_log_in(identity_provider):
     user = make_user("gone@example.test")
     user.is_active = False
     user.save()
