@@ -85,6 +85,17 @@ def test_rest_refuses_a_base_url_that_leads_inside(url, no_allow_list):
 
 
 @pytest.mark.django_db
+def test_a_provider_saved_before_the_policy_tightened_can_still_be_switched_off(settings):
+    existing = ProviderFactory(base_url="http://10.0.0.8:8000/v1")
+    settings.LUMINA_OUTBOUND_ALLOW = ()
+
+    response = _admin().patch(f"{PROVIDERS}/{existing.pk}", {"enabled": False}, format="json")
+
+    assert response.status_code == 200, response.content
+    assert Provider.objects.get(pk=existing.pk).enabled is False
+
+
+@pytest.mark.django_db
 def test_the_operators_allow_list_opens_a_local_server(settings):
     settings.LUMINA_OUTBOUND_ALLOW = ("127.0.0.1/32", "10.0.0.0/8")
     client = _admin()

@@ -93,6 +93,11 @@ class ProviderForm(forms.ModelForm):
                 services.api_key_check(key)
             except ApplicationError as error:
                 self.add_error("new_api_key", error.message)
+        if self.instance._state.adding or "base_url" in self.changed_data:
+            try:
+                services.base_url_check(data.get("base_url") or "")
+            except ApplicationError as error:
+                self.add_error("base_url", error.message)
         if not self.instance._state.adding and self.request is not None:
             api_key = services.API_KEY_UNCHANGED
             if key or data.get("remove_api_key"):

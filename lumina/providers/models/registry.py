@@ -10,7 +10,6 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 
-from lumina.kernel import outbound
 from lumina.providers.types import Capability, ProviderKind
 
 __all__ = ["Deployment", "Price", "Provider"]
@@ -40,9 +39,11 @@ CAPABILITY_CHOICES = [(capability.value, capability.value) for capability in Cap
 
 
 def validate_base_url(value: str) -> None:
-    """http(s) with a host; no credentials, query or fragment, since keys go in ``api_key``;
-    and a host the outbound guard allows (loopback, private and metadata addresses only
-    when the operator lists them).
+    """http(s) with a host; no credentials, query or fragment, since keys go in ``api_key``.
+
+    Where it leads is checked by the services when it is set (the outbound guard), not
+    here: a provider saved before the operator's policy tightened can still be changed
+    (disabled, say) without moving it.
 
     Django's URLValidator is not used: it refuses single-label hosts such as ``vllm`` or
     ``ollama`` that self-hosted servers on a private network commonly have.
@@ -65,9 +66,6 @@ def validate_base_url(value: str) -> None:
         )
     if parts.query or parts.fragment:
         raise ValidationError("The URL may not have a query or fragment.", code="invalid_url")
-    problem = outbound.host_problem(parts.hostname)
-    if problem:
-        raise ValidationError(problem, code=outbound.OutboundRefused.code)
 
 
 def _price_field(*, null: bool) -> models.DecimalField:

@@ -16,12 +16,14 @@ import uuid
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
+from urllib.parse import urlsplit
 
 import structlog
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
 from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
 from django.utils import timezone
 
+from lumina.kernel import outbound
 from lumina.kernel.bus import publish
 from lumina.kernel.errors import ApplicationError, ConflictError, NotFoundError
 from lumina.providers import pricing
@@ -196,6 +198,16 @@ def key_required_problems(
     return problems
 
 
+def base_url_check(base_url: str) -> None:
+    """``OutboundRefused`` (a 400 naming ``base_url``) unless the outbound guard lets Lumina
+    call this URL's host; checked whenever a base URL is set."""
+    if not base_url:
+        return
+    host = urlsplit(base_url).hostname
+    if host and (problem := outbound.host_problem(host)):
+        raise outbound.OutboundRefused("base_url", problem)
+
+
 def _kind(kind: object) -> str:
     try:
         return ProviderKind(kind).value
@@ -320,6 +332,7 @@ def provider_create(
         tags=_strings(tags, "tags"),
     )
     _full_clean(provider, entity="provider")
+    base_url_check(provider.base_url)
     with transaction.atomic():
         if api_key is not None:
             provider.api_key = encrypt_secret(api_key, owner=provider.secret_owner)
@@ -384,6 +397,8 @@ def provider_update(
         for name in changed:
             setattr(provider, name, changes[name])
         _full_clean(provider, entity="provider")
+        if "base_url" in changed:
+            base_url_check(provider.base_url)
         owner = provider.secret_owner
         if api_key is not API_KEY_UNCHANGED and (api_key is not None or provider.api_key):
             old = provider.api_key

@@ -35,8 +35,9 @@ class IdentityProviderForm(forms.ModelForm):
 
     def clean(self) -> dict:
         cleaned = super().clean()
+        new_issuer = self.instance._state.adding or "issuer" in self.changed_data
         problems = services.identity_provider_problems(
-            issuer=cleaned.get("issuer"), scopes=cleaned.get("scopes")
+            issuer=cleaned.get("issuer") if new_issuer else None, scopes=cleaned.get("scopes")
         )
         for field, messages in problems.items():
             for message in messages:

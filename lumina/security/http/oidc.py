@@ -142,7 +142,10 @@ class OidcLinkApi(APIView):
 
     authentication_classes = [SessionAuthentication]
     permission_classes = [IsFullyAuthenticated]
-    throttle_classes = [LoginAddressThrottle]
+
+    def get_throttles(self):
+        # Confirming checks a password: it counts like a login attempt.
+        return [LoginAddressThrottle()] if self.request.method == "POST" else []
 
     class InputSerializer(serializers.Serializer):
         password = serializers.CharField(
@@ -154,7 +157,13 @@ class OidcLinkApi(APIView):
             help_text="The account's password (required when it has one).",
         )
 
-    @extend_schema(responses={200: PendingLinkOutput, 404: OpenApiResponse(description="None.")})
+    @extend_schema(
+        responses={
+            200: PendingLinkOutput,
+            403: OpenApiResponse(description="Not logged in, or the second factor is missing."),
+            404: OpenApiResponse(description="No pending link in this session."),
+        }
+    )
     def get(self, request):
         pending = services.pending_link(request.session)
         if pending is None:
@@ -164,7 +173,20 @@ class OidcLinkApi(APIView):
             )
         return Response(PendingLinkOutput(pending).data)
 
-    @extend_schema(request=InputSerializer, responses={201: LinkedIdentityOutput})
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: LinkedIdentityOutput,
+            400: OpenApiResponse(
+                description="Wrong password (naming password), or another email than the "
+                "account's (link_not_allowed)."
+            ),
+            403: OpenApiResponse(description="Not logged in, or the second factor is missing."),
+            404: OpenApiResponse(description="No pending link in this session."),
+            409: OpenApiResponse(description="The identity is already linked."),
+            429: OpenApiResponse(description="Too many attempts, or the account is locked."),
+        },
+    )
     def post(self, request):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

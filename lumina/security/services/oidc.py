@@ -261,8 +261,9 @@ def identity_provider_update(
     unknown = set(changes) - set(EDITABLE_FIELDS)
     if unknown:
         raise TypeError(f"not editable: {', '.join(sorted(unknown))}")
-    _check(issuer=changes.get("issuer"), scopes=changes.get("scopes"))
     changed = [name for name, value in changes.items() if getattr(provider, name) != value]
+    # Only a new issuer is checked: one saved before the policy tightened stays editable.
+    _check(issuer=changes["issuer"] if "issuer" in changed else None, scopes=changes.get("scopes"))
     if problems := secret_required_problems(
         actor=actor,
         has_stored_secret=bool(provider.client_secret_encrypted),
