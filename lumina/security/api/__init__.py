@@ -5,6 +5,14 @@ Everything here takes and returns plain values or the frozen dataclasses of
 """
 
 from lumina.security.api.actors import actor_of, client_ip
+from lumina.security.api.admin import (
+    AdminPermissions,
+    PermissionAdmin,
+    PermissionInline,
+    ReadOnlyAdmin,
+    add_errors,
+    admin_may,
+)
 from lumina.security.api.crypto import (
     DecryptionError,
     decrypt_secret,
@@ -25,6 +33,7 @@ from lumina.security.types import Actor, Decision, Resource
 
 __all__ = [
     "Actor",
+    "AdminPermissions",
     "Decision",
     "DecryptionError",
     "EnsuredAdmin",
@@ -32,10 +41,15 @@ __all__ = [
     "InvalidTokenError",
     "MfaDevice",
     "MfaStatus",
+    "PermissionAdmin",
+    "PermissionInline",
+    "ReadOnlyAdmin",
     "Resource",
     "TokenInfo",
     "UserDTO",
     "actor_of",
+    "add_errors",
+    "admin_may",
     "authenticate_token",
     "authorize",
     "client_ip",
