@@ -108,7 +108,8 @@ def server(tmp_path):
             except (urllib.error.URLError, ConnectionError):
                 if process.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
-                    raise AssertionError(f"the server did not start:\n{log.read()[-3000:]}")
+                    started = log.read()[-3000:]
+                    raise AssertionError(f"the server did not start:\n{started}") from None
                 time.sleep(0.2)
         yield base
     finally:
