@@ -35,12 +35,16 @@ def holder(permission: str, *, staff: bool = False) -> Caller:
     return holding([permission], label=f"holder of {permission}", staff=staff)
 
 
-def lacking(permission: str, *, staff_only: bool = False) -> list[Caller]:
+def lacking(
+    permission: str, *, staff_only: bool = False, implied_by: tuple[str, ...] = ()
+) -> list[Caller]:
     """Callers without ``permission``: no role (staff or not), a Viewer, and a near miss
-    holding every other declared permission. Those that hold it after all are left out."""
+    holding every other declared permission (but those in ``implied_by``, which grant the
+    same access). Those that hold it after all are left out."""
     viewer = make_user(is_staff=True)
     give_role(viewer, "Viewer")
-    everything_else = [name for name in catalogue() if name != permission]
+    excluded = {permission, *implied_by}
+    everything_else = [name for name in catalogue() if name not in excluded]
     callers = [
         Caller("staff without a role", make_user(is_staff=True)),
         Caller("staff Viewer", viewer),
