@@ -1,8 +1,8 @@
 """One way to build an ``Actor`` from a user, used by every entry point.
 
 Four copies used to drift (the admin's and the token path's disagreed on
-``mfa_verified``). Now REST, the admin console, token authentication (the gateway and
-websockets call it too) and the policy explanation all go through ``Actor.for_user``.
+``mfa_verified``). Now REST, the admin console, token authentication (the gateway),
+websocket connections and the policy explanation all go through ``Actor.for_user``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from django.test import RequestFactory
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
-from lumina.security.api import actor_of, authenticate_token
+from lumina.security.api import actor_of, actor_of_scope, authenticate_token
 from lumina.security.http.authentication import TokenAuthentication
 from lumina.security.services.tokens import token_create
 from lumina.security.types import Actor
@@ -52,7 +52,10 @@ def test_sessions_carry_the_second_factor_and_tokens_never_do(django_user_model)
     by_rest = actor_of(rest)
     by_gateway = authenticate_token(secret, ip_address="198.51.100.7")
 
-    assert by_rest == by_gateway
+    by_websocket = actor_of_scope(
+        {"user": rest.user, "auth": rest.auth, "client": ("198.51.100.7", 50000)}
+    )
+    assert by_rest == by_gateway == by_websocket
     assert by_gateway.mfa_verified is False
     assert by_gateway.scopes == frozenset({"memory.*"})
     assert by_gateway.token_id is not None

@@ -4,7 +4,7 @@ Everything here takes and returns plain values or the frozen dataclasses of
 ``lumina.security.types``; never models or querysets.
 """
 
-from lumina.security.api.actors import actor_of, client_ip
+from lumina.security.api.actors import actor_of, actor_of_scope, client_ip
 from lumina.security.api.admin import (
     AdminPermissions,
     PermissionAdmin,
@@ -48,6 +48,7 @@ __all__ = [
     "TokenInfo",
     "UserDTO",
     "actor_of",
+    "actor_of_scope",
     "add_errors",
     "admin_may",
     "authenticate_token",

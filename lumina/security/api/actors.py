@@ -1,4 +1,5 @@
-"""Who is calling: the ``Actor`` for a Django or DRF request (duck-typed, no DRF import)."""
+"""Who is calling: the ``Actor`` for a Django or DRF request or a websocket connection
+(duck-typed: no DRF or Channels import)."""
 
 from __future__ import annotations
 
@@ -18,3 +19,13 @@ def actor_of(request) -> Actor:
     if getattr(token, "id", None) is None or getattr(token, "scopes", None) is None:
         token = None  # a session (DRF sets ``auth`` to None, or to a CSRF marker)
     return Actor.for_user(user, token=token, ip_address=client_ip(request))
+
+
+def actor_of_scope(scope) -> Actor:
+    """The actor behind a websocket connection (after ``consumers.websocket_auth``)."""
+    client = scope.get("client")
+    ip_address = client[0] if client else None
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        return Actor(user_id=None, ip_address=ip_address)
+    return Actor.for_user(user, token=scope.get("auth"), ip_address=ip_address)

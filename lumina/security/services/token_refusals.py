@@ -17,6 +17,7 @@ is bounded: past ``MAX_KEYS`` distinct keys in a minute, further addresses count
 from __future__ import annotations
 
 import atexit
+import contextlib
 import dataclasses
 import datetime as dt
 import ipaddress
@@ -169,7 +170,6 @@ def _register_exit_flush() -> None:
 def _flush_at_exit() -> None:
     if _oldest is None:
         return
-    try:
+    # The interpreter is going away: never raise.
+    with contextlib.suppress(Exception):
         flush_all()
-    except Exception:  # noqa: S110 (the interpreter is going away: never raise)
-        pass
