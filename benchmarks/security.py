@@ -13,9 +13,13 @@ Prints one table (operation, median µs, p90 µs, p99 µs, iterations, target) f
     the policy set is evaluated;
   - the same with cold caches (``cache_clear()`` before every call): what the first
     request of a process, or every process after an RBAC or policy change, pays;
-* ``security.api.authenticate_token(raw)`` for a valid token, warm token cache, with
-  Django's cache in process (LocMem) and in Redis (db 13, a subprocess of this script
-  started with ``REDIS_URL``);
+* ``security.api.authenticate_token(raw)`` for a valid token, warm token cache, without
+  and with ``REDIS_URL`` (db 13, a subprocess of this script): the revocation check reads
+  the ``security.tokens`` generation from memory either way (``lumina.kernel.generations``);
+* how long a role removal takes to reach another process: a child process calls
+  ``authorize`` in a loop while this one removes and re-adds the role through the
+  services (no Redis); each row's sample is the time from the commit to the child's
+  first changed answer (promised: at most 1 s);
 * one full authenticated REST request through Django's test client,
   ``GET /api/v1/auth/me`` with ``Authorization: Bearer …`` (every middleware, DRF, the
   access log), over both caches too;
@@ -46,6 +50,7 @@ import dataclasses
 import json
 import logging
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -78,6 +83,8 @@ forbid (principal, action == Lumina::Action::"memory.read", resource)
 when { context.ip == "203.0.113.7" };
 """
 CLIENT_IP = "127.0.0.1"
+PROPAGATION_ROUNDS = 20
+TARGET_PROPAGATION = "≤ 1 s (docs/security.md)"
 RESULT_PREFIX = "security-benchmark-result "
 CHILD_TIMEOUT = 120.0
 
@@ -482,6 +489,82 @@ def redis_child() -> None:
     print(RESULT_PREFIX + json.dumps([dataclasses.asdict(row) for row in rows]), flush=True)
 
 
+# --- A role change reaching another process -----------------------------------------------
+
+
+def propagation_rows(fixtures: Fixtures, database: str) -> list[Row]:
+    """Remove and re-add a role here; time until a child process's ``authorize`` agrees."""
+    from django.db import transaction
+
+    from lumina.security.models.rbac import RoleAssignment
+    from lumina.security.services import rbac
+
+    env = dict(os.environ, DATABASE_URL=database)
+    env.pop("REDIS_URL", None)
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--watch-child", str(fixtures.developer_id)],
+        cwd=ROOT,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    samples: list[int] = []
+    # The child re-reads the generations once a second: changes at random moments within
+    # that second, not in step with it (seeded, so runs compare).
+    pauses = random.Random(7)
+    try:
+        expect(child.stdout.readline().strip() == "ready", "the watching child did not start")
+        for round_number in range(PROPAGATION_ROUNDS):
+            time.sleep(pauses.uniform(0.0, 1.0))
+            with transaction.atomic():
+                if round_number % 2 == 0:
+                    held = RoleAssignment.objects.get(user_id=fixtures.developer_id)
+                    rbac.role_assignment_delete(actor=fixtures.owner, assignment_id=held.id)
+                else:
+                    rbac.role_assignment_create(
+                        actor=fixtures.owner, role="Developer", user=str(fixtures.developer_id)
+                    )
+            committed = time.monotonic_ns()
+            line = child.stdout.readline().split()
+            expect(line[:1] == ["changed"], f"unexpected child output {line}")
+            samples.append(int(line[1]) - committed)
+    finally:
+        child.kill()
+        child.wait()
+    cuts = statistics.quantiles(samples, n=10, method="inclusive")
+    row = Row(
+        f"role change seen by another process, no Redis ({PROPAGATION_ROUNDS} changes)",
+        len(samples),
+        median_us=statistics.median(samples) / 1000,
+        p90_us=cuts[8] / 1000,
+        p99_us=max(samples) / 1000,
+        target=TARGET_PROPAGATION,
+    )
+    row.target += " (met)" if max(samples) <= 1_000_000_000 else " (MISSED)"
+    progress(
+        f"{row.operation}: median {row.median_us / 1000:,.0f} ms, max {max(samples) / 1e6:,.0f} ms"
+    )
+    return [row]
+
+
+def watch_child(user_id: str) -> None:
+    """Run by ``propagation_rows``: print the time whenever the answer changes."""
+    setup_django()
+    silence_log_output()
+    from lumina.security.api import Actor, authorize
+
+    actor = Actor(user_id=uuid.UUID(user_id), ip_address=CLIENT_IP)
+    answer = authorize(actor, "providers.use").allowed
+    print("ready", flush=True)
+    while True:
+        now = authorize(actor, "providers.use").allowed
+        if now != answer:
+            print(f"changed {time.monotonic_ns()}", flush=True)
+            answer = now
+        time.sleep(0.001)
+
+
 # --- Report -------------------------------------------------------------------------------
 
 
@@ -526,6 +609,7 @@ def table(rows: list[Row]) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--redis-child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--watch-child", metavar="USER_ID", help=argparse.SUPPRESS)
     return parser.parse_args()
 
 
@@ -533,6 +617,9 @@ def main() -> None:
     args = parse_args()
     if args.redis_child:
         redis_child()
+        return
+    if args.watch_child:
+        watch_child(args.watch_child)
         return
 
     from config.embedded_postgres import ensure_server
@@ -557,6 +644,7 @@ def main() -> None:
         remote = redis_rows()
         # Each token row next to its Redis counterpart.
         rows += [local[0], remote[0], local[1], remote[1]]
+        rows += propagation_rows(fixtures, database_url(socket_dir))
         rows += secret_rows()
     finally:
         connections.close_all()

@@ -23,7 +23,7 @@ ALLOWED_HOSTS = ENV.allowed_hosts
 CSRF_TRUSTED_ORIGINS = ENV.csrf_trusted_origins
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "lumina.security.apps.AdminConfig",  # django.contrib.admin with Lumina's site
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -109,10 +109,10 @@ PASSWORD_HASHERS = [
     "django.contrib.auth.hashers.Argon2PasswordHasher",
     "django.contrib.auth.hashers.PBKDF2PasswordHasher",
 ]
-AUTHENTICATION_BACKENDS = [
-    "lumina.security.backends.LockoutModelBackend",
-    "guardian.backends.ObjectPermissionBackend",
-]
+# Only the password check: permissions are decided by security.api.authorize alone, which
+# reads guardian's object grants itself (a guardian backend would answer has_perm beside it).
+AUTHENTICATION_BACKENDS = ["lumina.security.backends.LockoutModelBackend"]
+SILENCED_SYSTEM_CHECKS = ["guardian.W001"]  # "guardian's backend is not installed": on purpose
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},

@@ -44,11 +44,17 @@ def _fresh_authorization_caches():
     from django.core.cache import cache
 
     from lumina.security.services.authorization import cache_clear
+    from lumina.security.services.token_refusals import refusals_clear
+    from lumina.security.services.tokens import token_cache_clear
 
     cache.clear()  # throttle and lockout counters too
     cache_clear()
+    token_cache_clear()
+    refusals_clear()
     yield
     cache_clear()
+    token_cache_clear()
+    refusals_clear()
 
 
 @pytest.fixture(autouse=True)

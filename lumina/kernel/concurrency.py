@@ -7,6 +7,8 @@ tries the call inline and moves it to a worker thread only when Django refuses i
 
 from __future__ import annotations
 
+import asyncio
+import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,3 +28,19 @@ async def run_sync(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
         return fn(*args, **kwargs)
     except SynchronousOnlyOperation:
         return await sync_to_async(fn, thread_sensitive=False)(*args, **kwargs)
+
+
+def refuse_on_event_loop(what: str) -> None:
+    """Raise ``SynchronousOnlyOperation`` on an event loop, as Django does before a query.
+
+    For code that would block (wait on a lock, then query) before Django gets to check:
+    ``run_sync`` then repeats the call in a thread. ``DJANGO_ALLOW_ASYNC_UNSAFE`` allows
+    it, as it does for Django.
+    """
+    if os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE"):
+        return
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise SynchronousOnlyOperation(f"{what} from an event loop: call through run_sync.")

@@ -58,3 +58,19 @@ class ProcessedEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.handler} <- {self.event_id}"
+
+
+class Generation(models.Model):
+    """A named counter, bumped whenever what other processes cache under the name changes.
+
+    See ``lumina.kernel.generations``: writers bump it in their transaction, readers
+    compare a snapshot of every counter read at most once a second.
+    """
+
+    name = models.CharField(max_length=100, primary_key=True)
+    # A fresh random value per bump, not a count: a value read inside a transaction that
+    # later rolled back can never come back as another writer's value.
+    value = models.UUIDField()
+
+    def __str__(self) -> str:
+        return f"{self.name} = {self.value}"

@@ -19,6 +19,7 @@ class ProvidersConfig(AppConfig):
         declare("providers.change", "Change provider settings and credentials")
         declare("providers.delete", "Remove providers")
         declare("providers.use", "Call models through providers")
+        declare("providers.usage.read_all", "See everyone's usage, cost reports and budgets")
 
         # Registry: a fresh install has the offline ``local`` provider after ``migrate``.
         from django.db.models.signals import post_migrate

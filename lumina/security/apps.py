@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.contrib.admin import apps as admin_apps
 from django.db.models.signals import post_migrate
 
 # The permissions the security context checks (see lumina.kernel.permissions).
@@ -14,6 +15,16 @@ SECURITY_PERMISSIONS = (
     ("security.audit.read", "Read and verify the audit log"),
     ("security.identity_providers.manage", "Add, change and remove OIDC identity providers"),
 )
+
+
+class AdminConfig(admin_apps.AdminConfig):
+    """Django's admin, with Lumina's site (second factor, MFA enrolment) as ``admin.site``.
+
+    Listed in INSTALLED_APPS instead of ``django.contrib.admin``.
+    """
+
+    default = False  # not the app config of lumina.security
+    default_site = "lumina.security.admin_site.LuminaAdminSite"
 
 
 class SecurityConfig(AppConfig):

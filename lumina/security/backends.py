@@ -4,6 +4,9 @@
 tests, any third-party view) goes through ``user_authenticate``, so a password
 guessed on the admin page counts towards the same lockout as the REST login and is
 audited the same way.
+
+It answers no permission question: Django's model permissions (``user_permissions``,
+group permissions, ``has_perm``) grant nothing in Lumina, where ``authorize`` decides.
 """
 
 from __future__ import annotations
@@ -31,3 +34,19 @@ class LockoutModelBackend(ModelBackend):
             raise PermissionDenied("account locked") from None
         except InvalidCredentialsError:
             return None
+
+    # Django's permission API: nothing is granted here (see the module docstring).
+    def get_user_permissions(self, user_obj, obj=None) -> set[str]:
+        return set()
+
+    def get_group_permissions(self, user_obj, obj=None) -> set[str]:
+        return set()
+
+    def get_all_permissions(self, user_obj, obj=None) -> set[str]:
+        return set()
+
+    def has_perm(self, user_obj, perm, obj=None) -> bool:
+        return False
+
+    def has_module_perms(self, user_obj, app_label) -> bool:
+        return False

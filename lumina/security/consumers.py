@@ -31,8 +31,11 @@ class TokenAuthMiddleware(BaseMiddleware):
         raw = _bearer(scope)
         if raw is None:
             return await super().__call__(scope, receive, send)
+        client = scope.get("client")
         try:
-            user, info = await database_sync_to_async(token_authenticate)(raw=raw)
+            user, info = await database_sync_to_async(token_authenticate)(
+                raw=raw, ip_address=client[0] if client else None
+            )
         except InvalidTokenError:
             await receive()  # the client's websocket.connect
             await send({"type": "websocket.close", "code": UNAUTHORISED_CLOSE_CODE})

@@ -32,6 +32,43 @@ class Actor:
     def system(cls, context: str) -> Actor:
         return cls(user_id=None, context=context)
 
+    @classmethod
+    def for_user(
+        cls,
+        user: Any,
+        *,
+        token: Any = None,
+        ip_address: str | None = None,
+        mfa_verified: bool | None = None,
+        context: str | None = None,
+    ) -> Actor:
+        """The actor for a user: the one way every entry point (REST, admin, websockets,
+        the gateway, services) builds it.
+
+        ``user`` is a user model instance; ``token`` the ``TokenInfo`` (``id``,
+        ``scopes``) it authenticated with, if any. A token carries no second factor;
+        otherwise ``mfa_verified`` is django-otp's ``user.is_verified()`` unless given.
+        """
+        if token is not None:
+            verified = False
+        elif mfa_verified is not None:
+            verified = mfa_verified
+        else:
+            is_verified = getattr(user, "is_verified", None)
+            verified = bool(is_verified()) if callable(is_verified) else False
+        return cls(
+            user_id=user.pk,
+            email=user.email,
+            is_superuser=user.is_superuser,
+            is_staff=user.is_staff,
+            is_active=user.is_active,
+            token_id=token.id if token is not None else None,
+            scopes=frozenset(token.scopes) if token is not None else None,
+            mfa_verified=verified,
+            context=context,
+            ip_address=ip_address,
+        )
+
     @property
     def is_system(self) -> bool:
         return self.user_id is None and self.context is not None

@@ -17,6 +17,7 @@ from tests.providers.usage_support import (
     entry,
     fresh_window,
 )
+from tests.security.rbac_support import events_named
 
 # Fixtures of tests/providers/usage_support.py used here.
 ledger = usage_support.ledger
@@ -66,8 +67,15 @@ def staff(django_user_model):
 @pytest.fixture
 def reader(django_user_model):
     user = django_user_model.objects.create_user("finance@example.com", None)
-    role = Role.objects.create(name="cost reader", permissions=["providers.read"])
+    role = Role.objects.create(name="cost reader", permissions=["providers.usage.read_all"])
     RoleAssignment.objects.create(role=role, user=user)
+    return user
+
+
+def user_with(django_user_model, email: str, role: str | None = None, **extra):
+    user = django_user_model.objects.create_user(email, None, **extra)
+    if role is not None:
+        RoleAssignment.objects.create(role=Role.objects.get(name=role), user=user)
     return user
 
 
@@ -114,10 +122,51 @@ def test_readers_get_every_users_costs_grouped_with_totals(reader, ada, bob, usa
     assert Decimal(body["totals"]["cost"]) == Decimal("2.10")
 
 
-def test_staff_may_report_on_one_user(staff, bob, usage):
-    response = client_for(staff).get(COSTS, {"since": DAY1.isoformat(), "user": str(bob.pk)})
+def test_readers_may_report_on_one_user(reader, bob, usage):
+    response = client_for(reader).get(COSTS, {"since": DAY1.isoformat(), "user": str(bob.pk)})
     assert response.status_code == 200
     assert Decimal(response.json()["totals"]["cost"]) == Decimal("1.5")
+
+
+@pytest.mark.parametrize(
+    ("role", "extra"),
+    [("Developer", {}), ("Viewer", {}), (None, {"is_staff": True})],
+    ids=["developer", "viewer", "staff-without-a-role"],
+)
+def test_providers_read_and_staff_show_nobody_elses_usage(
+    django_user_model, django_capture_on_commit_callbacks, ada, bob, usage, role, extra
+):
+    """The attack: with providers.read (Developer, Viewer) or is_staff, read everyone's usage."""
+    mallory = user_with(django_user_model, "mallory@example.com", role, **extra)
+    usage_submit(
+        own := entry(user_id=mallory.pk, occurred_at=dt.datetime(2026, 5, 4, 8, tzinfo=dt.UTC))
+    )
+    with django_capture_on_commit_callbacks(execute=True):
+        usage_flush()
+    theirs = Budget.objects.create(scope="user", subject_id=bob.pk, requests_per_minute=10)
+    client = client_for(mallory)
+    window = {"since": DAY1.isoformat(), "until": DAY2.isoformat()}
+    # The report covers Mallory's one request only, though Ada's and Bob's are there.
+    report = client.get(COSTS, window).json()
+    assert DailyUsage.objects.exclude(user_id=mallory.pk).exists()
+    assert report["totals"]["requests"] == 1
+    everyone = client.get(COSTS, {**window, "group_by": "user"}).json()
+    assert [row["user_id"] for row in everyone["rows"]] == [str(mallory.pk)]
+    assert_error(client.get(COSTS, {**window, "user": str(bob.pk)}), 403, "permission_denied")
+    records = client.get(USAGE, {"since": "2026-05-01T00:00:00Z", "until": "2026-06-01T00:00:00Z"})
+    assert [row["id"] for row in records.json()["results"]] == [str(own.id)]
+    assert_error(client.get(USAGE, {"user": str(ada.pk)}), 403, "permission_denied")
+    assert client.get(BUDGETS).json()["count"] == 0
+    assert_error(client.get(f"{BUDGETS}/{theirs.id}"), 404)
+    denied = events_named("security.AccessDenied")
+    assert {event.payload["action"] for event in denied} == {"providers.usage.read_all"}
+
+
+def test_the_admin_role_sees_everyones_usage(django_user_model, ada, bob, usage):
+    admin = user_with(django_user_model, "admin@example.com", "Admin")
+    report = client_for(admin).get(COSTS, {"since": DAY1.isoformat(), "user": str(bob.pk)})
+    assert report.status_code == 200
+    assert Decimal(report.json()["totals"]["cost"]) == Decimal("1.5")
 
 
 def test_everyone_else_sees_only_their_own_costs(ada, bob, usage):
@@ -156,8 +205,8 @@ def test_reports_need_an_authenticated_caller():
 # -- the raw ledger -----------------------------------------------------------------------
 
 
-def test_usage_records_are_listed_newest_first_in_pages(staff, usage):
-    client = client_for(staff)
+def test_usage_records_are_listed_newest_first_in_pages(reader, usage):
+    client = client_for(reader)
     window = {"since": "2026-05-01T00:00:00Z", "until": "2026-06-01T00:00:00Z"}
     response = client.get(USAGE, {**window, "page_size": 3})
     assert response.status_code == 200, response.content
@@ -248,8 +297,8 @@ def test_users_see_only_their_own_budgets_and_may_not_manage_them(ada, bob):
     assert Budget.objects.count() == 2
 
 
-def test_costs_of_the_read_model_match_what_the_rollups_hold(staff, usage):
-    body = client_for(staff).get(COSTS, {"since": DAY1.isoformat(), "until": DAY2.isoformat()})
+def test_costs_of_the_read_model_match_what_the_rollups_hold(reader, usage):
+    body = client_for(reader).get(COSTS, {"since": DAY1.isoformat(), "until": DAY2.isoformat()})
     total = sum(row.cost for row in DailyUsage.objects.all())
     assert Decimal(body.json()["totals"]["cost"]) == total
 

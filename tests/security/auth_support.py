@@ -8,7 +8,7 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from lumina.kernel.models import OutboxEvent
-from lumina.security.services.tokens import token_cache_invalidate
+from lumina.security.services.tokens import token_cache_clear
 
 PASSWORD = "a long passphrase 42"
 LOGIN = "/api/v1/auth/login"
@@ -21,7 +21,7 @@ TOKENS = "/api/v1/auth/tokens"
 def reset_caches() -> None:
     """Counters, locks and cached token look-ups must not leak from one test to the next."""
     cache.clear()
-    token_cache_invalidate()
+    token_cache_clear()
 
 
 def browser() -> APIClient:

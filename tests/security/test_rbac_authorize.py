@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import statistics
 import time
+import uuid
 
 import pytest
 from django.contrib.auth.models import Group
-from django.core.cache import cache
 
+from lumina.kernel import generations
 from lumina.kernel.errors import PermissionDeniedError
+from lumina.kernel.models import Generation
 from lumina.kernel.permissions import catalogue
 from lumina.security.api import authorize, require
 from lumina.security.models.rbac import Role, RoleAssignment
@@ -211,6 +213,7 @@ def test_assigning_then_unassigning_a_role_changes_the_answer_at_once():
 
 
 def test_other_processes_changes_are_seen_once_the_shared_generation_moves(monkeypatch):
+    monkeypatch.setattr(generations, "STALENESS_SECONDS", 3600.0)
     user = make_user()
     assignment = give_role(user, "Developer")
     actor = actor_for(user)
@@ -220,9 +223,12 @@ def test_other_processes_changes_are_seen_once_the_shared_generation_moves(monke
     RoleAssignment.objects.filter(pk=assignment.pk).delete()
     assert authorize(actor, "memory.write")
 
-    # ...until the generation token it shares through Django's cache has moved.
-    cache.set(authorization.GENERATION_KEY, "changed elsewhere", timeout=None)
-    monkeypatch.setattr(authorization, "SHARED_GENERATION_CHECK_SECONDS", 0.0)
+    # ...until it reads the generation that process bumped in the database (at most
+    # STALENESS_SECONDS later; tests/security/test_cross_process.py uses real processes).
+    Generation.objects.update_or_create(
+        name=authorization.GENERATION, defaults={"value": uuid.uuid4()}
+    )
+    monkeypatch.setattr(generations, "STALENESS_SECONDS", 0.0)
     assert not authorize(actor, "memory.write")
 
 

@@ -14,6 +14,7 @@ from rest_framework.test import APIClient
 
 from lumina.security.models import ApiToken
 from tests.security.auth_support import TOKENS, error_of, events, reset_caches
+from tests.security.rbac_support import give_role, make_user
 
 pytestmark = pytest.mark.django_db
 
@@ -40,6 +41,16 @@ def bob(django_user_model):
 @pytest.fixture
 def staff(django_user_model):
     return django_user_model.objects.create_user("ops@example.com", None, is_staff=True)
+
+
+def user_with_role(role: str, **extra):
+    user = make_user(**extra)
+    give_role(user, role)
+    return user
+
+
+def admin_user_other():
+    return make_user(is_superuser=True, is_staff=True)
 
 
 def client_for(user) -> APIClient:
@@ -172,18 +183,54 @@ def test_people_cannot_see_or_revoke_others_tokens(ada, bob):
     assert ApiToken.objects.get(pk=token_id).revoked_at is None
 
 
-def test_staff_may_list_and_revoke_but_not_mint_other_users_tokens(staff, bob):
+def test_staff_without_a_role_may_not_list_or_revoke_other_users_tokens(staff, bob, admin_user):
+    """The attack: is_staff alone listed and revoked a superuser's tokens."""
+    root_token = create(client_for(admin_user)).json()
+    bob_token = create(client_for(bob)).json()
+    client = client_for(staff)
+    for owner, token in ((admin_user, root_token), (bob, bob_token)):
+        listing = client.get(TOKENS, {"user": str(owner.pk)})
+        assert error_of(listing, 403)["code"] == "permission_denied"
+        assert error_of(client.get(f"{TOKENS}/{token['id']}"), 404)["code"] == "not_found"
+        assert error_of(client.delete(f"{TOKENS}/{token['id']}"), 404)["code"] == "not_found"
+    assert ApiToken.objects.count() == 2
+    assert not ApiToken.objects.filter(revoked_at__isnull=False).exists()
+    refusals = events("security.AccessDenied")
+    assert [event["resource_id"] for event in refusals] == [str(admin_user.pk), str(bob.pk)]
+
+
+def test_token_managers_may_list_and_revoke_but_not_mint_other_users_tokens(bob):
+    manager = user_with_role("Admin")  # holds security.tokens.manage
     created = create(client_for(bob), name="bob's own")
     assert created.status_code == 201
-    client = client_for(staff)
+    client = client_for(manager)
     listing = client.get(TOKENS, {"user": str(bob.pk)}).json()
     assert [row["id"] for row in listing["results"]] == [created.json()["id"]]
     assert client.delete(f"{TOKENS}/{created.json()['id']}").status_code == 200
-    assert client.get(TOKENS).json()["count"] == 0  # staff's own list stays their own
+    assert client.get(TOKENS).json()["count"] == 0  # the manager's own list stays their own
     # A token carries its user's rights: minting one for someone else would borrow them.
     refused = create(client, user=str(bob.pk), name="for bob")
     assert error_of(refused, 403)["code"] == "permission_denied"
     assert ApiToken.objects.filter(user=bob, revoked_at__isnull=True).count() == 0
+
+
+@pytest.mark.parametrize("target", ["superuser", "owner"])
+def test_token_managers_may_not_touch_the_tokens_of_someone_holding_more(admin_user, target):
+    """Only a superuser manages a superuser's tokens; an Admin not those of an Owner."""
+    holder = admin_user if target == "superuser" else user_with_role("Owner")
+    token = create(client_for(holder)).json()
+    client = client_for(user_with_role("Admin"))
+    assert error_of(client.get(TOKENS, {"user": str(holder.pk)}), 403)["code"] == (
+        "permission_denied"
+    )
+    assert error_of(client.get(f"{TOKENS}/{token['id']}"), 404)["code"] == "not_found"
+    assert error_of(client.delete(f"{TOKENS}/{token['id']}"), 404)["code"] == "not_found"
+    assert ApiToken.objects.get(pk=token["id"]).revoked_at is None
+    (refusal,) = events("security.AccessDenied")
+    expected = "only a superuser" if target == "superuser" else "holds permissions"
+    assert expected in refusal["reason"]
+    # The control: a superuser may.
+    assert client_for(admin_user_other()).delete(f"{TOKENS}/{token['id']}").status_code == 200
 
 
 def test_staff_cannot_mint_a_token_for_a_superuser(staff, django_user_model):
@@ -230,3 +277,56 @@ def test_a_token_without_a_token_scope_cannot_manage_tokens(ada):
     client = APIClient(HTTP_AUTHORIZATION=f"Bearer {narrow}")
     assert client.get(TOKENS).status_code == 403
     assert create(client, scopes=["memory.read"]).status_code == 403
+
+
+def bearer(secret: str) -> APIClient:
+    return APIClient(HTTP_AUTHORIZATION=f"Bearer {secret}")
+
+
+def test_a_token_cannot_mint_a_token_that_outlives_it(ada):
+    """The attack: an expiring token minted a token with no expiry."""
+    soon = timezone.now() + dt.timedelta(hours=1)
+    parent = create(
+        client_for(ada), scopes=["security.tokens.manage", "memory.read"], expires_at=soon
+    ).json()
+    client = bearer(parent["token"])
+    later = create(client, scopes=["memory.read"], expires_at=soon + dt.timedelta(days=1))
+    assert "expires_at" in error_of(later, 403)["fields"]
+    unbounded = create(client, scopes=["memory.read"])  # asks for no expiry at all
+    assert unbounded.status_code == 201, unbounded.content
+    child = ApiToken.objects.get(pk=unbounded.json()["id"])
+    assert child.expires_at == ApiToken.objects.get(pk=parent["id"]).expires_at
+    assert str(child.parent_id) == parent["id"]
+    (created,) = [e for e in events("security.ApiTokenCreated") if e["token_id"] == str(child.pk)]
+    assert created["parent_id"] == parent["id"]
+    sooner = create(client, scopes=["memory.read"], expires_at=soon - dt.timedelta(minutes=5))
+    assert sooner.status_code == 201
+    wider = create(client, scopes=["memory.*"])
+    assert "scopes" in error_of(wider, 403)["fields"]
+
+
+def test_revoking_a_token_revokes_the_tokens_minted_with_it(ada):
+    root = create(client_for(ada), scopes=["*"]).json()
+    child = create(bearer(root["token"]), scopes=["*"]).json()
+    grandchild = create(bearer(child["token"]), scopes=["memory.read"]).json()
+    sibling = create(client_for(ada)).json()  # minted by the session: nobody's child
+    for token in (root, child, grandchild, sibling):
+        assert bearer(token["token"]).get("/api/v1/auth/me").status_code == 200  # now cached
+
+    assert client_for(ada).delete(f"{TOKENS}/{root['id']}").status_code == 200
+
+    for token in (root, child, grandchild):
+        refused = bearer(token["token"]).get("/api/v1/auth/me")
+        assert error_of(refused, 401)["code"] == "token_revoked"
+    assert bearer(sibling["token"]).get("/api/v1/auth/me").status_code == 200
+    revoked = {event["token_id"]: event for event in events("security.ApiTokenRevoked")}
+    assert set(revoked) == {root["id"], child["id"], grandchild["id"]}
+    assert revoked[root["id"]]["revoked_with"] is None
+    assert revoked[grandchild["id"]]["revoked_with"] == root["id"]
+
+
+def test_revoking_a_child_leaves_its_parent_alone(ada):
+    root = create(client_for(ada), scopes=["*"]).json()
+    child = create(bearer(root["token"]), scopes=["*"]).json()
+    assert client_for(ada).delete(f"{TOKENS}/{child['id']}").status_code == 200
+    assert bearer(root["token"]).get("/api/v1/auth/me").status_code == 200

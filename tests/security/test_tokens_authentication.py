@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 import time
+import uuid
 from unittest import mock
 
 import pytest
@@ -18,11 +19,14 @@ from rest_framework.response import Response
 from rest_framework.test import APIClient, APIRequestFactory
 from rest_framework.views import APIView
 
+from lumina.kernel import generations
+from lumina.kernel.models import Generation
 from lumina.security.api import InvalidTokenError, TokenInfo, authenticate_token, authorize
 from lumina.security.http.actors import actor_of
 from lumina.security.http.authentication import TokenAuthentication
 from lumina.security.models import ApiToken
-from lumina.security.services.tokens import EPOCH_KEY, token_authenticate, token_create
+from lumina.security.services import tokens
+from lumina.security.services.tokens import token_authenticate, token_create
 from lumina.security.types import Actor
 from tests.security.auth_support import ME, TOKENS, error_of, reset_caches
 
@@ -191,12 +195,14 @@ def test_a_revoked_token_is_refused_at_once_even_after_it_was_cached(ada):
     refused(client.get(ME), "token_revoked")
 
 
-def test_a_revocation_in_another_process_reaches_this_ones_cache(ada):
-    """Another process revokes in the database and replaces the shared epoch, nothing else."""
+def test_a_revocation_in_another_process_reaches_this_ones_cache(ada, monkeypatch):
+    """Another process revokes and bumps the generation in the database, nothing else
+    (tests/security/test_cross_process.py does it with real processes)."""
     secret, token_id = issue(ada)
     assert bearer(secret).get(ME).status_code == 200
     ApiToken.objects.filter(pk=token_id).update(revoked_at=timezone.now())
-    cache.set(EPOCH_KEY, "replaced-by-another-process", timeout=None)
+    Generation.objects.update_or_create(name=tokens.GENERATION, defaults={"value": uuid.uuid4()})
+    monkeypatch.setattr(generations, "STALENESS_SECONDS", 0.0)  # the bound has passed
     refused(bearer(secret).get(ME), "token_revoked")
 
 
@@ -222,7 +228,8 @@ def test_deactivating_a_user_refuses_their_already_cached_token_at_once(ada):
     refused(bearer(secret).get(ME), "invalid_token")
 
 
-def test_bookkeeping_saves_keep_cached_tokens_warm(ada):
+def test_bookkeeping_saves_keep_cached_tokens_warm(ada, monkeypatch):
+    monkeypatch.setattr(generations, "STALENESS_SECONDS", 3600.0)  # within the bound
     secret, _ = issue(ada)
     token_authenticate(raw=secret)
     ada.save(update_fields=["last_login"])
@@ -236,7 +243,8 @@ def test_other_authorization_schemes_are_left_to_other_authenticators():
     assert error_of(response, 401)["code"] == "not_authenticated"
 
 
-def test_warm_authentications_need_no_database_query(ada):
+def test_warm_authentications_need_no_database_query(ada, monkeypatch):
+    monkeypatch.setattr(generations, "STALENESS_SECONDS", 3600.0)  # within the bound
     secret, _ = issue(ada)
     token_authenticate(raw=secret)
     with CaptureQueriesContext(connection) as queries:
@@ -246,7 +254,8 @@ def test_warm_authentications_need_no_database_query(ada):
     assert user.pk == ada.pk
 
 
-def test_last_used_at_is_written_at_most_once_a_minute(ada):
+def test_last_used_at_is_written_at_most_once_a_minute(ada, monkeypatch):
+    monkeypatch.setattr(generations, "STALENESS_SECONDS", 3600.0)  # only the token's queries
     secret, token_id = issue(ada)
     with CaptureQueriesContext(connection) as queries:
         for _ in range(10):

@@ -1,18 +1,25 @@
-"""Operator endpoints for the event outbox: what is pending or failed, and replay."""
+"""Operator endpoints for the event outbox: what is pending or failed, and replay.
+
+The outbox holds every context's events, security events included: reading it needs
+``platform.events.read`` and replaying ``platform.events.replay``, as ``authorize``
+decides (being staff grants neither).
+"""
 
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers
 from rest_framework.generics import ListAPIView
-from rest_framework.permissions import IsAdminUser
 from rest_framework.response import Response
-from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from lumina.kernel import bus
 from lumina.kernel.errors import NotFoundError
 from lumina.kernel.models import OutboxEvent
+from lumina.security.api import actor_of, require
+
+READ = "platform.events.read"
+REPLAY = "platform.events.replay"
 
 
 class OutboxEventOutput(serializers.ModelSerializer):
@@ -27,12 +34,14 @@ class OutboxEventOutput(serializers.ModelSerializer):
 class OutboxEventListApi(ListAPIView):
     """Outbox events, newest first; ``?status=pending|failed|delivered`` filters."""
 
-    # The defaults (full authentication, MFA included) and staff.
-    permission_classes = [*api_settings.DEFAULT_PERMISSION_CLASSES, IsAdminUser]
     serializer_class = OutboxEventOutput
 
     class FilterSerializer(serializers.Serializer):
         status = serializers.ChoiceField(choices=OutboxEvent.Status.choices, required=False)
+
+    def get(self, request, *args, **kwargs):
+        require(actor_of(request), READ)
+        return super().get(request, *args, **kwargs)
 
     def get_queryset(self):
         filters = self.FilterSerializer(data=self.request.query_params)
@@ -46,10 +55,9 @@ class OutboxEventListApi(ListAPIView):
 class OutboxEventReplayApi(APIView):
     """Deliver a pending or failed event again, now, and return its new state."""
 
-    permission_classes = [*api_settings.DEFAULT_PERMISSION_CLASSES, IsAdminUser]
-
     @extend_schema(request=None, responses=OutboxEventOutput)
     def post(self, request, event_id):
+        require(actor_of(request), REPLAY)
         if not OutboxEvent.objects.filter(pk=event_id).exists():
             raise NotFoundError(f"No outbox event {event_id}.")
         bus.replay([event_id])

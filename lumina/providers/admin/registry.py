@@ -20,43 +20,27 @@ from lumina.providers.pricing import describe
 from lumina.providers.selectors.registry import deployment_info
 from lumina.providers.services import registry as services
 from lumina.providers.types import Capability
-from lumina.security.api import actor_of, authorize
+from lumina.security.api import (
+    AdminPermissions,
+    PermissionAdmin,
+    PermissionInline,
+    ReadOnlyAdmin,
+    actor_of,
+)
 
 CAPABILITY_CHOICES = [(c.value, c.value) for c in Capability]
 TABLE_FILLED = ("input_price", "output_price", "context_window")
 
 
-def _may(request: HttpRequest, permission: str) -> bool:
-    user = request.user
-    if not (user.is_active and user.is_staff):
-        return False
-    return user.is_superuser or authorize(actor_of(request), permission).allowed
-
-
-def _add_errors(form: forms.BaseForm, error: ApplicationError) -> None:
-    if not error.fields:
-        form.add_error(None, error.message)
-    for field, messages in error.fields.items():
-        form.add_error(field if field in form.fields else None, messages)
-
-
-class _RegistryAdmin(admin.ModelAdmin):
+class _RegistryAdmin(PermissionAdmin):
     """Lumina's permissions decide, as they do for the API."""
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return _may(request, "providers.read")
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return _may(request, "providers.read")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return _may(request, "providers.add")
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return _may(request, "providers.change")
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return _may(request, "providers.delete")
+    permissions = AdminPermissions(
+        view="providers.read",
+        add="providers.add",
+        change="providers.change",
+        delete="providers.delete",
+    )
 
 
 # --- Providers --------------------------------------------------------------------------
@@ -113,8 +97,10 @@ class ProviderForm(forms.ModelForm):
         return data
 
 
-class DeploymentInline(admin.TabularInline):
+class DeploymentInline(PermissionInline, admin.TabularInline):
     """The provider's models, read-only here: each links to its own page."""
+
+    permissions = AdminPermissions(view="providers.read")
 
     model = Deployment
     fields = ("name", "upstream_model", "capability_list", "context_window", "prices", "enabled")
@@ -122,12 +108,6 @@ class DeploymentInline(admin.TabularInline):
     extra = 0
     can_delete = False
     show_change_link = True
-
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
 
     @admin.display(description="capabilities")
     def capability_list(self, deployment: Deployment) -> str:
@@ -262,6 +242,13 @@ class DeploymentForm(forms.ModelForm):
 
 @admin.register(Deployment)
 class DeploymentAdmin(_RegistryAdmin):
+    # Adding or changing a provider's models is changing the provider.
+    permissions = AdminPermissions(
+        view="providers.read",
+        add="providers.change",
+        change="providers.change",
+        delete="providers.change",
+    )
     form = DeploymentForm
     list_display = (
         "qualified_name", "upstream_model", "capability_list", "context_window", "price_list",
@@ -276,13 +263,6 @@ class DeploymentAdmin(_RegistryAdmin):
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple:
         # A model moves to another provider by being added there.
         return (*self.readonly_fields, "provider") if obj is not None else self.readonly_fields
-
-    # Adding or changing a provider's models is changing the provider.
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return _may(request, "providers.change")
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return _may(request, "providers.change")
 
     @admin.display(description="model", ordering="name")
     def qualified_name(self, deployment: Deployment) -> str:
@@ -347,8 +327,10 @@ class DeploymentAdmin(_RegistryAdmin):
 
 
 @admin.register(Price)
-class PriceAdmin(_RegistryAdmin):
+class PriceAdmin(ReadOnlyAdmin):
     """Read-only: the price list changes by importing a table (``providers prices import``)."""
+
+    permissions = AdminPermissions(view="providers.read")
 
     list_display = (
         "model", "provider", "mode", "input_price", "cached_input_price", "cache_write_price",
@@ -360,12 +342,3 @@ class PriceAdmin(_RegistryAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj=None) -> tuple:
         return tuple(field.name for field in Price._meta.fields)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False

@@ -1,26 +1,32 @@
-"""Admin console pages: the usage ledger and daily rollups (read-only), and budgets."""
+"""Admin console pages: the usage ledger and daily rollups (read-only), and budgets.
+
+People see their own usage and budgets here as through the API; everyone's needs
+``providers.usage.read_all``.
+"""
 
 from __future__ import annotations
 
 from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
 from lumina.providers.models.usage import Budget, DailyUsage, UsageRecord
-from lumina.providers.services.budgets import budget_cache_invalidate
+from lumina.providers.selectors.visibility import budget_rows_visible, sees_everyones_usage
+from lumina.providers.services.budgets import BUDGETS_MANAGE, budget_cache_invalidate
+from lumina.security.api import AdminPermissions, PermissionAdmin, ReadOnlyAdmin, actor_of
 
 
-class _ReadOnly(admin.ModelAdmin):
-    def has_add_permission(self, request) -> bool:
-        return False
+class _OwnUsage(ReadOnlyAdmin):
+    permissions = AdminPermissions(view="providers.read")
 
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
-
-    def has_delete_permission(self, request, obj=None) -> bool:
-        return False
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        rows = super().get_queryset(request)
+        actor = actor_of(request)
+        return rows if sees_everyones_usage(actor) else rows.filter(user_id=actor.user_id)
 
 
 @admin.register(UsageRecord)
-class UsageRecordAdmin(_ReadOnly):
+class UsageRecordAdmin(_OwnUsage):
     list_display = ("occurred_at", "operation", "status", "provider_name", "model", "user_id",
                     "input_tokens", "output_tokens", "cost", "estimated", "latency_ms")  # fmt: skip
     list_filter = ("status", "operation", "provider_name", "model", "estimated", "stream")
@@ -33,7 +39,7 @@ class UsageRecordAdmin(_ReadOnly):
 
 
 @admin.register(DailyUsage)
-class DailyUsageAdmin(_ReadOnly):
+class DailyUsageAdmin(_OwnUsage):
     list_display = ("day", "provider_name", "model", "operation", "user_id", "token_id",
                     "requests", "errors", "estimated", "cost")  # fmt: skip
     list_filter = ("operation", "provider_name", "model")
@@ -44,12 +50,21 @@ class DailyUsageAdmin(_ReadOnly):
 
 
 @admin.register(Budget)
-class BudgetAdmin(admin.ModelAdmin):
+class BudgetAdmin(PermissionAdmin):
+    permissions = AdminPermissions(
+        view="providers.read",
+        add=BUDGETS_MANAGE,
+        change=BUDGETS_MANAGE,
+        delete=BUDGETS_MANAGE,
+    )
     list_display = ("__str__", "scope", "subject_id", "period", "limit_usd", "requests_per_minute",
                     "tokens_per_minute", "enabled", "updated_at")  # fmt: skip
     list_filter = ("scope", "period", "enabled")
     search_fields = ("=subject_id", "name")
     readonly_fields = ("id", "created_at", "updated_at")
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).filter(budget_rows_visible(actor_of(request)))
 
     def save_model(self, request, obj, form, change) -> None:
         super().save_model(request, obj, form, change)

@@ -1,6 +1,8 @@
 """Cost reports, the raw usage ledger and budgets under ``/api/v1/providers/``.
 
-Staff and holders of ``providers.read`` see everyone's usage; anyone else sees only their own.
+Everyone sees their own usage and budgets; everyone's needs ``providers.usage.read_all``
+(``selectors/visibility.py``). Creating, changing and deleting budgets needs
+``providers.change``.
 """
 
 from __future__ import annotations
@@ -15,29 +17,20 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lumina.kernel.errors import NotFoundError, PermissionDeniedError
 from lumina.providers.models.usage import Budget
-from lumina.providers.selectors.budgets import budget_get, budget_list
+from lumina.providers.selectors.budgets import budget_get_visible, budget_list
 from lumina.providers.selectors.costs import GROUPS, cost_report, cost_total, usage_list
-from lumina.providers.services.budgets import budget_create, budget_delete, budget_update
+from lumina.providers.selectors.visibility import usage_user_visible
+from lumina.providers.services.budgets import (
+    BUDGETS_MANAGE,
+    budget_create,
+    budget_delete,
+    budget_update,
+)
 from lumina.providers.types import UsageStatus
-from lumina.security.api import Actor, actor_of, authorize
+from lumina.security.api import actor_of, require
 
-READ_ALL = "providers.read"
 DEFAULT_USAGE_WINDOW = dt.timedelta(days=1)
-
-
-def _sees_everyone(actor: Actor) -> bool:
-    return actor.is_staff or bool(authorize(actor, READ_ALL))
-
-
-def _visible_user(actor: Actor, requested):
-    """The user whose usage may be shown: anyone for readers, else only the caller."""
-    if _sees_everyone(actor):
-        return requested
-    if requested is not None and requested != actor.user_id:
-        raise PermissionDeniedError("You may only see your own usage.")
-    return actor.user_id
 
 
 # -- cost reports ------------------------------------------------------------------------
@@ -111,7 +104,7 @@ class CostReportApi(APIView):
             since=data["since"],
             until=data["until"],
             group_by=data["group_by"],
-            user_id=_visible_user(actor_of(request), data.get("user")),
+            user_id=usage_user_visible(actor_of(request), data.get("user")),
             token_id=data.get("token"),
         )
         body = {
@@ -189,7 +182,7 @@ class UsageListApi(GenericAPIView):
         records = usage_list(
             since=data["since"],
             until=data["until"],
-            user_id=_visible_user(actor_of(request), data.get("user")),
+            user_id=usage_user_visible(actor_of(request), data.get("user")),
             token_id=data.get("token"),
             provider_id=data.get("provider"),
             model=data.get("model"),
@@ -231,20 +224,9 @@ class BudgetInput(serializers.Serializer):
     enabled = serializers.BooleanField(required=False)
 
 
-def _visible_budget(actor: Actor, budget_id):
-    budget = budget_get(budget_id=budget_id)
-    if _sees_everyone(actor):
-        return budget
-    mine = (budget.scope == Budget.Scope.USER and budget.subject_id == actor.user_id) or (
-        budget.scope == Budget.Scope.TOKEN and budget.subject_id == actor.token_id
-    )
-    if not mine:
-        raise NotFoundError(f"No budget {budget_id}.")  # others' budgets are not disclosed
-    return budget
-
-
 class BudgetListCreateApi(GenericAPIView):
-    """Budgets (yours, or everyone's for readers); create one (``providers.change``)."""
+    """Budgets (yours, or everyone's with ``providers.usage.read_all``); create one
+    (``providers.change``)."""
 
     serializer_class = BudgetOutput
 
@@ -260,21 +242,21 @@ class BudgetListCreateApi(GenericAPIView):
     def get(self, request):
         filters = self.FilterSerializer(data=request.query_params)
         filters.is_valid(raise_exception=True)
-        actor = actor_of(request)
-        owned_by = None if _sees_everyone(actor) else (actor.user_id, actor.token_id)
         budgets = budget_list(
+            visible_to=actor_of(request),
             scope=filters.validated_data.get("scope"),
             subject_id=filters.validated_data.get("subject"),
-            owned_by=owned_by,
         )
         page = self.paginate_queryset(budgets)
         return self.get_paginated_response(BudgetOutput(page, many=True).data)
 
     @extend_schema(request=InputSerializer, responses={201: BudgetOutput})
     def post(self, request):
+        actor = actor_of(request)
+        require(actor, BUDGETS_MANAGE)  # before reading the body
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        budget = budget_create(actor=actor_of(request), **data.validated_data)
+        budget = budget_create(actor=actor, **data.validated_data)
         return Response(BudgetOutput(budget).data, status=201)
 
 
@@ -287,13 +269,16 @@ class BudgetDetailApi(APIView):
 
     @extend_schema(responses=BudgetOutput)
     def get(self, request, budget_id):
-        return Response(BudgetOutput(_visible_budget(actor_of(request), budget_id)).data)
+        budget = budget_get_visible(budget_id=budget_id, actor=actor_of(request))
+        return Response(BudgetOutput(budget).data)
 
     @extend_schema(request=PatchSerializer, responses=BudgetOutput)
     def patch(self, request, budget_id):
+        actor = actor_of(request)
+        require(actor, BUDGETS_MANAGE)  # before reading the body
         data = self.PatchSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        budget = budget_update(actor=actor_of(request), budget_id=budget_id, **data.validated_data)
+        budget = budget_update(actor=actor, budget_id=budget_id, **data.validated_data)
         return Response(BudgetOutput(budget).data)
 
     @extend_schema(responses={204: None})

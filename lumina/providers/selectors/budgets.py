@@ -7,10 +7,10 @@ import datetime as dt
 import uuid
 from decimal import Decimal
 
-from django.db.models import Q
-
 from lumina.kernel.errors import NotFoundError
 from lumina.providers.models.usage import Budget
+from lumina.providers.selectors.visibility import budget_rows_visible, budget_visible_to
+from lumina.security.api import Actor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,26 +53,27 @@ def budget_get(*, budget_id: uuid.UUID) -> BudgetDTO:
 
 def budget_list(
     *,
+    visible_to: Actor,
     scope: str | None = None,
     subject_id: uuid.UUID | None = None,
-    owned_by: tuple[uuid.UUID | None, uuid.UUID | None] | None = None,
 ) -> list[BudgetDTO]:
-    """Budgets, optionally of one scope/subject; ``owned_by=(user_id, token_id)`` keeps
-    only those about that user or that token."""
-    budgets = Budget.objects.order_by("scope", "subject_id", "created_at")
+    """The budgets ``visible_to`` may see, optionally of one scope/subject."""
+    budgets = Budget.objects.filter(budget_rows_visible(visible_to)).order_by(
+        "scope", "subject_id", "created_at"
+    )
     if scope is not None:
         budgets = budgets.filter(scope=scope)
     if subject_id is not None:
         budgets = budgets.filter(subject_id=subject_id)
-    if owned_by is not None:
-        user_id, token_id = owned_by
-        mine = Q(pk__in=[])
-        if user_id is not None:
-            mine |= Q(scope=Budget.Scope.USER, subject_id=user_id)
-        if token_id is not None:
-            mine |= Q(scope=Budget.Scope.TOKEN, subject_id=token_id)
-        budgets = budgets.filter(mine)
     return [budget_dto(budget) for budget in budgets]
+
+
+def budget_get_visible(*, budget_id: uuid.UUID, actor: Actor) -> BudgetDTO:
+    """The budget, if ``actor`` may see it; otherwise the same 404 as for a missing one."""
+    budget = budget_get(budget_id=budget_id)
+    if not budget_visible_to(actor, scope=budget.scope, subject_id=budget.subject_id):
+        raise NotFoundError(f"No budget {budget_id}.")
+    return budget
 
 
 def budget_rules() -> dict[tuple[str, uuid.UUID], tuple[BudgetDTO, ...]]:

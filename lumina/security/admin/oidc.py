@@ -4,11 +4,17 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
-from lumina.security.http.actors import actor_of
+from lumina.security.api.actors import actor_of
+from lumina.security.api.admin import AdminPermissions, PermissionAdmin
 from lumina.security.models.oidc import ExternalIdentity, IdentityProvider
 from lumina.security.services import oidc as services
+from lumina.security.services.users import MANAGE as USERS_MANAGE
+from lumina.security.services.users import user_credentials_manageable
+
+IDENTITY_PROVIDERS_MANAGE = "security.identity_providers.manage"
 
 
 class IdentityProviderForm(forms.ModelForm):
@@ -57,7 +63,8 @@ class IdentityProviderForm(forms.ModelForm):
 
 
 @admin.register(IdentityProvider)
-class IdentityProviderAdmin(admin.ModelAdmin):
+class IdentityProviderAdmin(PermissionAdmin):
+    permissions = AdminPermissions.full(IDENTITY_PROVIDERS_MANAGE)
     form = IdentityProviderForm
     list_display = ("slug", "display_name", "issuer", "enabled", "allow_signup",
                     "link_by_verified_email", "updated_at")  # fmt: skip
@@ -111,7 +118,9 @@ class IdentityProviderAdmin(admin.ModelAdmin):
 
 
 @admin.register(ExternalIdentity)
-class ExternalIdentityAdmin(admin.ModelAdmin):
+class ExternalIdentityAdmin(PermissionAdmin):
+    # Unlinking is changing how someone logs in: only for accounts the actor outranks.
+    permissions = AdminPermissions(view=USERS_MANAGE, delete=USERS_MANAGE)
     list_display = ("user", "provider", "subject", "email_at_link", "created_at", "last_login_at")
     list_filter = ("provider",)
     search_fields = ("user__email", "subject", "email_at_link")
@@ -119,15 +128,15 @@ class ExternalIdentityAdmin(admin.ModelAdmin):
     fields = list_display
     readonly_fields = list_display
 
-    def has_add_permission(self, request) -> bool:
-        return False
-
-    def has_change_permission(self, request, obj=None) -> bool:
-        return False
+    def may_manage(self, request: HttpRequest, obj) -> bool:
+        return user_credentials_manageable(actor_of(request), obj.user)
 
     def delete_model(self, request: HttpRequest, obj) -> None:
         services.external_identity_unlink(identity=obj, actor=actor_of(request))
 
     def delete_queryset(self, request: HttpRequest, queryset) -> None:
+        for identity in queryset.select_related("provider", "user"):
+            if not self.may_manage(request, identity):
+                raise PermissionDenied
         for identity in queryset.select_related("provider"):
             services.external_identity_unlink(identity=identity, actor=actor_of(request))

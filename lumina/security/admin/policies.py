@@ -11,13 +11,19 @@ from django.contrib import admin
 from django.http import HttpRequest
 
 from lumina.kernel.errors import ApplicationError
-from lumina.security.admin.rbac import add_errors, admin_actor, may_manage
+from lumina.security.api.actors import actor_of
+from lumina.security.api.admin import (
+    AdminPermissions,
+    PermissionAdmin,
+    PermissionInline,
+    add_errors,
+)
 from lumina.security.models.policies import Policy, PolicyVersion
 from lumina.security.selectors.policies import policy_current_text
 from lumina.security.services import policies as services
 
 
-class PolicyVersionInline(admin.TabularInline):
+class PolicyVersionInline(PermissionInline, admin.TabularInline):
     model = PolicyVersion
     fields = ("version", "cedar", "created_by", "created_at")
     readonly_fields = fields
@@ -26,14 +32,7 @@ class PolicyVersionInline(admin.TabularInline):
     can_delete = False
     show_change_link = False
 
-    def has_add_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return may_manage(request, services.MANAGE)
+    permissions = AdminPermissions(view=services.MANAGE)
 
 
 class PolicyForm(forms.ModelForm):
@@ -67,7 +66,9 @@ class PolicyForm(forms.ModelForm):
 
 
 @admin.register(Policy)
-class PolicyAdmin(admin.ModelAdmin):
+class PolicyAdmin(PermissionAdmin):
+    permissions = AdminPermissions.full(services.MANAGE)
+    bulk_delete = False
     form = PolicyForm
     inlines = (PolicyVersionInline,)
     list_display = ("name", "enabled", "version", "updated_at")
@@ -76,30 +77,9 @@ class PolicyAdmin(admin.ModelAdmin):
     readonly_fields = ("version", "created_at", "updated_at")
     ordering = ("name",)
 
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return may_manage(request, services.MANAGE)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return may_manage(request, services.MANAGE)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return may_manage(request, services.MANAGE)
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return may_manage(request, services.MANAGE)
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return may_manage(request, services.MANAGE)
-
-    def get_actions(self, request: HttpRequest) -> dict:
-        # The bulk delete action would bypass the services.
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
-
     def save_model(self, request: HttpRequest, obj: Policy, form, change: bool) -> None:
         data = form.cleaned_data
-        actor = admin_actor(request)
+        actor = actor_of(request)
         if not change:
             created = services.policy_create(
                 actor=actor,
@@ -120,4 +100,4 @@ class PolicyAdmin(admin.ModelAdmin):
         )
 
     def delete_model(self, request: HttpRequest, obj: Policy) -> None:
-        services.policy_delete(actor=admin_actor(request), policy_id=obj.pk)
+        services.policy_delete(actor=actor_of(request), policy_id=obj.pk)

@@ -9,67 +9,19 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib import admin
+from django.contrib.auth.models import Group
 from django.http import HttpRequest
 
 from lumina.kernel.errors import ApplicationError
+from lumina.security.api.actors import actor_of
+from lumina.security.api.admin import AdminPermissions, PermissionAdmin, add_errors
 from lumina.security.models.rbac import Role, RoleAssignment
 from lumina.security.services import rbac as services
-from lumina.security.services.authorization import authorize
-from lumina.security.types import Actor
 
 
-def admin_actor(request: HttpRequest) -> Actor:
-    user = request.user
-    is_verified = getattr(user, "is_verified", None)
-    return Actor(
-        user_id=user.pk,
-        email=user.email,
-        is_superuser=user.is_superuser,
-        is_staff=user.is_staff,
-        is_active=user.is_active,
-        mfa_verified=bool(is_verified()) if callable(is_verified) else False,
-        ip_address=request.META.get("REMOTE_ADDR"),
-    )
-
-
-def may_manage(request: HttpRequest, permission: str) -> bool:
-    user = request.user
-    if not (user.is_active and user.is_staff):
-        return False
-    return user.is_superuser or authorize(admin_actor(request), permission).allowed
-
-
-def add_errors(form: forms.BaseForm, error: ApplicationError) -> None:
-    """Show a service's refusal on the form, field by field where it names fields."""
-    if not error.fields:
-        form.add_error(None, error.message)
-    for field, messages in error.fields.items():
-        form.add_error(field if field in form.fields else None, messages)
-
-
-class _ManagedAdmin(admin.ModelAdmin):
-    permission = services.MANAGE
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return may_manage(request, self.permission)
-
-    def has_view_permission(self, request: HttpRequest, obj=None) -> bool:
-        return may_manage(request, self.permission)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return may_manage(request, self.permission)
-
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return may_manage(request, self.permission)
-
-    def has_delete_permission(self, request: HttpRequest, obj=None) -> bool:
-        return may_manage(request, self.permission)
-
-    def get_actions(self, request: HttpRequest) -> dict:
-        # The bulk delete action would bypass the services.
-        actions = super().get_actions(request)
-        actions.pop("delete_selected", None)
-        return actions
+class _ManagedAdmin(PermissionAdmin):
+    permissions = AdminPermissions.full(services.MANAGE)
+    bulk_delete = False
 
 
 class RoleForm(forms.ModelForm):
@@ -85,7 +37,7 @@ class RoleForm(forms.ModelForm):
     def clean(self) -> dict:
         data = super().clean()
         role = self.instance
-        actor = admin_actor(self.request)
+        actor = actor_of(self.request)
         try:
             if "name" in data and not role.built_in:
                 data["name"] = services.role_name_validate(data["name"])
@@ -126,7 +78,7 @@ class RoleAdmin(_ManagedAdmin):
         return super().has_delete_permission(request, obj)
 
     def save_model(self, request: HttpRequest, obj: Role, form, change: bool) -> None:
-        actor = admin_actor(request)
+        actor = actor_of(request)
         data = form.cleaned_data
         if not change:
             created = services.role_create(
@@ -148,7 +100,7 @@ class RoleAdmin(_ManagedAdmin):
         )
 
     def delete_model(self, request: HttpRequest, obj: Role) -> None:
-        services.role_delete(actor=admin_actor(request), role_id=obj.pk)
+        services.role_delete(actor=actor_of(request), role_id=obj.pk)
 
 
 class RoleAssignmentForm(forms.ModelForm):
@@ -166,7 +118,7 @@ class RoleAssignmentForm(forms.ModelForm):
         if role is not None:
             try:
                 services.role_hand_on_check(
-                    admin_actor(self.request), role.permissions, what=f"role {role.name}"
+                    actor_of(self.request), role.permissions, what=f"role {role.name}"
                 )
             except ApplicationError as error:
                 add_errors(self, error)
@@ -176,6 +128,10 @@ class RoleAssignmentForm(forms.ModelForm):
 @admin.register(RoleAssignment)
 class RoleAssignmentAdmin(_ManagedAdmin):
     """Assignments are added or removed, never edited."""
+
+    permissions = AdminPermissions(
+        view=services.MANAGE, add=services.MANAGE, delete=services.MANAGE
+    )
 
     form = RoleAssignmentForm
     list_display = ("role", "user", "group", "created_at", "created_by")
@@ -194,14 +150,11 @@ class RoleAssignmentAdmin(_ManagedAdmin):
             return ("role", "user", "group", "created_at", "created_by")
         return ()
 
-    def has_change_permission(self, request: HttpRequest, obj=None) -> bool:
-        return False
-
     def save_model(self, request: HttpRequest, obj: RoleAssignment, form, change: bool) -> None:
         data = form.cleaned_data
         user, group = data.get("user"), data.get("group")
         created = services.role_assignment_create(
-            actor=admin_actor(request),
+            actor=actor_of(request),
             role=str(data["role"].pk),
             user=str(user.pk) if user is not None else None,
             group=group.name if group is not None else None,
@@ -209,4 +162,35 @@ class RoleAssignmentAdmin(_ManagedAdmin):
         obj.pk = created.pk
 
     def delete_model(self, request: HttpRequest, obj: RoleAssignment) -> None:
-        services.role_assignment_delete(actor=admin_actor(request), assignment_id=obj.pk)
+        services.role_assignment_delete(actor=actor_of(request), assignment_id=obj.pk)
+
+
+# --- Groups: role holders by membership ------------------------------------------------
+
+
+class GroupForm(forms.ModelForm):
+    class Meta:
+        model = Group
+        # Django's model permissions grant nothing in Lumina: roles do.
+        fields = ("name",)
+
+
+class GroupAdmin(_ManagedAdmin):
+    """Groups hold roles (role assignments), so managing them is managing roles."""
+
+    form = GroupForm
+    search_fields = ("name",)
+    ordering = ("name",)
+
+    def may_manage(self, request: HttpRequest, obj: Group) -> bool:
+        # Deleting a group takes its roles from its members: the rule of unassigning them.
+        actor = actor_of(request)
+        return not any(
+            services.role_hand_on_missing(actor, assignment.role.permissions)
+            for assignment in obj.role_assignments.select_related("role")
+        )
+
+
+if admin.site.is_registered(Group):
+    admin.site.unregister(Group)
+admin.site.register(Group, GroupAdmin)

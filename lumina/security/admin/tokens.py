@@ -10,21 +10,15 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from lumina.kernel.errors import ApplicationError
+from lumina.security.api.actors import actor_of
+from lumina.security.api.admin import AdminPermissions, ReadOnlyAdmin, admin_may
 from lumina.security.models.tokens import ApiToken
-from lumina.security.services.tokens import token_revoke
-from lumina.security.types import Actor
-
-
-def _actor(request: HttpRequest) -> Actor:
-    user = request.user
-    return Actor(
-        user_id=user.pk,
-        email=user.email,
-        is_superuser=user.is_superuser,
-        is_staff=user.is_staff,
-        is_active=user.is_active,
-        ip_address=request.META.get("REMOTE_ADDR"),
-    )
+from lumina.security.services.tokens import (
+    MANAGE_PERMISSION,
+    token_revoke,
+    tokens_manage_refusal,
+)
 
 
 class RevokedFilter(admin.SimpleListFilter):
@@ -43,7 +37,9 @@ class RevokedFilter(admin.SimpleListFilter):
 
 
 @admin.register(ApiToken)
-class ApiTokenAdmin(admin.ModelAdmin):
+class ApiTokenAdmin(ReadOnlyAdmin):
+    # Revoked tokens stay, so the audit trail keeps pointing at something.
+    permissions = AdminPermissions(view=MANAGE_PERMISSION)
     list_display = (
         "prefix", "name", "user", "scope_list", "created_at", "expires_at", "last_used_at",
         "revoked_at",
@@ -65,21 +61,24 @@ class ApiTokenAdmin(admin.ModelAdmin):
 
     @admin.action(description="Revoke selected API tokens", permissions=("revoke",))
     def revoke_tokens(self, request: HttpRequest, queryset: QuerySet[ApiToken]) -> None:
-        actor = _actor(request)
-        pending = list(queryset.filter(revoked_at__isnull=True).values_list("pk", flat=True))
-        for token_id in pending:
-            token_revoke(token_id=token_id, actor=actor)
-        self.message_user(request, f"Revoked {len(pending)} API token(s).", messages.SUCCESS)
+        actor = actor_of(request)
+        pending = queryset.filter(revoked_at__isnull=True).select_related("user")
+        revoked = 0
+        for token in pending:
+            refusal = tokens_manage_refusal(actor, token.user_id)
+            if refusal is not None:
+                self.message_user(
+                    request, f"Not revoked {token.prefix}…: {refusal}.", messages.ERROR
+                )
+                continue
+            try:
+                token_revoke(token_id=token.pk, actor=actor)
+            except ApplicationError as error:
+                self.message_user(request, f"{token.prefix}…: {error.message}", messages.ERROR)
+            else:
+                revoked += 1
+        if revoked:
+            self.message_user(request, f"Revoked {revoked} API token(s).", messages.SUCCESS)
 
     def has_revoke_permission(self, request: HttpRequest) -> bool:
-        return request.user.has_perm("security.change_apitoken")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: ApiToken | None = None) -> bool:
-        # Revoked tokens stay, so the audit trail keeps pointing at something.
-        return False
+        return admin_may(request, MANAGE_PERMISSION)

@@ -4,7 +4,15 @@ Everything here takes and returns plain values or the frozen dataclasses of
 ``lumina.security.types``; never models or querysets.
 """
 
-from lumina.security.api.actors import actor_of, client_ip
+from lumina.security.api.actors import actor_of, actor_of_scope, client_ip
+from lumina.security.api.admin import (
+    AdminPermissions,
+    PermissionAdmin,
+    PermissionInline,
+    ReadOnlyAdmin,
+    add_errors,
+    admin_may,
+)
 from lumina.security.api.crypto import (
     DecryptionError,
     decrypt_secret,
@@ -25,6 +33,7 @@ from lumina.security.types import Actor, Decision, Resource
 
 __all__ = [
     "Actor",
+    "AdminPermissions",
     "Decision",
     "DecryptionError",
     "EnsuredAdmin",
@@ -32,10 +41,16 @@ __all__ = [
     "InvalidTokenError",
     "MfaDevice",
     "MfaStatus",
+    "PermissionAdmin",
+    "PermissionInline",
+    "ReadOnlyAdmin",
     "Resource",
     "TokenInfo",
     "UserDTO",
     "actor_of",
+    "actor_of_scope",
+    "add_errors",
+    "admin_may",
     "authenticate_token",
     "authorize",
     "client_ip",

@@ -1,4 +1,5 @@
-"""Who is calling: the ``Actor`` for a Django or DRF request (duck-typed, no DRF import)."""
+"""Who is calling: the ``Actor`` for a Django or DRF request or a websocket connection
+(duck-typed: no DRF or Channels import)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,21 @@ def client_ip(request) -> str | None:
 
 
 def actor_of(request) -> Actor:
+    """The actor behind a request: REST (session or token), the admin console, any view."""
     user = getattr(request, "user", None)
     if user is None or not user.is_authenticated:
         return Actor(user_id=None, ip_address=client_ip(request))
     token = getattr(request, "auth", None)
-    token_id = getattr(token, "id", None)
-    scopes = getattr(token, "scopes", None)
-    is_verified = getattr(user, "is_verified", None)
-    return Actor(
-        user_id=user.pk,
-        email=user.email,
-        is_superuser=user.is_superuser,
-        is_staff=user.is_staff,
-        is_active=user.is_active,
-        token_id=token_id,
-        scopes=frozenset(scopes) if token_id is not None and scopes is not None else None,
-        mfa_verified=bool(is_verified()) if callable(is_verified) else False,
-        ip_address=client_ip(request),
-    )
+    if getattr(token, "id", None) is None or getattr(token, "scopes", None) is None:
+        token = None  # a session (DRF sets ``auth`` to None, or to a CSRF marker)
+    return Actor.for_user(user, token=token, ip_address=client_ip(request))
+
+
+def actor_of_scope(scope) -> Actor:
+    """The actor behind a websocket connection (after ``consumers.websocket_auth``)."""
+    client = scope.get("client")
+    ip_address = client[0] if client else None
+    user = scope.get("user")
+    if user is None or not user.is_authenticated:
+        return Actor(user_id=None, ip_address=ip_address)
+    return Actor.for_user(user, token=scope.get("auth"), ip_address=ip_address)

@@ -20,14 +20,5 @@ def authenticate_token(raw: str, *, ip_address: str | None = None) -> Actor:
     ``malformed_token``, ``invalid_token``, ``token_expired`` or ``token_revoked``) when the
     token is malformed, unknown, expired, revoked or belongs to an inactive user.
     """
-    user, info = token_authenticate(raw=raw)
-    return Actor(
-        user_id=user.pk,
-        email=user.email,
-        is_superuser=user.is_superuser,
-        is_staff=user.is_staff,
-        is_active=user.is_active,
-        token_id=info.id,
-        scopes=frozenset(info.scopes),
-        ip_address=ip_address,
-    )
+    user, info = token_authenticate(raw=raw, ip_address=ip_address)
+    return Actor.for_user(user, token=info, ip_address=ip_address)

@@ -16,7 +16,7 @@ from lumina.security.events.auth import (
     LoginSucceeded,
 )
 from lumina.security.events.base import SecurityEvent
-from lumina.security.events.tokens import ApiTokenCreated, ApiTokenRevoked
+from lumina.security.events.tokens import ApiTokenCreated, ApiTokenRevoked, ApiTokensRefused
 from lumina.security.events.users import UserCreated
 
 __all__ = [
@@ -25,6 +25,7 @@ __all__ = [
     "AddressThrottled",
     "ApiTokenCreated",
     "ApiTokenRevoked",
+    "ApiTokensRefused",
     "LoggedOut",
     "LoginFailed",
     "LoginSucceeded",

@@ -20,6 +20,8 @@ class ApiTokenCreated(SecurityEvent):
     prefix: str
     scopes: tuple[str, ...]
     expires_at: dt.datetime | None = None
+    # The token that minted this one, if a token did; revoking it revokes this one.
+    parent_id: uuid.UUID | None = None
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -30,3 +32,24 @@ class ApiTokenRevoked(SecurityEvent):
     token_id: uuid.UUID
     user_id: uuid.UUID
     prefix: str
+    # Set when the token went with an ancestor (the token that minted it, or that one's).
+    revoked_with: uuid.UUID | None = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ApiTokensRefused(SecurityEvent):
+    """Presented API tokens refused within one minute, counted for one client address or
+    one token prefix: an attack shows without one audit entry per request."""
+
+    name = "security.ApiTokensRefused"
+    version = 1
+
+    # "address:<client address>" or "prefix:<the token's first 12 characters>".
+    target: str
+    window_start: dt.datetime
+    count: int
+    malformed: int = 0
+    unknown: int = 0  # no such token, or its user is inactive
+    expired: int = 0
+    revoked: int = 0
+    outcome: str = "denied"

@@ -11,6 +11,8 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
+from lumina.security.api.actors import client_ip
+from lumina.security.services import token_refusals
 from lumina.security.services.tokens import InvalidTokenError, token_authenticate
 
 KEYWORD = "bearer"
@@ -25,12 +27,15 @@ class TokenAuthentication(BaseAuthentication):
         if not parts or parts[0].lower() != KEYWORD:
             return None
         if len(parts) != 2:
+            token_refusals.refusal_record(
+                reason="malformed", raw=" ".join(parts[1:]), ip_address=client_ip(request)
+            )
             raise exceptions.AuthenticationFailed(
                 "Malformed Authorization header: expected 'Bearer <token>'.",
                 code="malformed_token",
             )
         try:
-            return token_authenticate(raw=parts[1])
+            return token_authenticate(raw=parts[1], ip_address=client_ip(request))
         except InvalidTokenError as exc:
             raise exceptions.AuthenticationFailed(exc.message, code=exc.code) from None
 

@@ -14,7 +14,6 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lumina.kernel.errors import PermissionDeniedError
 from lumina.security.http.actors import actor_of
 from lumina.security.selectors.tokens import token_list
 from lumina.security.services.tokens import (
@@ -22,7 +21,7 @@ from lumina.security.services.tokens import (
     token_create,
     token_read,
     token_revoke,
-    tokens_manageable_by,
+    tokens_manage_require,
 )
 
 
@@ -47,7 +46,8 @@ class ApiTokenCreatedOutput(ApiTokenOutput):
 
 
 class TokenListCreateApi(GenericAPIView):
-    """Your API tokens (staff: anyone's, with ``?user=``); create one."""
+    """Your API tokens (with ``security.tokens.manage``, another user's: ``?user=``);
+    create one."""
 
     serializer_class = ApiTokenOutput
 
@@ -65,12 +65,16 @@ class TokenListCreateApi(GenericAPIView):
         )
         expires_at = serializers.DateTimeField(required=False, allow_null=True, default=None)
         user = serializers.UUIDField(
-            required=False, help_text="Staff only: create the token for this user."
+            required=False, help_text="Superusers only: create the token for this user."
         )
 
     @extend_schema(
         parameters=[
-            OpenApiParameter("user", OpenApiTypes.UUID, description="Staff only: whose tokens.")
+            OpenApiParameter(
+                "user",
+                OpenApiTypes.UUID,
+                description="Whose tokens (another user's needs security.tokens.manage).",
+            )
         ],
         responses=ApiTokenOutput(many=True),
     )
@@ -79,8 +83,7 @@ class TokenListCreateApi(GenericAPIView):
         filters.is_valid(raise_exception=True)
         actor = actor_of(request)
         user_id = filters.validated_data.get("user", actor.user_id)
-        if not tokens_manageable_by(actor, user_id):
-            raise PermissionDeniedError("You may not list this user's tokens.")
+        tokens_manage_require(actor, user_id)
         page = self.paginate_queryset(token_list(user_id=user_id))
         return self.get_paginated_response(ApiTokenOutput(page, many=True).data)
 

@@ -28,6 +28,11 @@ class ApiToken(models.Model):
     expires_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     revoked_at = models.DateTimeField(null=True, blank=True)
+    # The token that minted this one. A child never outlives it: it expires no later,
+    # reaches no further, and is revoked (or deleted, with its user) with it.
+    parent = models.ForeignKey(
+        "self", on_delete=models.CASCADE, null=True, blank=True, related_name="children"
+    )
 
     class Meta:
         verbose_name = "API token"

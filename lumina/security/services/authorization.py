@@ -11,27 +11,25 @@ and ``security.policies.manage`` is left to RBAC so no policy can lock its fixer
 enforces, publishing ``AccessDenied`` and raising ``PermissionDeniedError`` on refusal.
 
 Caching: each process keeps every user's roles and group ids, guardian permission ids
-and the compiled policies in memory. A change made through the services clears this
-process's caches at once and replaces a generation token in Django's cache (Redis when
-configured); other processes compare that token at most every
-``SHARED_GENERATION_CHECK_SECONDS`` and drop their caches when it has changed.
+and the compiled policies in memory, filed under the ``security.authorization``
+generation (``lumina.kernel.generations``). A change made through the services bumps it
+in its transaction: this process drops its caches at once, every other one within
+``generations.STALENESS_SECONDS`` of the commit, with or without Redis.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 import uuid
 from typing import Any
 
 import structlog
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
-from django.core.cache import cache
-from django.db import transaction
 from django.db.models.signals import m2m_changed, post_delete
 
+from lumina.kernel import generations
 from lumina.kernel.bus import publish
 from lumina.kernel.errors import PermissionDeniedError
 from lumina.kernel.permissions import matcher
@@ -43,9 +41,7 @@ from lumina.security.types import Actor, Decision, Resource
 
 logger = structlog.get_logger(__name__)
 
-GENERATION_KEY = "lumina:security:authorization-generation"
-# How stale another process's view of roles and policies may be, at most.
-SHARED_GENERATION_CHECK_SECONDS = 1.0
+GENERATION = "security.authorization"
 MAX_CACHED_PRINCIPALS = 10_000
 MAX_CACHED_GRANTS_PER_PRINCIPAL = 1_000
 # Decided by RBAC alone, so that no policy (nor a broken one) locks out those who fix policies.
@@ -85,69 +81,43 @@ class _PolicyState:
 
 
 class _Caches:
-    def __init__(self, generation: object) -> None:
+    def __init__(self, generation: generations.Value | None) -> None:
         self.generation = generation
-        self.checked_at = time.monotonic()
         self.principals: dict[uuid.UUID, _Principal] = {}
         self.permission_ids: dict[tuple[str, str], int | None] = {}
         self.policies: _PolicyState | None = None
 
 
-_caches = _Caches(generation=_MISSING)
-_caches.checked_at = float("-inf")
+_caches = _Caches(generation=None)
 _lock = threading.Lock()
 
 
-def _shared_generation() -> object:
-    try:
-        return cache.get(GENERATION_KEY)
-    except Exception:  # a cache outage must not break authorisation: rebuild instead
-        logger.warning("authorization cache generation unreadable", exc_info=True)
-        return object()
-
-
 def _current() -> _Caches:
+    """The caches filled under the current generation (fresh ones when it is unknown)."""
     global _caches
     caches = _caches
-    now = time.monotonic()
-    if now - caches.checked_at < SHARED_GENERATION_CHECK_SECONDS:
-        return caches
-    generation = _shared_generation()
-    if generation == caches.generation:
-        caches.checked_at = now
+    generation = generations.current(GENERATION)
+    if generation is not None and generation == caches.generation:
         return caches
     with _lock:
-        _caches = _Caches(generation)
+        if generation is None or generation != _caches.generation:
+            _caches = _Caches(generation)
         return _caches
-
-
-def _bump() -> None:
-    global _caches
-    token = uuid.uuid4().hex
-    try:
-        cache.set(GENERATION_KEY, token, timeout=None)
-    except Exception:
-        logger.warning("authorization cache generation not shared", exc_info=True)
-    with _lock:
-        _caches = _Caches(token)
 
 
 def cache_invalidate() -> None:
     """Forget cached roles, grants and policies here now, and everywhere after commit.
 
-    The second bump, on commit, also drops what another request may have cached from
-    the not-yet-committed state in between.
+    Call it inside the transaction that makes the change, after the change.
     """
-    _bump()
-    transaction.on_commit(_bump)
+    generations.bump(GENERATION)
 
 
 def cache_clear() -> None:
     """Drop this process's caches without telling other processes (tests, benchmarks)."""
     global _caches
     with _lock:
-        _caches = _Caches(generation=_MISSING)
-        _caches.checked_at = float("-inf")
+        _caches = _Caches(generation=None)
 
 
 def _membership_changed(sender: Any, **kwargs: Any) -> None:

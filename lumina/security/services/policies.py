@@ -16,6 +16,7 @@ from lumina.security.events.policies import PolicyCreated, PolicyDeleted, Policy
 from lumina.security.models.policies import Policy, PolicyVersion
 from lumina.security.selectors import policies as selectors
 from lumina.security.selectors.rbac import user_find
+from lumina.security.selectors.tokens import TokenInfo
 from lumina.security.services.authorization import (
     POLICY_EXEMPT_ACTIONS,
     Explanation,
@@ -209,15 +210,15 @@ def policy_evaluate(
         user = user_find(reference=principal)
         if user is None:
             raise _invalid("principal", f"No user {principal!r}: give a user id or email.")
-        subject = Actor(
-            user_id=user.pk,
-            email=user.email,
-            is_superuser=user.is_superuser,
-            is_staff=user.is_staff,
-            is_active=user.is_active,
-            # Any token id will do: it only marks the request as coming through a token.
-            token_id=uuid.UUID(int=0) if scopes is not None else None,
-            scopes=frozenset(scopes) if scopes is not None else None,
+        # Any token id will do: it only marks the request as coming through a token.
+        token = (
+            TokenInfo(id=uuid.UUID(int=0), user_id=user.pk, scopes=tuple(scopes), expires_at=None)
+            if scopes is not None
+            else None
+        )
+        subject = Actor.for_user(
+            user,
+            token=token,
             mfa_verified=mfa_verified,
             context=caller_context or None,
             ip_address=ip,

@@ -59,6 +59,7 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
         "Runs the platform: everything except the owner-only " + ", ".join(OWNER_ONLY) + ".",
         (
             "providers.*",
+            "platform.*",
             "memory.*",
             "tools.*",
             "documents.*",
@@ -152,14 +153,19 @@ def role_name_validate(name: object) -> str:
     return cleaned
 
 
-def role_hand_on_check(actor: Actor, patterns: Iterable[str], *, what: str) -> None:
-    """Refuse (and audit) handing on permissions the actor does not hold."""
+def role_hand_on_missing(actor: Actor, patterns: Iterable[str]) -> list[str]:
+    """The declared permissions ``patterns`` cover that the actor does not hold."""
     patterns = tuple(patterns)
-    missing = [
+    return [
         name
         for name in catalogue()
         if any(matcher(pattern)(name) for pattern in patterns) and not holds(actor, name)
     ]
+
+
+def role_hand_on_check(actor: Actor, patterns: Iterable[str], *, what: str) -> None:
+    """Refuse (and audit) handing on permissions the actor does not hold."""
+    missing = role_hand_on_missing(actor, patterns)
     if missing:
         _refuse_hand_on(actor, missing, what=what)
 

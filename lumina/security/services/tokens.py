@@ -4,12 +4,11 @@ A token is ``lum_`` plus 43 URL-safe characters (256 random bits). Only its SHA-
 digest is stored; the token itself is shown once, in the response that creates it.
 
 Authentication keeps recent look-ups in a small in-process LRU keyed by the digest,
-for ``TOKEN_CACHE_TTL`` seconds. Revocation must still take effect at once in every
-process, so each cached entry remembers the *revocation epoch* it was loaded under: a
-random value kept in Django's cache (Redis when configured, shared by all processes)
-and replaced whenever a token is revoked. Every request reads the epoch (one cache
-GET) and reloads an entry whose epoch differs. Without Redis the cache is per process,
-so another process notices a revocation only when its entry's TTL runs out.
+for ``TOKEN_CACHE_TTL`` seconds. Each entry remembers the ``security.tokens``
+generation (``lumina.kernel.generations``) it was loaded under; revoking a token or
+changing a user bumps it in the same transaction, so this process reloads at once and
+every other within ``generations.STALENESS_SECONDS`` of the commit. A warm look-up
+reads only memory: no cache server, no database.
 """
 
 from __future__ import annotations
@@ -18,7 +17,6 @@ import collections
 import dataclasses
 import datetime as dt
 import hashlib
-import logging
 import re
 import secrets
 import threading
@@ -26,22 +24,23 @@ import time
 import uuid
 from collections.abc import Iterable, Sequence
 
-from django.core.cache import cache
 from django.db import DEFAULT_DB_ALIAS, transaction
 from django.db.models import Q
 from django.db.models.signals import post_save
 from django.utils import timezone
 
-from lumina.kernel.bus import publish
+from lumina.kernel import generations
+from lumina.kernel.bus import publish, publish_many
 from lumina.kernel.errors import ApplicationError, NotFoundError, PermissionDeniedError
+from lumina.security.events.rbac import AccessDenied
 from lumina.security.events.tokens import ApiTokenCreated, ApiTokenRevoked
 from lumina.security.models.tokens import ApiToken
 from lumina.security.models.users import User
 from lumina.security.selectors.tokens import ApiTokenDTO, TokenInfo, token_dto, token_get
+from lumina.security.services import token_refusals
 from lumina.security.services.authorization import authorize
+from lumina.security.services.users import user_takeover_refusal
 from lumina.security.types import Actor
-
-logger = logging.getLogger(__name__)
 
 TOKEN_PREFIX = "lum_"  # noqa: S105 (a format marker, not a secret)
 TOKEN_PATTERN = re.compile(r"lum_[A-Za-z0-9_-]{43}")
@@ -51,10 +50,10 @@ MAX_SCOPES = 50
 MAX_NAME_LENGTH = 100
 DEFAULT_SCOPES = ("*",)
 
-TOKEN_CACHE_TTL = 30.0  # seconds; also bounds how long a user change (deactivation) takes
+TOKEN_CACHE_TTL = 30.0  # seconds
 TOKEN_CACHE_SIZE = 2048
 LAST_USED_RESOLUTION = dt.timedelta(minutes=1)
-EPOCH_KEY = "lumina:security:tokens:epoch"
+GENERATION = "security.tokens"
 
 _USER_FIELDS = tuple(f.attname for f in User._meta.concrete_fields if f.attname != "password")
 
@@ -121,16 +120,48 @@ def scopes_cover(granted: Iterable[str], wanted: Iterable[str]) -> bool:
 MANAGE_PERMISSION = "security.tokens.manage"
 
 
-def tokens_manageable_by(actor: Actor, user_id: uuid.UUID) -> bool:
-    """People manage their own tokens; staff, holders of ``security.tokens.manage`` and the
-    system manage anyone's. A token acting needs a scope covering that permission."""
+def tokens_manage_refusal(actor: Actor, user_id: uuid.UUID) -> str | None:
+    """Why ``actor`` may not manage ``user_id``'s tokens, or None."""
     if actor.is_system:
-        return True
+        return None
     if actor.user_id is None or not actor.is_active:
-        return False
+        return "not authenticated"
     if actor.scopes is not None and not scopes_cover(actor.scopes, [MANAGE_PERMISSION]):
-        return False
-    return actor.user_id == user_id or actor.is_staff or authorize(actor, MANAGE_PERMISSION).allowed
+        return f"the API token lacks a scope for {MANAGE_PERMISSION}"
+    if actor.user_id == user_id:
+        return None
+    decision = authorize(actor, MANAGE_PERMISSION)
+    if not decision.allowed:
+        return decision.reason
+    target = User.objects.filter(pk=user_id).first()
+    return None if target is None else user_takeover_refusal(actor, target)
+
+
+def tokens_manageable_by(actor: Actor, user_id: uuid.UUID) -> bool:
+    """People manage their own tokens; holders of ``security.tokens.manage`` those of
+    accounts that hold no more than they do (a superuser's: only superusers); the system
+    anyone's. A token acting needs a scope covering that permission."""
+    return tokens_manage_refusal(actor, user_id) is None
+
+
+def tokens_manage_require(actor: Actor, user_id: uuid.UUID) -> None:
+    """``tokens_manageable_by``, enforced: a refusal is audited and raised (403)."""
+    reason = tokens_manage_refusal(actor, user_id)
+    if reason is None:
+        return
+    publish(
+        AccessDenied(
+            action=MANAGE_PERMISSION,
+            reason=reason,
+            resource_type="security.user",
+            resource_id=str(user_id),
+            caller_context=actor.context or "",
+            token_id=actor.token_id,
+            actor_id=actor.user_id,
+            ip_address=actor.ip_address,
+        )
+    )
+    raise PermissionDeniedError(f"You may not manage this user's tokens: {reason}.")
 
 
 def tokens_issuable_by(actor: Actor, user_id: uuid.UUID) -> bool:
@@ -157,7 +188,9 @@ def token_create(
 
     A token acts with its user's full rights, so only that user, a superuser or the
     system (the CLI) may mint one: managing others' tokens (list, revoke) must not
-    become a way to borrow their privileges.
+    become a way to borrow their privileges. A token minting a token is its parent:
+    the child reaches no further (scopes) and lives no longer (expiry) than the
+    parent, and is revoked with it.
     """
     if not tokens_manageable_by(actor, user_id) or not tokens_issuable_by(actor, user_id):
         raise PermissionDeniedError("You may not create tokens for this user.")
@@ -180,10 +213,22 @@ def token_create(
         raise ApplicationError("Invalid token request.", fields=fields, code="invalid")
     # A token may mint tokens, but never ones reaching further than itself.
     if actor.scopes is not None and not scopes_cover(actor.scopes, scopes):
-        raise PermissionDeniedError("A token cannot create a token with scopes beyond its own.")
+        raise PermissionDeniedError(
+            "A token cannot create a token with scopes beyond its own.",
+            fields={"scopes": ["Wider than the scopes of the token making the request."]},
+        )
 
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction.atomic():
+        parent = _parent_locked(actor)
+        if parent is not None and parent.expires_at is not None:
+            if expires_at is None:
+                expires_at = parent.expires_at  # a child never outlives its parent
+            elif expires_at > parent.expires_at:
+                raise PermissionDeniedError(
+                    "A token cannot create a token that expires after itself.",
+                    fields={"expires_at": [f"At the latest {parent.expires_at.isoformat()}."]},
+                )
         token = ApiToken.objects.create(
             user=user,
             name=name,
@@ -191,6 +236,7 @@ def token_create(
             secret_hash=token_digest(secret),
             scopes=list(scopes),
             expires_at=expires_at,
+            parent=parent,
         )
         publish(
             ApiTokenCreated(
@@ -202,13 +248,26 @@ def token_create(
                 prefix=token.prefix,
                 scopes=tuple(scopes),
                 expires_at=expires_at,
+                parent_id=parent.id if parent is not None else None,
             )
         )
     return IssuedToken(token=token_dto(token), secret=secret)
 
 
+def _parent_locked(actor: Actor) -> ApiToken | None:
+    """The token the actor acts through, locked until commit so that it cannot be revoked
+    while a child is being minted (which would leave the child behind)."""
+    if actor.token_id is None:
+        return None
+    parent = ApiToken.objects.select_for_update().filter(pk=actor.token_id).first()
+    if parent is None or parent.revoked_at is not None:
+        raise InvalidTokenError("This API token has been revoked.", code="token_revoked")
+    return parent
+
+
 def token_revoke(*, token_id: uuid.UUID, actor: Actor) -> ApiTokenDTO:
-    """Revoke a token at once, everywhere; revoking a revoked token changes nothing."""
+    """Revoke a token, with every token minted through it, here at once and everywhere
+    within a second; revoking a revoked token changes nothing but its descendants."""
     with transaction.atomic():
         token = (
             ApiToken.objects.select_for_update(of=("self",))
@@ -218,23 +277,41 @@ def token_revoke(*, token_id: uuid.UUID, actor: Actor) -> ApiTokenDTO:
         )
         if token is None or not tokens_manageable_by(actor, token.user_id):
             raise NotFoundError(f"No API token {token_id}.")
-        if token.revoked_at is None:
-            token.revoked_at = timezone.now()
-            token.save(update_fields=["revoked_at"])
-            publish(
-                ApiTokenRevoked(
-                    actor_id=actor.user_id,
-                    ip_address=actor.ip_address,
-                    token_id=token.id,
-                    user_id=token.user_id,
-                    prefix=token.prefix,
-                )
+        now = timezone.now()
+        revoked = [token] if token.revoked_at is None else []
+        revoked += _live_descendants(token.pk)
+        for row in revoked:
+            row.revoked_at = now
+        ApiToken.objects.filter(pk__in=[row.pk for row in revoked]).update(revoked_at=now)
+        if revoked:
+            publish_many(
+                [
+                    ApiTokenRevoked(
+                        actor_id=actor.user_id,
+                        ip_address=actor.ip_address,
+                        token_id=row.id,
+                        user_id=row.user_id,
+                        prefix=row.prefix,
+                        revoked_with=token.id if row.pk != token.pk else None,
+                    )
+                    for row in revoked
+                ]
             )
-            # Now, so this process stops at once, and again after commit, so no other
-            # process keeps an entry it re-read before the revocation was visible.
             token_cache_invalidate()
-            transaction.on_commit(token_cache_invalidate)
     return token_dto(token)
+
+
+def _live_descendants(token_id: uuid.UUID) -> list[ApiToken]:
+    """Every unrevoked token minted through ``token_id``, at any depth, locked."""
+    found: list[ApiToken] = []
+    frontier = [token_id]
+    while frontier:
+        children = list(
+            ApiToken.objects.select_for_update().filter(parent_id__in=frontier).order_by("pk")
+        )
+        found += [child for child in children if child.revoked_at is None]
+        frontier = [child.pk for child in children]
+    return found
 
 
 # --- Authentication -------------------------------------------------------------------
@@ -244,7 +321,7 @@ def token_revoke(*, token_id: uuid.UUID, actor: Actor) -> ApiTokenDTO:
 class _Entry:
     info: TokenInfo
     user_values: tuple
-    epoch: str
+    generation: generations.Value | None
     loaded_at: float
     last_used_at: dt.datetime | None
 
@@ -258,12 +335,12 @@ class _TokenCache:
         self._size = size
         self._ttl = ttl
 
-    def get(self, digest: str, epoch: str) -> _Entry | None:
+    def get(self, digest: str, generation: generations.Value) -> _Entry | None:
         with self._lock:
             entry = self._entries.get(digest)
             if entry is None:
                 return None
-            if entry.epoch != epoch or time.monotonic() - entry.loaded_at > self._ttl:
+            if entry.generation != generation or time.monotonic() - entry.loaded_at > self._ttl:
                 del self._entries[digest]
                 return None
             self._entries.move_to_end(digest)
@@ -284,27 +361,16 @@ class _TokenCache:
 _cache = _TokenCache(TOKEN_CACHE_SIZE, TOKEN_CACHE_TTL)
 
 
-def _current_epoch() -> str | None:
-    """The shared revocation epoch, or None when the cache is unreachable."""
-    try:
-        epoch = cache.get(EPOCH_KEY)
-        if epoch is None:
-            # A fresh value after a cache flush, so entries from before it cannot match.
-            cache.add(EPOCH_KEY, uuid.uuid4().hex, timeout=None)
-            epoch = cache.get(EPOCH_KEY)
-    except Exception:  # a cache outage: fall back to the database for every request
-        logger.warning("token cache epoch unavailable; authenticating from the database")
-        return None
-    return epoch
-
-
 def token_cache_invalidate() -> None:
-    """Forget every cached token look-up, in this process and (through the epoch) in all."""
+    """Forget every cached token look-up, here at once and everywhere once the current
+    transaction commits; call it inside that transaction, after the change."""
     _cache.clear()
-    try:
-        cache.set(EPOCH_KEY, uuid.uuid4().hex, timeout=None)
-    except Exception:
-        logger.warning("token cache epoch could not be replaced")
+    generations.bump(GENERATION)
+
+
+def token_cache_clear() -> None:
+    """Drop this process's cached look-ups without telling others (tests, benchmarks)."""
+    _cache.clear()
 
 
 # Saves that leave what a cached token entry holds (the user's flags) unchanged.
@@ -315,7 +381,7 @@ def _user_saved(sender, instance, update_fields=None, **kwargs) -> None:
     if update_fields is not None and set(update_fields) <= _BOOKKEEPING_FIELDS:
         return
     # Deactivation or a change of staff/superuser flags must reach cached token look-ups
-    # at once, in every process, not after the cache TTL.
+    # in every process within the generations' bound, not after the cache TTL.
     token_cache_invalidate()
 
 
@@ -324,7 +390,7 @@ def connect_user_invalidation() -> None:
     post_save.connect(_user_saved, sender=User, dispatch_uid="security.tokens.user_saved")
 
 
-def _load(digest: str, epoch: str) -> _Entry:
+def _load(digest: str, generation: generations.Value | None) -> _Entry:
     token = ApiToken.objects.select_related("user").filter(secret_hash=digest).first()
     if token is None:
         raise InvalidTokenError("Invalid API token.")
@@ -340,7 +406,7 @@ def _load(digest: str, epoch: str) -> _Entry:
             expires_at=token.expires_at,
         ),
         user_values=tuple(getattr(token.user, name) for name in _USER_FIELDS),
-        epoch=epoch,
+        generation=generation,
         loaded_at=time.monotonic(),
         last_used_at=token.last_used_at,
     )
@@ -350,22 +416,47 @@ def _touch(entry: _Entry, now: dt.datetime) -> None:
     """Record use at most once a minute per token, across processes (conditional UPDATE)."""
     if entry.last_used_at is not None and now - entry.last_used_at < LAST_USED_RESOLUTION:
         return
-    entry.last_used_at = now
     ApiToken.objects.filter(pk=entry.info.id).filter(
         Q(last_used_at__isnull=True) | Q(last_used_at__lte=now - LAST_USED_RESOLUTION)
     ).update(last_used_at=now)
+    # After the update: on an event loop it raises, and run_sync repeats the call.
+    entry.last_used_at = now
 
 
-def token_authenticate(*, raw: str) -> tuple[User, TokenInfo]:
-    """The user and token behind a presented token string, or ``InvalidTokenError``."""
+# InvalidTokenError codes, as the refusal counts name them.
+_REFUSALS = {
+    "malformed_token": "malformed",
+    "invalid_token": "unknown",
+    "token_expired": "expired",
+    "token_revoked": "revoked",
+}
+
+
+def token_authenticate(*, raw: str, ip_address: str | None = None) -> tuple[User, TokenInfo]:
+    """The user and token behind a presented token string, or ``InvalidTokenError``.
+
+    Refusals are counted per client address and token prefix (``token_refusals``).
+    """
+    try:
+        found = _authenticate(raw)
+    except InvalidTokenError as error:
+        token_refusals.refusal_record(
+            reason=_REFUSALS.get(error.code, "unknown"), raw=raw, ip_address=ip_address
+        )
+        raise
+    token_refusals.flush_due()
+    return found
+
+
+def _authenticate(raw: str) -> tuple[User, TokenInfo]:
     if not TOKEN_PATTERN.fullmatch(raw):
         raise InvalidTokenError("Malformed API token.", code="malformed_token")
     digest = token_digest(raw)
-    epoch = _current_epoch()
-    entry = _cache.get(digest, epoch) if epoch is not None else None
+    generation = generations.current(GENERATION)
+    entry = _cache.get(digest, generation) if generation is not None else None
     if entry is None:
-        entry = _load(digest, epoch or "")
-        if epoch is not None:
+        entry = _load(digest, generation)
+        if generation is not None:
             _cache.put(digest, entry)
     now = timezone.now()
     if entry.info.expires_at is not None and entry.info.expires_at <= now:

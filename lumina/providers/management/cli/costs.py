@@ -10,7 +10,12 @@ from django.utils import timezone
 
 from lumina.kernel.errors import ApplicationError
 from lumina.providers.selectors.costs import GROUPS, CostRow, cost_report, cost_total
+from lumina.providers.selectors.visibility import usage_user_visible
 from lumina.providers.services.costs import costs_rebuild
+from lumina.security.api import Actor
+
+# Whoever runs manage.py controls the deployment: the CLI reports on everyone.
+CLI_ACTOR = Actor.system("cli")
 
 _NUMBERS = (
     ("requests", "requests"),
@@ -97,7 +102,7 @@ def report_costs(
             since=first,
             until=last,
             group_by=groups,
-            user_id=_uuid("user", user),
+            user_id=usage_user_visible(CLI_ACTOR, _uuid("user", user)),
             token_id=_uuid("token", token),
         )
     except ApplicationError as error:

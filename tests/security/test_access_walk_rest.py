@@ -1,0 +1,364 @@
+"""Every route refuses whoever lacks its permission and admits whoever holds it.
+
+The attack: ``is_staff`` opened routes that no role allowed (a staff user without a role
+listed and revoked a superuser's tokens, read the event outbox and everyone's usage).
+The routes are taken from Django's URL resolver, so one added later is walked too:
+``test_every_route_is_classified`` fails until ``ROUTES`` says what it needs.
+
+For each operation: anonymous callers get 401; a user without a role, staff without a
+role, a Viewer and a user holding every *other* declared permission get 403 (those who
+hold the permission after all are left out); a user holding a role with that one
+permission gets through, the control that keeps the refusals from passing vacuously.
+Self-service operations (``SIGNED_IN``) admit any signed-in user on their own things;
+aimed at someone else's (``OTHERS``), they need a permission too.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+from collections.abc import Mapping
+from urllib.parse import urlencode
+
+import pytest
+from django.urls import URLResolver, get_resolver
+from rest_framework.test import APIClient
+
+from lumina.kernel.models import OutboxEvent
+from lumina.providers.models.usage import Budget
+from lumina.security.api import encrypt_secret
+from lumina.security.models.oidc import IdentityProvider
+from lumina.security.models.rbac import Role, RoleAssignment
+from lumina.security.services.policies import policy_create
+from lumina.security.services.tokens import token_create
+from lumina.security.types import Actor
+from tests.providers.factories import DeploymentFactory, ProviderFactory
+from tests.security.access_support import Caller, holder, lacking, make_user
+
+pytestmark = pytest.mark.django_db
+
+SYSTEM = Actor.system("tests")
+PUBLIC = "public"  # anyone, signed in or not
+SIGNED_IN = "signed in"  # any signed-in caller, on their own things
+OWNER = "tests.Walk:1:secret"
+POLICY = 'forbid (principal, action == Lumina::Action::"memory.read", resource) ' + (
+    'when { context.ip == "203.0.113.7" };'
+)
+
+
+def _operations() -> list[tuple[str, str]]:
+    """(method, route) of every view outside the admin console, from the URL resolver."""
+    found: list[tuple[str, str]] = []
+
+    def walk(patterns, prefix: str) -> None:
+        for entry in patterns:
+            route = prefix + str(entry.pattern)
+            if isinstance(entry, URLResolver):
+                if not route.startswith("admin/"):
+                    walk(entry.url_patterns, route)
+                continue
+            view = entry.callback
+            cls = getattr(view, "cls", None) or getattr(view, "view_class", None)
+            methods = (
+                [m for m in ("get", "post", "put", "patch", "delete") if hasattr(cls, m)]
+                if cls is not None
+                else ["get"]
+            )
+            found.extend((method.upper(), route) for method in methods)
+
+    walk(get_resolver().url_patterns, "")
+    return found
+
+
+OPERATIONS = _operations()
+
+ROUTES: dict[tuple[str, str], str] = {
+    ("GET", "health/live"): PUBLIC,
+    ("GET", "health/ready"): PUBLIC,
+    ("GET", "metrics"): PUBLIC,
+    ("GET", "api/schema/"): PUBLIC,
+    ("GET", "api/docs/"): PUBLIC,
+    ("GET", "api/v1/auth/csrf"): PUBLIC,
+    ("POST", "api/v1/auth/login"): PUBLIC,
+    ("GET", "api/v1/auth/oauth/<slug:slug>/login"): PUBLIC,
+    ("GET", "api/v1/auth/oauth/<slug:slug>/callback"): PUBLIC,
+    ("POST", "api/v1/auth/logout"): SIGNED_IN,
+    ("GET", "api/v1/auth/me"): SIGNED_IN,
+    ("GET", "api/v1/auth/mfa"): SIGNED_IN,
+    ("DELETE", "api/v1/auth/mfa"): SIGNED_IN,
+    ("POST", "api/v1/auth/mfa/totp"): SIGNED_IN,
+    ("POST", "api/v1/auth/mfa/totp/confirm"): SIGNED_IN,
+    ("POST", "api/v1/auth/mfa/verify"): SIGNED_IN,
+    ("POST", "api/v1/auth/mfa/backup-codes"): SIGNED_IN,
+    ("GET", "api/v1/auth/tokens"): SIGNED_IN,
+    ("POST", "api/v1/auth/tokens"): SIGNED_IN,
+    ("GET", "api/v1/auth/tokens/<uuid:token_id>"): SIGNED_IN,
+    ("DELETE", "api/v1/auth/tokens/<uuid:token_id>"): SIGNED_IN,
+    ("GET", "api/v1/rbac/permissions"): SIGNED_IN,
+    ("GET", "api/v1/providers/costs"): SIGNED_IN,
+    ("GET", "api/v1/providers/usage"): SIGNED_IN,
+    ("GET", "api/v1/providers/budgets"): SIGNED_IN,
+    ("GET", "api/v1/providers/budgets/<uuid:budget_id>"): SIGNED_IN,
+    ("GET", "api/v1/events/outbox"): "platform.events.read",
+    ("POST", "api/v1/events/outbox/<uuid:event_id>/replay"): "platform.events.replay",
+    ("POST", "api/v1/encryption/encrypt"): "security.secrets.encrypt",
+    ("POST", "api/v1/encryption/decrypt"): "security.secrets.decrypt",
+    ("GET", "api/v1/encryption/keys"): "security.keys.read",
+    ("POST", "api/v1/encryption/rotate"): "security.keys.rotate",
+    ("GET", "api/v1/audit/entries"): "security.audit.read",
+    ("GET", "api/v1/audit/verify"): "security.audit.read",
+    ("GET", "api/v1/auth/oauth/providers"): "security.identity_providers.manage",
+    ("POST", "api/v1/auth/oauth/providers"): "security.identity_providers.manage",
+    ("GET", "api/v1/auth/oauth/providers/<uuid:provider_id>"): (
+        "security.identity_providers.manage"
+    ),
+    ("PATCH", "api/v1/auth/oauth/providers/<uuid:provider_id>"): (
+        "security.identity_providers.manage"
+    ),
+    ("DELETE", "api/v1/auth/oauth/providers/<uuid:provider_id>"): (
+        "security.identity_providers.manage"
+    ),
+    ("GET", "api/v1/rbac/roles"): "security.roles.manage",
+    ("POST", "api/v1/rbac/roles"): "security.roles.manage",
+    ("GET", "api/v1/rbac/roles/<uuid:role_id>"): "security.roles.manage",
+    ("PATCH", "api/v1/rbac/roles/<uuid:role_id>"): "security.roles.manage",
+    ("DELETE", "api/v1/rbac/roles/<uuid:role_id>"): "security.roles.manage",
+    ("GET", "api/v1/rbac/assignments"): "security.roles.manage",
+    ("POST", "api/v1/rbac/assignments"): "security.roles.manage",
+    ("GET", "api/v1/rbac/assignments/<uuid:assignment_id>"): "security.roles.manage",
+    ("DELETE", "api/v1/rbac/assignments/<uuid:assignment_id>"): "security.roles.manage",
+    ("GET", "api/v1/rbac/grants"): "security.roles.manage",
+    ("POST", "api/v1/rbac/grants"): "security.roles.manage",
+    ("DELETE", "api/v1/rbac/grants"): "security.roles.manage",
+    ("GET", "api/v1/policies"): "security.policies.manage",
+    ("POST", "api/v1/policies"): "security.policies.manage",
+    ("GET", "api/v1/policies/schema"): "security.policies.manage",
+    ("POST", "api/v1/policies/evaluate"): "security.policies.manage",
+    ("GET", "api/v1/policies/<uuid:policy_id>"): "security.policies.manage",
+    ("PATCH", "api/v1/policies/<uuid:policy_id>"): "security.policies.manage",
+    ("DELETE", "api/v1/policies/<uuid:policy_id>"): "security.policies.manage",
+    ("GET", "api/v1/policies/<uuid:policy_id>/versions"): "security.policies.manage",
+    ("GET", "api/v1/policies/<uuid:policy_id>/versions/<int:version>"): (
+        "security.policies.manage"
+    ),
+    ("GET", "api/v1/providers"): "providers.read",
+    ("POST", "api/v1/providers"): "providers.add",
+    ("GET", "api/v1/providers/capabilities"): "providers.read",
+    ("GET", "api/v1/providers/<uuid:provider_id>"): "providers.read",
+    ("PATCH", "api/v1/providers/<uuid:provider_id>"): "providers.change",
+    ("DELETE", "api/v1/providers/<uuid:provider_id>"): "providers.delete",
+    ("GET", "api/v1/providers/<uuid:provider_id>/models"): "providers.read",
+    ("POST", "api/v1/providers/<uuid:provider_id>/models"): "providers.change",
+    ("GET", "api/v1/providers/<uuid:provider_id>/models/<uuid:model_id>"): "providers.read",
+    ("PATCH", "api/v1/providers/<uuid:provider_id>/models/<uuid:model_id>"): ("providers.change"),
+    ("DELETE", "api/v1/providers/<uuid:provider_id>/models/<uuid:model_id>"): ("providers.change"),
+    ("POST", "api/v1/providers/select"): "providers.read",
+    ("POST", "api/v1/providers/completion"): "providers.use",
+    ("POST", "api/v1/providers/stream"): "providers.use",
+    ("POST", "api/v1/providers/budgets"): "providers.change",
+    ("PATCH", "api/v1/providers/budgets/<uuid:budget_id>"): "providers.change",
+    ("DELETE", "api/v1/providers/budgets/<uuid:budget_id>"): "providers.change",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Others:
+    """A self-service operation aimed at another user's things."""
+
+    permission: str
+    refusal: int  # 403, or 404 where others' things are not even disclosed
+    query: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    path: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+
+OTHERS: dict[tuple[str, str], Others] = {
+    ("GET", "api/v1/auth/tokens"): Others("security.tokens.manage", 403, query={"user": "{other}"}),
+    ("GET", "api/v1/auth/tokens/<uuid:token_id>"): Others(
+        "security.tokens.manage", 404, path={"token_id": "{other_token}"}
+    ),
+    ("DELETE", "api/v1/auth/tokens/<uuid:token_id>"): Others(
+        "security.tokens.manage", 404, path={"token_id": "{other_token}"}
+    ),
+    ("GET", "api/v1/providers/costs"): Others(
+        "providers.usage.read_all", 403, query={"user": "{other}"}
+    ),
+    ("GET", "api/v1/providers/usage"): Others(
+        "providers.usage.read_all", 403, query={"user": "{other}"}
+    ),
+    ("GET", "api/v1/providers/budgets/<uuid:budget_id>"): Others(
+        "providers.usage.read_all", 404, path={"budget_id": "{other_budget}"}
+    ),
+}
+
+# Bodies valid enough that only authorisation can stand in the way.
+BODIES: dict[tuple[str, str], dict] = {
+    ("POST", "api/v1/providers"): {
+        "name": "walked",
+        "kind": "openai_compatible",
+        "base_url": "http://127.0.0.1:9/v1",
+    },
+    ("PATCH", "api/v1/providers/<uuid:provider_id>"): {"priority": 3},
+    ("POST", "api/v1/providers/<uuid:provider_id>/models"): {
+        "name": "walked-model",
+        "input_price": "1",
+        "output_price": "2",
+        "context_window": 1000,
+        "capabilities": ["chat"],
+    },
+    ("PATCH", "api/v1/providers/<uuid:provider_id>/models/<uuid:model_id>"): {"enabled": False},
+    ("POST", "api/v1/encryption/encrypt"): {"plaintext": "s3cret", "owner": OWNER},
+    ("POST", "api/v1/encryption/decrypt"): {"ciphertext": "{ciphertext}", "owner": OWNER},
+    ("POST", "api/v1/providers/completion"): {"messages": [{"role": "user", "content": "hi"}]},
+    ("POST", "api/v1/providers/stream"): {"messages": [{"role": "user", "content": "hi"}]},
+    ("POST", "api/v1/providers/budgets"): {
+        "scope": "user",
+        "subject_id": "{other}",
+        "limit_usd": "1",
+    },
+    ("PATCH", "api/v1/providers/budgets/<uuid:budget_id>"): {"requests_per_minute": 7},
+}
+QUERIES: dict[tuple[str, str], dict] = {
+    ("GET", "api/v1/providers/costs"): {"since": "2026-01-01"},
+}
+
+
+class World:
+    """One of each object the routes name, and another user who owns some of them."""
+
+    def __init__(self) -> None:
+        self.other = make_user()
+        provider = ProviderFactory()
+        model = DeploymentFactory(provider=provider)
+        other_token = token_create(user_id=self.other.pk, actor=SYSTEM).token
+        # A role whose only permission is the one managing roles: its holders may hand it
+        # on. Someone else holds it: the other user holds nothing, so holders outrank them.
+        role = Role.objects.create(name="walked role", permissions=["security.roles.manage"])
+        assignment = RoleAssignment.objects.create(role=role, user=make_user())
+        policy = policy_create(actor=SYSTEM, name="walked", cedar_text=POLICY)
+        identity_provider = IdentityProvider.objects.create(
+            slug="walked", display_name="IdP", issuer="https://127.0.0.1:9/", client_id="lumina"
+        )
+        budget = Budget.objects.create(scope="user", subject_id=self.other.pk, limit_usd=1)
+        self.values = {
+            "other": str(self.other.pk),
+            "other_token": str(other_token.id),
+            "other_budget": str(budget.id),
+            "token_id": str(other_token.id),
+            "budget_id": str(budget.id),
+            "provider_id": str(provider.id),
+            "model_id": str(model.id),
+            "role_id": str(role.id),
+            "assignment_id": str(assignment.id),
+            "policy_id": str(policy.id),
+            "version": "1",
+            "event_id": str(OutboxEvent.objects.values_list("id", flat=True).first()),
+            "slug": identity_provider.slug,
+            "identity_provider_id": str(identity_provider.id),
+            "ciphertext": encrypt_secret("s3cret", owner=OWNER),
+        }
+
+    def own(self, user) -> dict[str, str]:
+        """Path values naming the caller's own things."""
+        token = token_create(user_id=user.pk, actor=SYSTEM).token
+        budget = Budget.objects.create(scope="user", subject_id=user.pk, limit_usd=1)
+        return {"token_id": str(token.id), "budget_id": str(budget.id)}
+
+    def fill(self, value, values: Mapping[str, str]):
+        if isinstance(value, str):
+            return value.format_map(values) if value.startswith("{") else value
+        if isinstance(value, dict):
+            return {key: self.fill(item, values) for key, item in value.items()}
+        if isinstance(value, list):
+            return [self.fill(item, values) for item in value]
+        return value
+
+    def call(self, caller: Caller | None, method: str, route: str, **overrides) -> int:
+        values = {**self.values, **self.fill(dict(overrides.get("path", {})), self.values)}
+        if route.startswith("api/v1/auth/oauth/providers/"):
+            values.setdefault("provider_id", values["identity_provider_id"])
+            values["provider_id"] = values["identity_provider_id"]
+        path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: values[m.group(1)], route)
+        query = self.fill(
+            {**QUERIES.get((method, route), {}), **overrides.get("query", {})}, values
+        )
+        body = self.fill(BODIES.get((method, route)), values)
+        client = APIClient()
+        if caller is not None:
+            client.force_authenticate(caller.user)
+        url = f"/{path}" + (f"?{urlencode(query)}" if query else "")
+        data = json.dumps(body) if body is not None else None
+        response = client.generic(method, url, data=data or "", content_type="application/json")
+        return response.status_code
+
+
+@pytest.fixture
+def world() -> World:
+    return World()
+
+
+def through(status: int) -> bool:
+    """Authorisation let the request through (what follows may still refuse the input;
+    a 404 would not tell a refusal from a wrong path, so it does not count)."""
+    return status not in (401, 403, 404) and status < 500
+
+
+def test_every_route_is_classified():
+    unclassified = [op for op in OPERATIONS if op not in ROUTES]
+    assert not unclassified, f"say what these need in ROUTES: {unclassified}"
+    gone = [op for op in ROUTES if op not in OPERATIONS]
+    assert not gone, f"no longer routed, remove from ROUTES: {gone}"
+    assert set(OTHERS) <= {op for op, need in ROUTES.items() if need == SIGNED_IN}
+
+
+# Served by async code whose database access runs in other threads, with connections of
+# their own: they see only committed rows.
+ON_OTHER_THREADS = {
+    ("POST", "api/v1/providers/completion"),
+    ("POST", "api/v1/providers/stream"),
+}
+
+
+def _params() -> list:
+    return [
+        pytest.param(
+            method,
+            route,
+            id=f"{method} /{route}",
+            marks=[pytest.mark.django_db(transaction=True)]
+            if (method, route) in ON_OTHER_THREADS
+            else [],
+        )
+        for method, route in OPERATIONS
+    ]
+
+
+@pytest.mark.parametrize(("method", "route"), _params())
+def test_each_route_refuses_whoever_lacks_its_permission(world, method, route):
+    need = ROUTES.get((method, route))
+    if need is None:
+        pytest.skip("unclassified: test_every_route_is_classified fails for it")
+    if need == PUBLIC:
+        # Only that nobody is refused: an unreachable identity provider may answer 502.
+        assert world.call(None, method, route) not in (401, 403)
+        return
+    # 401, or 403 from session-only views that offer no other way to authenticate.
+    assert world.call(None, method, route) in (401, 403)
+
+    if need == SIGNED_IN:
+        someone = Caller("user without a role", make_user())
+        assert through(world.call(someone, method, route, path=world.own(someone.user)))
+        others = OTHERS.get((method, route))
+        if others is None:
+            return
+        aimed = {"query": others.query, "path": others.path}
+        for caller in lacking(others.permission):
+            status = world.call(caller, method, route, **aimed)
+            assert status == others.refusal, f"{caller.label}: {status}"
+        assert through(world.call(holder(others.permission), method, route, **aimed))
+        return
+
+    for caller in lacking(need):
+        status = world.call(caller, method, route)
+        assert status == 403, f"{caller.label} got {status}, not 403"
+    assert through(world.call(holder(need), method, route))
