@@ -36,9 +36,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "guardian",
+    # django-otp's framework only: the devices are security's own models, whose secrets
+    # are sealed or hashed (the plugins' tables kept them in plaintext).
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
     "lumina.kernel",
     "lumina.security",
     "lumina.providers",

@@ -27,11 +27,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import csrf_protect
 from django_otp.admin import OTPAdminAuthenticationForm, OTPAdminSite
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from lumina.kernel.errors import ApplicationError
 from lumina.security.http.actors import client_ip
+from lumina.security.models.mfa import BackupCodesDevice, TotpDevice
 from lumina.security.selectors.mfa import totp_device_pending, user_has_confirmed_device
 from lumina.security.services import mfa as services
 
@@ -242,15 +241,15 @@ class BackupCodesDeviceAdmin(DeviceAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request) -> QuerySet:
-        return super().get_queryset(request).annotate(remaining=Count("token_set"))
+        return super().get_queryset(request).annotate(remaining=Count("codes"))
 
     @admin.display(description="codes remaining", ordering="remaining")
     def codes_remaining(self, device) -> int:
         return device.remaining
 
 
-# django-otp's own pages show keys, QR codes and backup codes: replace them.
-for model, model_admin in ((TOTPDevice, TotpDeviceAdmin), (StaticDevice, BackupCodesDeviceAdmin)):
-    if admin.site.is_registered(model):
-        admin.site.unregister(model)
+for model, model_admin in (
+    (TotpDevice, TotpDeviceAdmin),
+    (BackupCodesDevice, BackupCodesDeviceAdmin),
+):
     admin.site.register(model, model_admin)
