@@ -84,6 +84,10 @@ class LuminaEnv(BaseSettings):
     lumina_require_staff_mfa: bool | None = None  # default: on in production
     lumina_login_max_failures: int = Field(default=5, ge=1, le=100)
     lumina_login_lockout_seconds: int = Field(default=900, ge=1)
+    # The audit chain's signed head: where it is appended (default <data dir>/audit-heads.jsonl;
+    # put it on another system) and how often (seconds; 0 exports only on demand).
+    lumina_audit_head_file: Path | None = None
+    lumina_audit_head_interval: float = Field(default=300.0, ge=0, le=86400)
 
     # Providers: resilience of calls to AI providers.
     lumina_breaker_failures: int = Field(default=5, ge=1, le=1000)
@@ -105,6 +109,11 @@ class LuminaEnv(BaseSettings):
         if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
+
+    @field_validator("lumina_audit_head_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
 
     @field_validator("database_url")
     @classmethod

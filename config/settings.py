@@ -96,6 +96,11 @@ else:
         }
     }
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A second connection to the same database, for the audit chain only: its writes commit on
+# their own, so an audit entry outlives a rollback of the request's transaction
+# (lumina.security.routers; see the ADR on durable audit records).
+DATABASES["audit"] = {**DATABASES["default"], "TEST": dict(DATABASES["default"].get("TEST", {}))}
+DATABASE_ROUTERS = ["lumina.security.routers.AuditRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LUMINA_HOST = ENV.lumina_host
@@ -127,6 +132,9 @@ LUMINA_REQUIRE_STAFF_MFA = (
 )
 LUMINA_LOGIN_MAX_FAILURES = ENV.lumina_login_max_failures
 LUMINA_LOGIN_LOCKOUT_SECONDS = ENV.lumina_login_lockout_seconds
+# The audit chain's signed head (lumina.security.services.audit_head).
+LUMINA_AUDIT_HEAD_FILE = ENV.lumina_audit_head_file or DATA_DIR / "audit-heads.jsonl"
+LUMINA_AUDIT_HEAD_INTERVAL = ENV.lumina_audit_head_interval
 
 # Providers (lumina.providers.resilience).
 LUMINA_BREAKER_FAILURES = ENV.lumina_breaker_failures
@@ -181,6 +189,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": ENV.lumina_outbox_relay_interval,
     },
 }
+if LUMINA_AUDIT_HEAD_INTERVAL:
+    CELERY_BEAT_SCHEDULE["export-audit-head"] = {
+        "task": "lumina.security.tasks.export_audit_head",
+        "schedule": LUMINA_AUDIT_HEAD_INTERVAL,
+    }
 
 # --- Event bus: the one swappable seam (see docs/adr/0003-event-bus-and-outbox.md) ---
 LUMINA_EVENT_TRANSPORT = {

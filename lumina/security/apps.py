@@ -37,6 +37,20 @@ class SecurityConfig(AppConfig):
         connect_cache_invalidation()
         connect_user_invalidation()
         post_migrate.connect(_seed_builtin_roles, sender=self)
+        _export_audit_head_periodically()
+
+
+def _export_audit_head_periodically() -> None:
+    """In-process mode: the relay thread exports the signed head (beat does with Celery)."""
+    from django.conf import settings
+
+    from lumina.kernel.relay import run_periodically
+    from lumina.security.services.audit_head import audit_head_export
+
+    if settings.LUMINA_AUDIT_HEAD_INTERVAL:
+        run_periodically(
+            "security.audit-head", settings.LUMINA_AUDIT_HEAD_INTERVAL, audit_head_export
+        )
 
 
 def _seed_builtin_roles(**kwargs) -> None:

@@ -1,14 +1,40 @@
-"""Audit subscriptions: one handler appends every security event to the audit chain."""
+"""Audit subscriptions: every security event is appended to the audit chain.
+
+Durable events (``SecurityEvent.durable``) are appended as they are published, through
+the chain's own connection, so that a rollback of the publisher's transaction cannot
+remove them; every event, durable or not, is also appended by the handler once its
+transaction commits, which finds a durable one already there (appends are idempotent by
+event id) or records it then if the early append failed.
+"""
 
 from __future__ import annotations
 
-from lumina.kernel.bus import subscribe
+from collections.abc import Sequence
+
+import structlog
+
+from lumina.kernel.bus import add_publish_hook, subscribe
+from lumina.kernel.events import Event
 from lumina.security.events.base import SecurityEvent
 from lumina.security.services.audit import audit_append
+
+logger = structlog.get_logger(__name__)
 
 
 def record_security_event(event: SecurityEvent) -> None:
     audit_append(event=event)
+
+
+def record_durable_events(events: Sequence[Event]) -> None:
+    for event in events:
+        if isinstance(event, SecurityEvent) and event.durable:
+            try:
+                audit_append(event=event)
+            except Exception:
+                # The outbox row still carries it if the publisher's transaction commits.
+                logger.exception(
+                    "durable audit append failed", event_id=str(event.id), event_name=event.name
+                )
 
 
 def security_event_classes() -> list[type[SecurityEvent]]:
@@ -33,3 +59,4 @@ def subscribe_audit_log() -> None:
 
 
 subscribe_audit_log()
+add_publish_hook(record_durable_events)
