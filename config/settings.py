@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    "lumina.security.http.middleware.SessionActivityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -148,7 +149,30 @@ LUMINA_LOCAL_EMBEDDINGS = ENV.lumina_local_embeddings.value
 OTP_TOTP_ISSUER = "Lumina"
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous requests get nothing
-SESSION_COOKIE_AGE = 8 * 3600
+# Sessions (lumina.security.sessions): end after LUMINA_SESSION_IDLE_TIMEOUT seconds without
+# a request or LUMINA_SESSION_MAX_AGE seconds after sign-in, whichever comes first.
+SESSION_ENGINE = "lumina.security.sessions"
+LUMINA_SESSION_IDLE_TIMEOUT = ENV.lumina_session_idle_timeout
+LUMINA_SESSION_MAX_AGE = ENV.lumina_session_max_age
+SESSION_COOKIE_AGE = LUMINA_SESSION_MAX_AGE
+# Password reset links (lumina.security.services.passwords): valid this long, and once.
+PASSWORD_RESET_TIMEOUT = ENV.lumina_password_reset_timeout
+LUMINA_PUBLIC_URL = (ENV.lumina_public_url or f"http://{LUMINA_HOST}:{LUMINA_PORT}").rstrip("/")
+LUMINA_PASSWORD_RESET_URL = f"{LUMINA_PUBLIC_URL}/accounts/password-reset/{{uid}}/{{token}}/"
+
+# --- Email: printed to the console in development, sent over SMTP in production --------
+EMAIL_BACKEND = {
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+}[ENV.lumina_email_backend or ("smtp" if ENV.is_production else "console")]
+EMAIL_HOST = ENV.email_host
+EMAIL_PORT = ENV.email_port
+EMAIL_HOST_USER = ENV.email_host_user
+EMAIL_HOST_PASSWORD = ENV.email_host_password or ""
+EMAIL_USE_TLS = ENV.email_use_tls
+EMAIL_USE_SSL = ENV.email_use_ssl
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = ENV.default_from_email
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"

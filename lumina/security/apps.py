@@ -13,6 +13,7 @@ SECURITY_PERMISSIONS = (
     ("security.keys.read", "See encryption key versions and data key counts"),
     ("security.audit.read", "Read and verify the audit log"),
     ("security.identity_providers.manage", "Add, change and remove OIDC identity providers"),
+    ("security.sessions.manage", "List and end other users' sessions"),
 )
 
 
@@ -38,6 +39,9 @@ class SecurityConfig(AppConfig):
         connect_user_invalidation()
         post_migrate.connect(_seed_builtin_roles, sender=self)
         _export_audit_head_periodically()
+        from lumina.security.http.middleware import connect_sign_in_time
+
+        connect_sign_in_time()
 
 
 def _export_audit_head_periodically() -> None:

@@ -1,4 +1,4 @@
-"""Audit subscriptions: every security event is appended to the audit chain.
+"""Security's subscriptions: every security event goes to the audit chain; reset links are mailed.
 
 Durable events (``SecurityEvent.durable``) are appended as they are published, through
 the chain's own connection, so that a rollback of the publisher's transaction cannot
@@ -16,7 +16,9 @@ import structlog
 from lumina.kernel.bus import add_publish_hook, subscribe
 from lumina.kernel.events import Event
 from lumina.security.events.base import SecurityEvent
+from lumina.security.events.sessions import PasswordResetRequested
 from lumina.security.services.audit import audit_append
+from lumina.security.services.passwords import password_reset_mail_send
 
 logger = structlog.get_logger(__name__)
 
@@ -60,3 +62,12 @@ def subscribe_audit_log() -> None:
 
 subscribe_audit_log()
 add_publish_hook(record_durable_events)
+
+
+@subscribe(PasswordResetRequested)
+def mail_password_reset_link(event: PasswordResetRequested) -> None:
+    """After the request commits. With the Celery transport a worker sends it, so the
+    answer's timing does not tell whether a link went out; in-process it is sent right
+    after the commit, within the request."""
+    if event.mailed and event.user_id is not None:
+        password_reset_mail_send(user_id=event.user_id)
