@@ -132,7 +132,9 @@ class LuminaEnv(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
-    @field_validator("lumina_audit_head_file", "lumina_public_url", mode="before")
+    @field_validator(
+        "lumina_audit_head_file", "lumina_public_url", "lumina_email_backend", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if isinstance(value, str) and not value.strip() else value

@@ -157,7 +157,7 @@ LUMINA_SESSION_MAX_AGE = ENV.lumina_session_max_age
 SESSION_COOKIE_AGE = LUMINA_SESSION_MAX_AGE
 # Password reset links (lumina.security.services.passwords): valid this long, and once.
 PASSWORD_RESET_TIMEOUT = ENV.lumina_password_reset_timeout
-LUMINA_PUBLIC_URL = (ENV.lumina_public_url or f"http://{LUMINA_HOST}:{LUMINA_PORT}").rstrip("/")
+LUMINA_PUBLIC_URL = str(ENV.lumina_public_url or f"http://{LUMINA_HOST}:{LUMINA_PORT}").rstrip("/")
 LUMINA_PASSWORD_RESET_URL = f"{LUMINA_PUBLIC_URL}/accounts/password-reset/{{uid}}/{{token}}/"
 
 # --- Email: printed to the console in development, sent over SMTP in production --------
