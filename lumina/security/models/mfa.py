@@ -60,6 +60,10 @@ class TotpDevice(TimestampMixin, ThrottlingMixin, Device):
         return self
 
     @property
+    def key_is_open(self) -> bool:
+        return self._key is not None
+
+    @property
     def bin_key(self) -> bytes:
         if self._key is None:
             raise SealedKeyError("the device's seed has not been opened")
