@@ -155,6 +155,12 @@ class LuminaEnv(BaseSettings):
         return value
 
     @model_validator(mode="after")
+    def _one_mail_encryption(self) -> LuminaEnv:
+        if self.email_use_tls and self.email_use_ssl:
+            raise ValueError("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on")
+        return self
+
+    @model_validator(mode="after")
     def _production_rules(self) -> LuminaEnv:
         if self.lumina_env is Environment.PRODUCTION:
             if self.debug:

@@ -56,3 +56,9 @@ def test_a_bad_session_or_mail_setting_stops_start_up_naming_it(tmp_path, variab
     result = _run(["-c", SHOW], tmp_path, **{variable: value})
     assert result.returncode != 0
     assert variable in result.stderr
+
+
+def test_tls_and_ssl_for_mail_together_stop_start_up(tmp_path):
+    result = _run(["-c", SHOW], tmp_path, EMAIL_USE_TLS="true", EMAIL_USE_SSL="true")
+    assert result.returncode != 0
+    assert "EMAIL_USE_TLS and EMAIL_USE_SSL" in result.stderr
