@@ -1,4 +1,7 @@
-"""The Celery app: event delivery and periodic outbox relay. ``make worker`` runs it."""
+"""The Celery app: event delivery, periodic outbox relay and audit head export.
+
+``make worker`` and ``make beat`` run it.
+"""
 
 from __future__ import annotations
 
@@ -10,4 +13,4 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("lumina")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["lumina.kernel"])
+app.autodiscover_tasks(["lumina.kernel", "lumina.security"])

@@ -40,6 +40,11 @@ class LogFormat(StrEnum):
     CONSOLE = "console"
 
 
+class EmailBackend(StrEnum):
+    CONSOLE = "console"
+    SMTP = "smtp"
+
+
 class LocalEmbeddings(StrEnum):
     INT8 = "int8"
     FP32 = "fp32"
@@ -88,6 +93,27 @@ class LuminaEnv(BaseSettings):
     lumina_require_staff_mfa: bool | None = None  # default: on in production
     lumina_login_max_failures: int = Field(default=5, ge=1, le=100)
     lumina_login_lockout_seconds: int = Field(default=900, ge=1)
+    # The audit chain's signed head: where it is appended (default <data dir>/audit-heads.jsonl;
+    # put it on another system) and how often (seconds; 0 exports only on demand).
+    lumina_audit_head_file: Path | None = None
+    lumina_audit_head_interval: float = Field(default=300.0, ge=0, le=86400)
+    # Sessions end after this many seconds without a request, or after the maximum age
+    # from sign-in, whichever comes first (NIST SP 800-63B AAL2: 30 min idle, 12 h).
+    lumina_session_idle_timeout: int = Field(default=1800, ge=60, le=7 * 86400)
+    lumina_session_max_age: int = Field(default=12 * 3600, ge=300, le=30 * 86400)
+    # Password reset links: how long one stays valid (seconds), and the address in them.
+    lumina_password_reset_timeout: int = Field(default=3600, ge=300, le=7 * 86400)
+    lumina_public_url: AnyUrl | None = None
+
+    # Email (password reset links): console in development, smtp in production by default.
+    lumina_email_backend: EmailBackend | None = None
+    email_host: str = "127.0.0.1"
+    email_port: int = Field(default=25, ge=1, le=65535)
+    email_host_user: str = ""
+    email_host_password: str | None = None
+    email_use_tls: bool = False
+    email_use_ssl: bool = False
+    default_from_email: str = "Lumina <lumina@localhost>"
 
     # Providers: resilience of calls to AI providers.
     lumina_breaker_failures: int = Field(default=5, ge=1, le=1000)
@@ -130,6 +156,13 @@ class LuminaEnv(BaseSettings):
             raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
         return level
 
+    @field_validator(
+        "lumina_audit_head_file", "lumina_public_url", "lumina_email_backend", mode="before"
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
     @field_validator("database_url")
     @classmethod
     def _postgres_only(cls, value: str | None) -> str | None:
@@ -144,6 +177,12 @@ class LuminaEnv(BaseSettings):
             return None
         parse_master_keys(value)
         return value
+
+    @model_validator(mode="after")
+    def _one_mail_encryption(self) -> LuminaEnv:
+        if self.email_use_tls and self.email_use_ssl:
+            raise ValueError("EMAIL_USE_TLS and EMAIL_USE_SSL cannot both be on")
+        return self
 
     @model_validator(mode="after")
     def _production_rules(self) -> LuminaEnv:

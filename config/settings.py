@@ -36,9 +36,9 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "channels",
     "guardian",
+    # django-otp's framework only: the devices are security's own models, whose secrets
+    # are sealed or hashed (the plugins' tables kept them in plaintext).
     "django_otp",
-    "django_otp.plugins.otp_totp",
-    "django_otp.plugins.otp_static",
     "lumina.kernel",
     "lumina.security",
     "lumina.providers",
@@ -58,6 +58,7 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django_otp.middleware.OTPMiddleware",
+    "lumina.security.http.middleware.SessionActivityMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
@@ -96,6 +97,11 @@ else:
         }
     }
 DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# A second connection to the same database, for the audit chain only: its writes commit on
+# their own, so an audit entry outlives a rollback of the request's transaction
+# (lumina.security.routers; see the ADR on durable audit records).
+DATABASES["audit"] = {**DATABASES["default"], "TEST": dict(DATABASES["default"].get("TEST", {}))}
+DATABASE_ROUTERS = ["lumina.security.routers.AuditRouter"]
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 LUMINA_HOST = ENV.lumina_host
@@ -127,6 +133,9 @@ LUMINA_REQUIRE_STAFF_MFA = (
 )
 LUMINA_LOGIN_MAX_FAILURES = ENV.lumina_login_max_failures
 LUMINA_LOGIN_LOCKOUT_SECONDS = ENV.lumina_login_lockout_seconds
+# The audit chain's signed head (lumina.security.services.audit_head).
+LUMINA_AUDIT_HEAD_FILE = ENV.lumina_audit_head_file or DATA_DIR / "audit-heads.jsonl"
+LUMINA_AUDIT_HEAD_INTERVAL = ENV.lumina_audit_head_interval
 
 # Providers (lumina.providers.resilience).
 LUMINA_BREAKER_FAILURES = ENV.lumina_breaker_failures
@@ -142,7 +151,30 @@ LUMINA_OUTBOUND_ALLOW = ENV.outbound_allow
 OTP_TOTP_ISSUER = "Lumina"
 GUARDIAN_RAISE_403 = False
 ANONYMOUS_USER_NAME = None  # no guardian anonymous user: anonymous requests get nothing
-SESSION_COOKIE_AGE = 8 * 3600
+# Sessions (lumina.security.sessions): end after LUMINA_SESSION_IDLE_TIMEOUT seconds without
+# a request or LUMINA_SESSION_MAX_AGE seconds after sign-in, whichever comes first.
+SESSION_ENGINE = "lumina.security.sessions"
+LUMINA_SESSION_IDLE_TIMEOUT = ENV.lumina_session_idle_timeout
+LUMINA_SESSION_MAX_AGE = ENV.lumina_session_max_age
+SESSION_COOKIE_AGE = LUMINA_SESSION_MAX_AGE
+# Password reset links (lumina.security.services.passwords): valid this long, and once.
+PASSWORD_RESET_TIMEOUT = ENV.lumina_password_reset_timeout
+LUMINA_PUBLIC_URL = str(ENV.lumina_public_url or f"http://{LUMINA_HOST}:{LUMINA_PORT}").rstrip("/")
+LUMINA_PASSWORD_RESET_URL = f"{LUMINA_PUBLIC_URL}/accounts/password-reset/{{uid}}/{{token}}/"
+
+# --- Email: printed to the console in development, sent over SMTP in production --------
+EMAIL_BACKEND = {
+    "console": "django.core.mail.backends.console.EmailBackend",
+    "smtp": "django.core.mail.backends.smtp.EmailBackend",
+}[ENV.lumina_email_backend or ("smtp" if ENV.is_production else "console")]
+EMAIL_HOST = ENV.email_host
+EMAIL_PORT = ENV.email_port
+EMAIL_HOST_USER = ENV.email_host_user
+EMAIL_HOST_PASSWORD = ENV.email_host_password or ""
+EMAIL_USE_TLS = ENV.email_use_tls
+EMAIL_USE_SSL = ENV.email_use_ssl
+EMAIL_TIMEOUT = 10
+DEFAULT_FROM_EMAIL = ENV.default_from_email
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -183,6 +215,11 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": ENV.lumina_outbox_relay_interval,
     },
 }
+if LUMINA_AUDIT_HEAD_INTERVAL:
+    CELERY_BEAT_SCHEDULE["export-audit-head"] = {
+        "task": "lumina.security.tasks.export_audit_head",
+        "schedule": LUMINA_AUDIT_HEAD_INTERVAL,
+    }
 
 # --- Event bus: the one swappable seam (see docs/adr/0003-event-bus-and-outbox.md) ---
 LUMINA_EVENT_TRANSPORT = {

@@ -13,6 +13,8 @@ api_v1 = [
 urlpatterns = [
     path("", include("lumina.platform.urls")),
     path("admin/", admin.site.urls),
+    # The page a password reset link opens (lumina.security.http.pages).
+    path("accounts/", include("lumina.security.http.pages")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),

@@ -17,8 +17,27 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -
 
     suffix = os.environ.get("LUMINA_TEST_DB_SUFFIX")
     if suffix:
-        test = settings.DATABASES["default"].setdefault("TEST", {})
-        test["NAME"] = f"test_{settings.DATABASES['default']['NAME']}_{suffix}"
+        # Every alias (the audit chain's connection too) reaches the same test database.
+        for database in settings.DATABASES.values():
+            test = database.setdefault("TEST", {})
+            test["NAME"] = f"test_{settings.DATABASES['default']['NAME']}_{suffix}"
+
+
+_DB_FIXTURES = frozenset({"db", "transactional_db", "live_server", "django_db_reset_sequences"})
+
+
+def pytest_collection_modifyitems(items) -> None:
+    """Database tests may use every alias: security events reach the audit chain through
+    its own connection (alias ``audit``). A test naming its databases keeps its choice."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        if marker is None and not _DB_FIXTURES & set(item.fixturenames):
+            continue
+        kwargs = dict(marker.kwargs) if marker is not None else {}
+        if "databases" in kwargs:
+            continue
+        args = marker.args if marker is not None else ()
+        item.add_marker(pytest.mark.django_db(*args, **kwargs, databases="__all__"), append=False)
 
 
 @pytest.fixture(scope="session")
@@ -36,6 +55,14 @@ def django_db_setup(django_db_setup, django_db_blocker) -> None:
         cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = %s", [AUDIT_TRUNCATE_TRIGGER])
         if cursor.fetchone():
             cursor.execute(f"ALTER TABLE {AUDIT_TABLE} DISABLE TRIGGER {AUDIT_TRUNCATE_TRIGGER}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _audit_heads_in_a_temporary_file(tmp_path_factory) -> None:
+    """Periodic head exports (relay threads in tests) stay out of the data directory."""
+    from django.conf import settings
+
+    settings.LUMINA_AUDIT_HEAD_FILE = tmp_path_factory.mktemp("audit") / "audit-heads.jsonl"
 
 
 @pytest.fixture(autouse=True)

@@ -8,6 +8,12 @@ batch) and records ``ProcessedEvent`` rows in the same transaction, so a handler
 already succeeded is never run again for the same event; a failing handler leaves the
 row pending with its attempts, last error and the time of its next try (exponential
 backoff with jitter), until it succeeds or the attempts run out.
+
+Publish hooks (``add_publish_hook``) see events at the moment they are published,
+whatever the caller's transaction does next. They are for records that must outlive a
+rollback, such as the security context's audit of refusals and failed sign-ins, which it
+writes through a connection of its own. Ordinary delivery is unchanged: handlers still
+see an event only once its transaction has committed.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ logger = structlog.get_logger(__name__)
 
 Handler = Callable[[Event], None]
 BatchHandler = Callable[[list[Event]], None]  # see subscribe(batch=True)
+PublishHook = Callable[[Sequence[Event]], None]
 _H = TypeVar("_H", Handler, BatchHandler)
 
 # How long a freshly published event belongs to its commit-time dispatch before the
@@ -54,6 +61,7 @@ class Subscription:
 
 
 _subscriptions: dict[str, list[Subscription]] = defaultdict(list)
+_publish_hooks: list[PublishHook] = []
 
 
 def subscribe(*event_types: type[Event], batch: bool = False) -> Callable[[_H], _H]:
@@ -88,6 +96,25 @@ def unsubscribe(handler: Handler | BatchHandler) -> None:
 
 def subscriptions(key: str) -> list[Subscription]:
     return list(_subscriptions.get(key, ()))
+
+
+def add_publish_hook(hook: PublishHook) -> None:
+    """Call ``hook(events)`` at every publish, before the outbox rows are written.
+
+    The hook runs in the publisher's thread and must neither join nor depend on the
+    publisher's transaction; an exception it raises is logged and does not stop the
+    publish. Registering the same hook twice has no effect.
+    """
+    if hook not in _publish_hooks:
+        _publish_hooks.append(hook)
+
+
+def _run_publish_hooks(events: Sequence[Event]) -> None:
+    for hook in _publish_hooks:
+        try:
+            hook(events)
+        except Exception:
+            logger.exception("publish hook failed", hook=getattr(hook, "__qualname__", repr(hook)))
 
 
 class _CommitBatch(threading.local):
@@ -131,6 +158,8 @@ def publish_many(events: Sequence[Event]) -> None:
     """
     if not events:
         return
+    if _publish_hooks:
+        _run_publish_hooks(events)
     pending, due = OutboxEvent.Status.PENDING.value, timezone.now() + DISPATCH_GRACE
     insert_rows(
         _OUTBOX,

@@ -2,12 +2,17 @@
 
 With the Celery transport, beat runs ``relay_outbox`` instead; this thread is for
 the in-process transport, started by the ASGI server's lifespan and by
-``manage.py events relay``.
+``manage.py events relay``. The same thread runs the periodic jobs that contexts
+register with ``run_periodically`` (Celery beat runs their tasks in the other mode), so
+the in-process mode needs no scheduler of its own.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
+import time
+from collections.abc import Callable
 
 import structlog
 from django.db import close_old_connections
@@ -15,6 +20,41 @@ from django.db import close_old_connections
 from lumina.kernel import bus
 
 logger = structlog.get_logger(__name__)
+
+
+@dataclasses.dataclass
+class _Job:
+    interval: float
+    run: Callable[[], object]
+    next_at: float = 0.0  # due at the relay's first pass
+
+
+_jobs: dict[str, _Job] = {}
+
+
+def run_periodically(name: str, interval: float, job: Callable[[], object]) -> None:
+    """Have relay threads also call ``job`` every ``interval`` seconds (at the relay's pace).
+
+    Registering a name again replaces its job. A failing job is logged and tried again
+    at its next time.
+    """
+    _jobs[name] = _Job(interval=interval, run=job)
+
+
+def run_due_jobs(now: float | None = None) -> list[str]:
+    """Run the periodic jobs that are due; return their names."""
+    now = time.monotonic() if now is None else now
+    ran = []
+    for name, job in list(_jobs.items()):
+        if job.next_at > now:
+            continue
+        job.next_at = now + job.interval
+        ran.append(name)
+        try:
+            job.run()
+        except Exception:
+            logger.exception("periodic job failed", job=name)
+    return ran
 
 
 class OutboxRelay(threading.Thread):
@@ -31,6 +71,8 @@ class OutboxRelay(threading.Thread):
                     logger.info("outbox relay dispatched events", count=count)
             except Exception:
                 logger.exception("outbox relay pass failed")
+            try:
+                run_due_jobs()
             finally:
                 close_old_connections()
 

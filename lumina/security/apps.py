@@ -14,6 +14,7 @@ SECURITY_PERMISSIONS = (
     ("security.keys.read", "See encryption key versions and data key counts"),
     ("security.audit.read", "Read and verify the audit log"),
     ("security.identity_providers.manage", "Add, change and remove OIDC identity providers"),
+    ("security.sessions.manage", "List and end other users' sessions"),
 )
 
 
@@ -48,6 +49,23 @@ class SecurityConfig(AppConfig):
         connect_cache_invalidation()
         connect_user_invalidation()
         post_migrate.connect(_seed_builtin_roles, sender=self)
+        _export_audit_head_periodically()
+        from lumina.security.http.middleware import connect_sign_in_time
+
+        connect_sign_in_time()
+
+
+def _export_audit_head_periodically() -> None:
+    """In-process mode: the relay thread exports the signed head (beat does with Celery)."""
+    from django.conf import settings
+
+    from lumina.kernel.relay import run_periodically
+    from lumina.security.services.audit_head import audit_head_export
+
+    if settings.LUMINA_AUDIT_HEAD_INTERVAL:
+        run_periodically(
+            "security.audit-head", settings.LUMINA_AUDIT_HEAD_INTERVAL, audit_head_export
+        )
 
 
 def _seed_builtin_roles(**kwargs) -> None:

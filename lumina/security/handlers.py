@@ -1,14 +1,42 @@
-"""Audit subscriptions: one handler appends every security event to the audit chain."""
+"""Security's subscriptions: every security event goes to the audit chain; reset links are mailed.
+
+Durable events (``SecurityEvent.durable``) are appended as they are published, through
+the chain's own connection, so that a rollback of the publisher's transaction cannot
+remove them; every event, durable or not, is also appended by the handler once its
+transaction commits, which finds a durable one already there (appends are idempotent by
+event id) or records it then if the early append failed.
+"""
 
 from __future__ import annotations
 
-from lumina.kernel.bus import subscribe
+from collections.abc import Sequence
+
+import structlog
+
+from lumina.kernel.bus import add_publish_hook, subscribe
+from lumina.kernel.events import Event
 from lumina.security.events.base import SecurityEvent
+from lumina.security.events.sessions import PasswordResetRequested
 from lumina.security.services.audit import audit_append
+from lumina.security.services.passwords import password_reset_mail_send
+
+logger = structlog.get_logger(__name__)
 
 
 def record_security_event(event: SecurityEvent) -> None:
     audit_append(event=event)
+
+
+def record_durable_events(events: Sequence[Event]) -> None:
+    for event in events:
+        if isinstance(event, SecurityEvent) and event.durable:
+            try:
+                audit_append(event=event)
+            except Exception:
+                # The outbox row still carries it if the publisher's transaction commits.
+                logger.exception(
+                    "durable audit append failed", event_id=str(event.id), event_name=event.name
+                )
 
 
 def security_event_classes() -> list[type[SecurityEvent]]:
@@ -33,3 +61,13 @@ def subscribe_audit_log() -> None:
 
 
 subscribe_audit_log()
+add_publish_hook(record_durable_events)
+
+
+@subscribe(PasswordResetRequested)
+def mail_password_reset_link(event: PasswordResetRequested) -> None:
+    """After the request commits. With the Celery transport a worker sends it, so the
+    answer's timing does not tell whether a link went out; in-process it is sent right
+    after the commit, within the request."""
+    if event.mailed and event.user_id is not None:
+        password_reset_mail_send(user_id=event.user_id)

@@ -6,10 +6,10 @@ import time
 
 from django.contrib.auth import get_user_model
 from django_otp.oath import TOTP
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from lumina.kernel.models import OutboxEvent
+from lumina.security.models.mfa import TotpDevice
 from lumina.security.services import mfa as services
 
 PASSWORD = "a long passphrase 42"
@@ -24,9 +24,10 @@ def make_user(email: str, *, staff: bool = False, password: str = PASSWORD):
     return get_user_model().objects.create_user(email, password, is_staff=staff)
 
 
-def code_for(device: TOTPDevice, *, offset_steps: int = 0) -> str:
+def code_for(device: TotpDevice, *, offset_steps: int = 0) -> str:
     """The code an authenticator app shows now (or ``offset_steps`` steps away)."""
     device.refresh_from_db()
+    services.totp_open(device=device)
     generator = TOTP(device.bin_key, step=device.step, t0=device.t0, digits=device.digits)
     generator.time = time.time() + offset_steps * device.step
     return str(generator.token()).zfill(device.digits)

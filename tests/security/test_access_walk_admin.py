@@ -25,8 +25,6 @@ from django.contrib.auth.models import Group
 from django.test import Client
 from django.urls import URLResolver, reverse
 from django.utils import timezone
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from lumina.kernel.permissions import catalogue
 from lumina.providers.models.registry import Price
@@ -40,6 +38,7 @@ from lumina.security.api import (
 )
 from lumina.security.events.users import UserCreated
 from lumina.security.models.crypto import DataKey
+from lumina.security.models.mfa import BackupCodesDevice, TotpDevice
 from lumina.security.models.oidc import ExternalIdentity, IdentityProvider
 from lumina.security.models.rbac import Role, RoleAssignment
 from lumina.security.models.tokens import ApiToken
@@ -58,8 +57,8 @@ P = AdminPermissions
 ADMIN: dict[str, AdminPermissions] = {
     "security.auditentry": P(view="security.audit.read"),
     "security.datakey": P(view="security.keys.read"),
-    "otp_totp.totpdevice": P(view="security.users.manage"),
-    "otp_static.staticdevice": P(view="security.users.manage"),
+    "security.totpdevice": P(view="security.users.manage"),
+    "security.backupcodesdevice": P(view="security.users.manage"),
     "security.identityprovider": P.full("security.identity_providers.manage"),
     "security.externalidentity": P(view="security.users.manage", delete="security.users.manage"),
     "security.policy": P.full("security.policies.manage"),
@@ -141,8 +140,10 @@ def _object(label: str, owner):
             encrypt_secret("s3cret", owner="tests.Walk:1:secret"),
             DataKey.objects.latest("created_at"),
         )[1],
-        "otp_totp.totpdevice": lambda: TOTPDevice.objects.create(user=someone, name="app"),
-        "otp_static.staticdevice": lambda: StaticDevice.objects.create(user=someone, name="b"),
+        "security.totpdevice": lambda: TotpDevice.objects.create(user=someone, name="app"),
+        "security.backupcodesdevice": lambda: BackupCodesDevice.objects.create(
+            user=someone, name="b", salt=b"0" * 16
+        ),
         "security.identityprovider": provider,
         "security.externalidentity": lambda: ExternalIdentity.objects.create(
             user=someone, provider=provider(), subject="sub"

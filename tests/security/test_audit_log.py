@@ -8,7 +8,7 @@ import uuid
 import pytest
 from django.core.management import call_command
 from django.core.management.base import CommandError
-from django.db import DatabaseError, connection, transaction
+from django.db import DatabaseError, connections, transaction
 
 from lumina.kernel import bus
 from lumina.kernel.models import OutboxEvent, ProcessedEvent
@@ -21,6 +21,7 @@ from lumina.security.audit_sql import (
 from lumina.security.events.base import SecurityEvent
 from lumina.security.handlers import subscribe_audit_log
 from lumina.security.models.audit import AuditEntry
+from lumina.security.routers import AUDIT_DATABASE
 from lumina.security.services.audit import GENESIS_HASH, audit_append, audit_verify, entry_hash
 from lumina.security.services.users import user_create
 
@@ -55,15 +56,20 @@ def test_the_sql_names_the_models_table():
     assert AuditEntry._meta.db_table == AUDIT_TABLE == "security_auditentry"
 
 
+def audit_cursor():
+    """A cursor on the audit chain's own connection, where every audit statement runs."""
+    return connections[AUDIT_DATABASE].cursor()
+
+
 @pytest.fixture
 def append_only():
     """The migration's trigger (tables here come from the models, without migrations)."""
-    with connection.cursor() as cursor:
+    with audit_cursor() as cursor:
         for statement in AUDIT_APPEND_ONLY_SQL:
             cursor.execute(statement)
     yield
     # Transactional tests flush tables with TRUNCATE afterwards, which the trigger refuses.
-    with connection.cursor() as cursor:
+    with audit_cursor() as cursor:
         for statement in AUDIT_APPEND_ONLY_REVERSE_SQL:
             cursor.execute(statement)
 
@@ -81,7 +87,7 @@ def _publish_committed(capture, count: int = 1) -> list[SecurityEvent]:
 
 
 def _tamper(sql: str, params=()) -> None:
-    with connection.cursor() as cursor:
+    with audit_cursor() as cursor:
         cursor.execute(f"ALTER TABLE {AUDIT_TABLE} DISABLE TRIGGER {AUDIT_ROW_TRIGGER}")
         cursor.execute(sql, params)
         cursor.execute(f"ALTER TABLE {AUDIT_TABLE} ENABLE TRIGGER {AUDIT_ROW_TRIGGER}")
@@ -190,7 +196,10 @@ def test_update_and_delete_through_the_orm_are_refused_by_the_database(
         lambda: entry.delete(),
         lambda: AuditEntry.objects.all().delete(),
     ):
-        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+        with (
+            pytest.raises(DatabaseError, match="append-only"),
+            transaction.atomic(using=AUDIT_DATABASE),
+        ):
             attempt()
     assert AuditEntry.objects.count() == 2
     assert AuditEntry.objects.get(sequence=1).target == "probe-0"
@@ -211,8 +220,8 @@ def test_update_delete_and_truncate_in_raw_sql_are_refused_by_the_database(
     _publish_committed(django_capture_on_commit_callbacks, 2)
     with (
         pytest.raises(DatabaseError, match="append-only"),
-        transaction.atomic(),
-        connection.cursor() as cursor,
+        transaction.atomic(using=AUDIT_DATABASE),
+        audit_cursor() as cursor,
     ):
         cursor.execute(statement)
     assert AuditEntry.objects.count() == 2
@@ -295,7 +304,7 @@ def test_concurrent_appends_from_two_threads_keep_the_chain_linear(append_only):
         except BaseException as exc:  # surfaced by the assertion below
             errors.append(exc)
         finally:
-            connection.close()
+            connections.close_all()
 
     threads = [threading.Thread(target=publish_many, args=(name,)) for name in ("a", "b")]
     for thread in threads:

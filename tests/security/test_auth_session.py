@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import django_otp
 import pytest
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from lumina.security.models.mfa import TotpDevice
 from tests.security.auth_support import (
     LOGOUT,
     ME,
@@ -36,14 +36,14 @@ def ada(django_user_model):
 
 @pytest.fixture
 def ada_with_mfa(ada):
-    TOTPDevice.objects.create(user=ada, name="phone", confirmed=True)
+    TotpDevice.objects.create(user=ada, name="phone", confirmed=True)
     return ada
 
 
 def verify_mfa(client, user) -> None:
     """What the MFA endpoint does on a right code: django_otp.login stores the device."""
     session = client.session
-    session[django_otp.DEVICE_ID_SESSION_KEY] = TOTPDevice.objects.get(user=user).persistent_id
+    session[django_otp.DEVICE_ID_SESSION_KEY] = TotpDevice.objects.get(user=user).persistent_id
     session.save()
 
 
@@ -131,7 +131,7 @@ def test_a_new_password_login_drops_an_earlier_mfa_verification(ada_with_mfa):
 
 
 def test_an_unconfirmed_device_does_not_require_mfa(ada):
-    TOTPDevice.objects.create(user=ada, name="half-enrolled", confirmed=False)
+    TotpDevice.objects.create(user=ada, name="half-enrolled", confirmed=False)
     client = browser()
     assert login(client, "ada@example.com").json()["mfa_required"] is False
     assert client.get(TOKENS).status_code == 200

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import base64
 import logging
-from binascii import unhexlify
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.core.cache import cache
 from django.core.management import CommandError, call_command
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from lumina.kernel.models import OutboxEvent
+from lumina.security.models.mfa import BackupCodesDevice, TotpDevice
+from lumina.security.services import mfa as services
 from lumina.security.services.tokens import token_create
 from lumina.security.types import Actor
 from tests.security.auth_support import steady_window
@@ -74,11 +73,11 @@ def test_enrolment_returns_a_png_qr_code_and_a_provisioning_uri_for_an_unconfirm
     assert uri.netloc == "totp"
     query = parse_qs(uri.query)
     assert query["issuer"] == ["Lumina"]
-    device = TOTPDevice.objects.get(user=user)
+    device = TotpDevice.objects.get(user=user)
     assert not device.confirmed
     assert body["device_id"] == device.persistent_id
     secret = query["secret"][0]
-    assert base64.b32decode(secret) == unhexlify(device.key)
+    assert base64.b32decode(secret) == services.totp_open(device=device).bin_key
     assert response["Cache-Control"] == "no-store"
 
 
@@ -89,15 +88,15 @@ def test_enrolling_again_replaces_the_unconfirmed_device():
     second = client.post(ENROL).json()
 
     assert first["device_id"] != second["device_id"]
-    assert TOTPDevice.objects.filter(user=user).count() == 1
-    assert TOTPDevice.objects.get(user=user).persistent_id == second["device_id"]
+    assert TotpDevice.objects.filter(user=user).count() == 1
+    assert TotpDevice.objects.get(user=user).persistent_id == second["device_id"]
 
 
 def test_confirming_with_a_code_from_the_device_key_turns_mfa_on_and_verifies_the_session():
     user = make_user("linus@example.com")
     client = session_client(user)
     client.post(ENROL)
-    device = TOTPDevice.objects.get(user=user)
+    device = TotpDevice.objects.get(user=user)
 
     response = client.post(CONFIRM, {"code": code_for(device)}, format="json")
 
@@ -114,7 +113,7 @@ def test_confirming_with_a_wrong_code_is_a_400_naming_code_and_keeps_mfa_off():
     user = make_user("alan@example.com")
     client = session_client(user)
     client.post(ENROL)
-    device = TOTPDevice.objects.get(user=user)
+    device = TotpDevice.objects.get(user=user)
     wrong = str((int(code_for(device)) + 1) % 1_000_000).zfill(6)
 
     error = error_of(client.post(CONFIRM, {"code": wrong}, format="json"), 400)
@@ -151,7 +150,7 @@ def test_enrolling_while_mfa_is_on_is_a_409():
     client = _verified_client(user, device)
     error = error_of(client.post(ENROL), 409)
     assert error["code"] == "mfa_already_enabled"
-    assert TOTPDevice.objects.filter(user=user).count() == 1
+    assert TotpDevice.objects.filter(user=user).count() == 1
 
 
 @pytest.mark.parametrize("path", [MFA, ENROL, CONFIRM, VERIFY, BACKUP_CODES])
@@ -168,7 +167,7 @@ def test_an_api_token_cannot_enrol_or_remove_mfa():
 
     assert error_of(client.post(ENROL), 403)["code"] == "not_authenticated"
     assert error_of(client.delete(MFA, {"password": PASSWORD}, format="json"), 403)
-    assert not TOTPDevice.objects.filter(user=user).exists()
+    assert not TotpDevice.objects.filter(user=user).exists()
 
 
 # --- Verification -----------------------------------------------------------------------
@@ -305,7 +304,7 @@ def test_new_backup_codes_replace_the_old_ones(no_device_backoff):
     new = client.post(BACKUP_CODES).json()["codes"]
 
     assert not set(old) & set(new)
-    assert StaticDevice.objects.filter(user=user).count() == 1
+    assert BackupCodesDevice.objects.filter(user=user).count() == 1
     error_of(session_client(user).post(VERIFY, {"code": old[0]}, format="json"), 400)
     assert session_client(user).post(VERIFY, {"code": new[0]}, format="json").status_code == 200
 
@@ -320,7 +319,7 @@ def test_a_partial_session_cannot_make_backup_codes_or_enrol():
     client = session_client(user)
     assert error_of(client.post(BACKUP_CODES), 403)["code"] == "mfa_required"
     assert error_of(client.post(ENROL), 403)["code"] == "mfa_required"
-    assert not StaticDevice.objects.filter(user=user).exists()
+    assert not BackupCodesDevice.objects.filter(user=user).exists()
 
 
 # --- Status and disabling ------------------------------------------------------------
@@ -339,7 +338,7 @@ def test_status_lists_devices_and_remaining_codes_without_secrets():
     assert body["backup_codes_remaining"] == 10
     assert sorted(d["type"] for d in body["devices"]) == ["backup_codes", "totp"]
     text = response.content.decode()
-    assert device.key not in text
+    assert device.bin_key.hex() not in text
     assert base64.b32encode(device.bin_key).decode() not in text
     assert not any(code in text for code in codes)
 
@@ -353,12 +352,12 @@ def test_disabling_needs_the_right_password():
 
     assert error_of(wrong, 400)["fields"].keys() == {"password"}
     assert "not the password" not in wrong.content.decode()
-    assert TOTPDevice.objects.filter(user=user).exists()
+    assert TotpDevice.objects.filter(user=user).exists()
     assert [e["outcome"] for e in event_payloads("security.MfaDisableRefused")] == ["denied"]
 
     assert client.delete(MFA, {"password": PASSWORD}, format="json").status_code == 204
-    assert not TOTPDevice.objects.filter(user=user).exists()
-    assert not StaticDevice.objects.filter(user=user).exists()
+    assert not TotpDevice.objects.filter(user=user).exists()
+    assert not BackupCodesDevice.objects.filter(user=user).exists()
     assert event_payloads("security.MfaDisabled")[0]["devices_removed"] == 2
     # Without a device the session needs no second factor any more.
     assert client.get(MFA).json()["enabled"] is False
@@ -373,7 +372,7 @@ def test_disabling_without_a_password_is_a_400_naming_password():
 def test_a_partial_session_cannot_disable_mfa():
     user, _ = enrolled_user("thief@example.com")
     error_of(session_client(user).delete(MFA, {"password": PASSWORD}, format="json"), 403)
-    assert TOTPDevice.objects.filter(user=user).exists()
+    assert TotpDevice.objects.filter(user=user).exists()
 
 
 # --- Secrets stay out of logs, events and later answers ----------------------------------
@@ -384,7 +383,7 @@ def test_no_totp_secret_or_code_reaches_logs_or_events(caplog):
     user = make_user("secretive@example.com")
     client = session_client(user)
     client.post(ENROL)
-    device = TOTPDevice.objects.get(user=user)
+    device = TotpDevice.objects.get(user=user)
     confirm_code = code_for(device, offset_steps=-1)
     client.post(CONFIRM, {"code": confirm_code}, format="json")
     verify_code = code_for(device)
@@ -392,7 +391,7 @@ def test_no_totp_secret_or_code_reaches_logs_or_events(caplog):
     codes = client.post(BACKUP_CODES).json()["codes"]
     session_client(user).post(VERIFY, {"code": codes[0]}, format="json")
 
-    secrets = [device.key, base64.b32encode(device.bin_key).decode(), *codes]
+    secrets = [device.bin_key.hex(), base64.b32encode(device.bin_key).decode(), *codes]
     recorded = caplog.text + str(list(OutboxEvent.objects.values_list("payload", flat=True)))
     for secret in secrets:
         assert secret not in recorded
@@ -412,8 +411,8 @@ def test_mfa_reset_command_removes_the_users_devices(capsys):
     call_command("security", "mfa", "reset", "LOST.phone@example.com")
 
     assert "removed 2 MFA device(s)" in capsys.readouterr().out
-    assert not TOTPDevice.objects.filter(user=user).exists()
-    assert not StaticDevice.objects.filter(user=user).exists()
+    assert not TotpDevice.objects.filter(user=user).exists()
+    assert not BackupCodesDevice.objects.filter(user=user).exists()
     assert event_payloads("security.MfaReset")[0]["user_id"] == str(user.pk)
     # The next password login needs no second factor.
     assert session_client(user).get(MFA).status_code == 200

@@ -11,11 +11,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import pytest
 from django.core.cache import cache
 from django.db import connection
-from django_otp.plugins.otp_totp.models import TOTPDevice
 from rest_framework.test import APIClient
 
 from lumina.kernel.models import OutboxEvent
 from lumina.security.models.crypto import DataKey
+from lumina.security.models.mfa import TotpDevice
 from lumina.security.models.oidc import ExternalIdentity, IdentityProvider
 from lumina.security.services import oidc as services
 from tests.security.mfa_support import enrolled_user, error_of, event_payloads, make_user
@@ -154,7 +154,7 @@ def test_a_user_with_mfa_gets_a_partially_authenticated_session(identity_provide
     assert response.json()["mfa_required"] is True
     assert error_of(client.get("/api/v1/auth/mfa"), 403)["code"] == "mfa_required"
     assert event_payloads("security.OidcLoginSucceeded")[0]["mfa_required"] is True
-    assert TOTPDevice.objects.filter(user=user).count() == 1
+    assert TotpDevice.objects.filter(user=user).count() == 1
 
 
 def test_the_callback_sends_the_browser_to_next(identity_provider):

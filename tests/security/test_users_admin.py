@@ -12,8 +12,8 @@ import pytest
 from django.contrib.auth import authenticate
 from django.contrib.auth.models import Group, Permission
 from django.test import Client
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from lumina.security.models.mfa import TotpDevice
 from lumina.security.models.oidc import ExternalIdentity, IdentityProvider
 from lumina.security.models.rbac import Role, RoleAssignment
 from tests.security.mfa_support import enrolled_user
@@ -140,13 +140,13 @@ def test_the_mfa_reset_action_spares_accounts_the_actor_does_not_outrank():
     plain, plain_device = enrolled_user("plain.mfa@example.com")
     client = console_for(admin_staff())
     response = client.post(
-        "/admin/otp_totp/totpdevice/",
+        "/admin/security/totpdevice/",
         {"action": "reset_mfa", "_selected_action": [root_device.pk, plain_device.pk]},
         follow=True,
     )
     assert response.status_code == 200
-    assert TOTPDevice.objects.filter(user=root).exists()
-    assert not TOTPDevice.objects.filter(user=plain).exists()
+    assert TotpDevice.objects.filter(user=root).exists()
+    assert not TotpDevice.objects.filter(user=plain).exists()
     (refusal,) = events_named("security.AccessDenied")
     assert refusal.payload["resource_id"] == str(root.pk)
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import Count, QuerySet
 from django.http import HttpRequest
-from django_otp.plugins.otp_static.models import StaticDevice
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from lumina.kernel.errors import ApplicationError
 from lumina.security.api.actors import actor_of
 from lumina.security.api.admin import AdminPermissions, ReadOnlyAdmin, admin_may
+from lumina.security.models.mfa import BackupCodesDevice, TotpDevice
 from lumina.security.services import mfa as services
 from lumina.security.services.users import MANAGE, user_credentials_require
 
@@ -69,15 +68,15 @@ class BackupCodesDeviceAdmin(DeviceAdmin):
     readonly_fields = fields
 
     def get_queryset(self, request) -> QuerySet:
-        return super().get_queryset(request).annotate(remaining=Count("token_set"))
+        return super().get_queryset(request).annotate(remaining=Count("codes"))
 
     @admin.display(description="codes remaining", ordering="remaining")
     def codes_remaining(self, device) -> int:
         return device.remaining
 
 
-# django-otp's own pages show keys, QR codes and backup codes: replace them.
-for model, model_admin in ((TOTPDevice, TotpDeviceAdmin), (StaticDevice, BackupCodesDeviceAdmin)):
-    if admin.site.is_registered(model):
-        admin.site.unregister(model)
+for model, model_admin in (
+    (TotpDevice, TotpDeviceAdmin),
+    (BackupCodesDevice, BackupCodesDeviceAdmin),
+):
     admin.site.register(model, model_admin)

@@ -6,6 +6,7 @@ from lumina.security.events import (  # noqa: F401  (registers their event class
     oidc,
     policies,
     rbac,
+    sessions,
 )
 from lumina.security.events.auth import (
     AccountLocked,

@@ -16,6 +16,7 @@ from lumina.security.events.base import SecurityEvent
 class LoginSucceeded(SecurityEvent):
     name = "security.LoginSucceeded"
     version = 1
+    durable = True
 
     user_id: uuid.UUID
     email: str
@@ -27,6 +28,7 @@ class LoginSucceeded(SecurityEvent):
 class LoginFailed(SecurityEvent):
     name = "security.LoginFailed"
     version = 1
+    durable = True
 
     # The address that was tried; user_id is None when no account has it.
     email: str
@@ -40,6 +42,7 @@ class LoginFailed(SecurityEvent):
 class AccountLocked(SecurityEvent):
     name = "security.AccountLocked"
     version = 1
+    durable = True
 
     email: str
     user_id: uuid.UUID | None
@@ -65,6 +68,7 @@ class AddressThrottled(SecurityEvent):
 
     name = "security.AddressThrottled"
     version = 1
+    durable = True
 
     scope: str
     limit: int

@@ -25,6 +25,7 @@ class SecretEncrypted(SecurityEvent):
 class SecretDecrypted(SecurityEvent):
     name = "security.SecretDecrypted"
     version = 1
+    durable = True
 
     owner: str
     data_key_id: uuid.UUID
@@ -36,6 +37,7 @@ class SecretDecryptionFailed(SecurityEvent):
 
     name = "security.SecretDecryptionFailed"
     version = 1
+    durable = True
 
     owner: str
     # A short code: malformed, unknown_data_key, owner_mismatch, kek_unavailable,

@@ -25,6 +25,7 @@ class MfaVerified(SecurityEvent):
 
     name = "security.MfaVerified"
     version = 1
+    durable = True
 
     user_id: uuid.UUID
     device_type: str
@@ -36,6 +37,7 @@ class MfaFailed(SecurityEvent):
 
     name = "security.MfaFailed"
     version = 1
+    durable = True
 
     user_id: uuid.UUID
     # "invalid_code", "throttled" or "not_enrolled".
@@ -71,6 +73,7 @@ class MfaDisableRefused(SecurityEvent):
 
     name = "security.MfaDisableRefused"
     version = 1
+    durable = True
 
     user_id: uuid.UUID
     outcome: str = "denied"

@@ -14,6 +14,7 @@ class OidcLoginSucceeded(SecurityEvent):
 
     name = "security.OidcLoginSucceeded"
     version = 1
+    durable = True
 
     user_id: uuid.UUID
     provider: str
@@ -29,6 +30,7 @@ class OidcLoginFailed(SecurityEvent):
 
     name = "security.OidcLoginFailed"
     version = 1
+    durable = True
 
     provider: str
     # A short machine-readable reason, e.g. "state_mismatch", "invalid_id_token".

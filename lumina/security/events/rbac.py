@@ -102,6 +102,7 @@ class AccessDenied(SecurityEvent):
 
     name = "security.AccessDenied"
     version = 1
+    durable = True
 
     action: str
     reason: str

@@ -2,6 +2,7 @@
 
 from lumina.security.models.audit import AuditEntry  # noqa: F401
 from lumina.security.models.crypto import DataKey  # noqa: F401
+from lumina.security.models.mfa import BackupCode, BackupCodesDevice, TotpDevice  # noqa: F401
 from lumina.security.models.oidc import ExternalIdentity, IdentityProvider  # noqa: F401
 from lumina.security.models.policies import Policy, PolicyVersion  # noqa: F401
 from lumina.security.models.rbac import Role, RoleAssignment  # noqa: F401

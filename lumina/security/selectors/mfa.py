@@ -8,12 +8,11 @@ import uuid
 
 from django_otp import devices_for_user
 from django_otp.models import Device
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
+from lumina.security.models.mfa import BackupCode, BackupCodesDevice, TotpDevice
 from lumina.security.models.users import User
 
-DEVICE_TYPES: dict[type[Device], str] = {TOTPDevice: "totp", StaticDevice: "backup_codes"}
+DEVICE_TYPES: dict[type[Device], str] = {TotpDevice: "totp", BackupCodesDevice: "backup_codes"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,17 +47,17 @@ def user_has_confirmed_device(*, user: User) -> bool:
     return any(model.objects.filter(user=user, confirmed=True).exists() for model in DEVICE_TYPES)
 
 
-def totp_device_confirmed(*, user: User) -> TOTPDevice | None:
-    return TOTPDevice.objects.filter(user=user, confirmed=True).order_by("id").first()
+def totp_device_confirmed(*, user: User) -> TotpDevice | None:
+    return TotpDevice.objects.filter(user=user, confirmed=True).order_by("id").first()
 
 
-def totp_device_pending(*, user: User) -> TOTPDevice | None:
+def totp_device_pending(*, user: User) -> TotpDevice | None:
     """The authenticator app being enrolled, not yet confirmed with a first code."""
-    return TOTPDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
+    return TotpDevice.objects.filter(user=user, confirmed=False).order_by("-id").first()
 
 
-def backup_device(*, user: User) -> StaticDevice | None:
-    return StaticDevice.objects.filter(user=user, confirmed=True).order_by("id").first()
+def backup_device(*, user: User) -> BackupCodesDevice | None:
+    return BackupCodesDevice.objects.filter(user=user, confirmed=True).order_by("id").first()
 
 
 def mfa_status_get(*, user: User) -> MfaStatus:
@@ -77,7 +76,7 @@ def mfa_status_get(*, user: User) -> MfaStatus:
             )
             for d in devices
         ),
-        backup_codes_remaining=StaticToken.objects.filter(
+        backup_codes_remaining=BackupCode.objects.filter(
             device__user=user, device__confirmed=True
         ).count(),
     )

@@ -16,11 +16,13 @@ encoded as UTF-8, so pure ASCII) with exactly these keys:
 An entry's ``target`` is the event's ``target`` field when it declares one, else the
 value of its first own field (e.g. ``owner``, ``user_id``).
 
-Appends take a transaction-level advisory lock, so concurrent appends serialise and the
-chain stays linear; sequence numbers are assigned densely (previous + 1), so a gap means
-removed rows. Verification walks the chain in order and reports the first broken link.
-The chain cannot show that its newest entries were removed: keep the head hash that
-``audit_verify`` reports somewhere else to detect that.
+Appends run on the audit chain's own connection (``routers.AUDIT_DATABASE``), each in
+its own short transaction that takes a transaction-level advisory lock, so concurrent
+appends serialise, the chain stays linear, and an entry does not depend on the
+transaction of whoever caused it. Sequence numbers are assigned densely (previous + 1),
+so a gap means removed rows. Verification walks the chain in order and reports the first
+broken link. The chain cannot show by itself that its newest entries were removed: a
+signed head exported elsewhere (``audit_head_export``) is what shows that.
 """
 
 from __future__ import annotations
@@ -34,10 +36,11 @@ import uuid
 from typing import Any
 
 import structlog
-from django.db import connection, transaction
+from django.db import connections, transaction
 
 from lumina.security.events.base import SecurityEvent
 from lumina.security.models.audit import AuditEntry
+from lumina.security.routers import AUDIT_DATABASE
 
 logger = structlog.get_logger(__name__)
 
@@ -142,7 +145,7 @@ def _as_stored(details: dict[str, Any], ip_address: str | None) -> tuple[dt.date
     JSONB and inet normalise what they store (key order, number and address spelling);
     hashing what they return keeps verification exact.
     """
-    with connection.cursor() as cursor:
+    with connections[AUDIT_DATABASE].cursor() as cursor:
         cursor.execute(
             "SELECT clock_timestamp(), %s::jsonb, host(%s::inet)",
             [json.dumps(details), ip_address],
@@ -157,8 +160,8 @@ def audit_append(*, event: SecurityEvent) -> AuditEntry:
     """Append ``event`` to the chain; appending the same event again returns its entry."""
     payload = event.payload()
     details = _clean({k: v for k, v in payload.items() if k not in COMMON_FIELDS})
-    with transaction.atomic():
-        with connection.cursor() as cursor:
+    with transaction.atomic(using=AUDIT_DATABASE):
+        with connections[AUDIT_DATABASE].cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s)", [AUDIT_LOCK_ID])
         existing = AuditEntry.objects.filter(event_id=event.id).first()
         if existing is not None:

@@ -208,6 +208,28 @@ def secret_decrypt(*, ciphertext: str, owner: str, actor: Actor) -> str:
     return plaintext
 
 
+def secret_open(*, ciphertext: str, owner: str) -> str:
+    """Open a secret the security context seals for its own use (MFA seeds).
+
+    Not for other contexts' secrets: there is no actor to authorise, and a success is
+    not audited, because the caller's own use of the secret is (``MfaVerified`` /
+    ``MfaFailed``); auditing every code check twice would only flood the chain. A
+    failure is audited and raises ``DecryptionError``.
+    """
+    _check_owner(owner)
+    try:
+        plaintext, _ = _open(ciphertext, owner)
+    except _OpenFailed as failure:
+        publish(
+            SecretDecryptionFailed(
+                owner=owner, reason=failure.reason, data_key_id=failure.data_key_id
+            )
+        )
+        logger.warning("secret decryption failed", owner=owner, reason=failure.reason)
+        raise DecryptionError() from None
+    return plaintext
+
+
 def secret_forget(*, owner: str, ciphertext: str | None = None, actor: Actor | None = None) -> int:
     """Delete ``owner``'s data keys (only the one behind ``ciphertext`` when given).
 

@@ -1,24 +1,27 @@
 """Multi-factor authentication use-cases: TOTP enrolment, verification, backup codes, removal.
 
-Devices are django-otp's own models. Codes, keys and backup codes are never logged
-nor put in events; only the enrolment answer carries the provisioning URI and QR code.
+Devices are security's own django-otp devices (``models/mfa.py``): a TOTP seed is
+sealed by envelope encryption for its device and opened here only to check a code or
+draw the QR code; backup codes are stored as Argon2id digests. Codes, keys and backup
+codes are never logged nor put in events; only the enrolment answer carries the
+provisioning URI and QR code, and only the generating call returns backup codes.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import uuid
+from base64 import b32encode
 
 import segno
 from django.db import transaction
-from django_otp import verify_token
 from django_otp.models import Device
-from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
-from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from lumina.kernel.bus import publish
 from lumina.kernel.errors import ApplicationError, ConflictError
+from lumina.security.crypto import lookup
 from lumina.security.events.mfa import (
     MfaBackupCodesGenerated,
     MfaDisabled,
@@ -27,6 +30,13 @@ from lumina.security.events.mfa import (
     MfaFailed,
     MfaReset,
     MfaVerified,
+)
+from lumina.security.models.mfa import (
+    TOTP_KEY_BYTES,
+    BackupCode,
+    BackupCodesDevice,
+    TotpDevice,
+    totp_key_owner,
 )
 from lumina.security.models.users import User
 from lumina.security.selectors.mfa import (
@@ -38,6 +48,12 @@ from lumina.security.selectors.mfa import (
     user_has_confirmed_device,
 )
 from lumina.security.services.auth import AccountLockedError, attempt_guard
+from lumina.security.services.crypto import (
+    DecryptionError,
+    secret_encrypt,
+    secret_forget,
+    secret_open,
+)
 
 TOTP_DEVICE_NAME = "Authenticator app"
 BACKUP_DEVICE_NAME = "Backup codes"
@@ -60,7 +76,7 @@ class MfaThrottledError(ApplicationError):
 
 @dataclasses.dataclass(frozen=True)
 class TotpEnrolment:
-    device: TOTPDevice
+    device: TotpDevice
     provisioning_uri: str
     qr_png: bytes
 
@@ -70,8 +86,28 @@ def normalize_code(code: str) -> str:
     return "".join(code.split()).replace("-", "").lower()
 
 
-def totp_provisioning(*, device: TOTPDevice) -> TotpEnrolment:
+def new_backup_code() -> str:
+    """Eight base32 characters (40 random bits), as django-otp's static tokens."""
+    return b32encode(os.urandom(5)).decode("ascii").lower()
+
+
+def totp_seal(*, device: TotpDevice, key: bytes) -> None:
+    """Seal ``key`` for the (saved) ``device`` and store only the ciphertext."""
+    device.sealed_key = secret_encrypt(plaintext=key.hex(), owner=totp_key_owner(device.pk))
+    device.save(update_fields=["sealed_key"])
+    device.with_key(key)
+
+
+def totp_open(*, device: TotpDevice) -> TotpDevice:
+    """Open the device's sealed seed into the instance (memory only) and return it."""
+    hex_key = secret_open(ciphertext=device.sealed_key, owner=totp_key_owner(device.pk))
+    return device.with_key(bytes.fromhex(hex_key))
+
+
+def totp_provisioning(*, device: TotpDevice) -> TotpEnrolment:
     """The otpauth:// URI for authenticator apps and the same URI as a PNG QR code."""
+    if not device.key_is_open:
+        totp_open(device=device)
     uri = device.config_url
     png = io.BytesIO()
     segno.make(uri, error="m").save(png, kind="png", scale=5, border=4)
@@ -86,12 +122,13 @@ def totp_enrol(*, user: User) -> TotpEnrolment:
                 "An authenticator app is already set up; turn MFA off first to replace it.",
                 code="mfa_already_enabled",
             )
-        TOTPDevice.objects.filter(user=user, confirmed=False).delete()
-        device = TOTPDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+        _delete_devices(devices=list(TotpDevice.objects.filter(user=user, confirmed=False)))
+        device = TotpDevice.objects.create(user=user, name=TOTP_DEVICE_NAME, confirmed=False)
+        totp_seal(device=device, key=os.urandom(TOTP_KEY_BYTES))
     return totp_provisioning(device=device)
 
 
-def totp_confirm(*, user: User, code: str, ip_address: str | None = None) -> TOTPDevice:
+def totp_confirm(*, user: User, code: str, ip_address: str | None = None) -> TotpDevice:
     """Confirm the pending authenticator app with its first code; MFA is on from then."""
     device = totp_device_pending(user=user)
     if device is None:
@@ -162,13 +199,19 @@ def backup_codes_generate(*, user: User, ip_address: str | None = None) -> list[
             "Set up an authenticator app before creating backup codes.",
             code="mfa_not_enabled",
         )
-    codes = [StaticToken.random_token() for _ in range(BACKUP_CODE_COUNT)]
+    codes = [new_backup_code() for _ in range(BACKUP_CODE_COUNT)]
+    # A fresh salt for every set: digests of earlier sets say nothing about this one. The
+    # hashing (tens of milliseconds a code) happens before any row is locked.
+    salt, params = lookup.new_salt(), lookup.DEFAULT_PARAMS
+    digests = [lookup.digest(code, salt=salt, params=params) for code in codes]
     with transaction.atomic():
         device = backup_device(user=user)
         if device is None:
-            device = StaticDevice.objects.create(user=user, name=BACKUP_DEVICE_NAME)
-        device.token_set.all().delete()
-        StaticToken.objects.bulk_create(StaticToken(device=device, token=c) for c in codes)
+            device = BackupCodesDevice(user=user, name=BACKUP_DEVICE_NAME)
+        device.salt, device.hash_params = salt, params
+        device.save()
+        device.codes.all().delete()
+        BackupCode.objects.bulk_create(BackupCode(device=device, digest=d) for d in digests)
         publish(
             MfaBackupCodesGenerated(
                 user_id=user.pk, count=len(codes), actor_id=user.pk, ip_address=ip_address
@@ -208,9 +251,13 @@ def mfa_reset(*, user: User, actor_id: uuid.UUID | None = None) -> int:
     return removed
 
 
-def _delete_devices(*, user: User) -> int:
-    devices = mfa_device_list(user=user)
+def _delete_devices(*, user: User | None = None, devices: list[Device] | None = None) -> int:
+    """Delete devices (``user``'s, or those given) and shred their sealed seeds."""
+    if devices is None:
+        devices = mfa_device_list(user=user)
     for device in devices:
+        if isinstance(device, TotpDevice):
+            secret_forget(owner=totp_key_owner(device.pk))
         device.delete()
     return len(devices)
 
@@ -230,10 +277,27 @@ def _verify(*, user: User, device: Device, code: str, ip_address: str | None) ->
     if not allowed:
         _fail(user=user, reason="throttled", ip_address=ip_address)
         raise MfaThrottledError("Too many wrong codes; wait a moment and try again.")
-    # verify_token locks the device row so two requests cannot both use one code.
-    if verify_token(user, device.persistent_id, normalize_code(code)) is None:
+    if not _verify_locked(user=user, device=device, code=normalize_code(code)):
         _fail(user=user, reason="invalid_code", ip_address=ip_address)
         raise InvalidCodeError()
+
+
+def _verify_locked(*, user: User, device: Device, code: str) -> bool:
+    """django_otp.verify_token, opening the seed: the row is locked so two requests
+    cannot both use one code (or one time step)."""
+    with transaction.atomic():
+        locked = (
+            type(device).objects.select_for_update().filter(pk=device.pk, user_id=user.pk).first()
+        )
+        if locked is None:
+            return False
+        if isinstance(locked, TotpDevice):
+            try:
+                totp_open(device=locked)
+            except DecryptionError:
+                # Audited as SecretDecryptionFailed; to the caller it is a wrong code.
+                return False
+        return locked.verify_token(code)
 
 
 def _fail(*, user: User, reason: str, ip_address: str | None) -> None:

@@ -67,6 +67,7 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "security.tokens.manage",
             "security.roles.manage",
             "security.policies.manage",
+            "security.sessions.manage",
             "security.secrets.encrypt",
             "security.keys.read",
             "security.audit.read",
