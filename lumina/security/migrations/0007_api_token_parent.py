@@ -6,7 +6,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("security", "0003_audit_append_only"),
+        ("security", "0006_sessions"),
         # Role and token changes (the post-migrate role seeding among them) bump generations.
         ("kernel", "0002_generations"),
     ]
