@@ -22,6 +22,7 @@ from collections.abc import Mapping
 from urllib.parse import urlencode
 
 import pytest
+from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.urls import URLResolver, get_resolver
 from rest_framework.test import APIClient
 
@@ -30,8 +31,10 @@ from lumina.providers.models.usage import Budget
 from lumina.security.api import encrypt_secret
 from lumina.security.models.oidc import IdentityProvider
 from lumina.security.models.rbac import Role, RoleAssignment
+from lumina.security.models.sessions import Session
 from lumina.security.services.policies import policy_create
 from lumina.security.services.tokens import token_create
+from lumina.security.sessions import SessionStore
 from lumina.security.types import Actor
 from tests.providers.factories import DeploymentFactory, ProviderFactory
 from tests.security.access_support import Caller, holder, lacking, make_user
@@ -84,6 +87,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "api/v1/auth/oauth/<slug:slug>/login"): PUBLIC,
     ("GET", "api/v1/auth/oauth/<slug:slug>/callback"): PUBLIC,
     ("GET", "api/v1/auth/oauth/link"): SIGNED_IN,
+    ("POST", "api/v1/auth/password/reset"): PUBLIC,
+    ("POST", "api/v1/auth/password/reset/confirm"): PUBLIC,
+    ("GET", "accounts/password-reset/<uidb64>/<token>/"): PUBLIC,
+    ("POST", "accounts/password-reset/<uidb64>/<token>/"): PUBLIC,
+    ("PUT", "accounts/password-reset/<uidb64>/<token>/"): PUBLIC,
+    ("GET", "accounts/password-reset/done/"): PUBLIC,
     ("POST", "api/v1/auth/oauth/link"): SIGNED_IN,
     ("POST", "api/v1/auth/logout"): SIGNED_IN,
     ("GET", "api/v1/auth/me"): SIGNED_IN,
@@ -98,6 +107,13 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "api/v1/auth/tokens/<uuid:token_id>"): SIGNED_IN,
     ("DELETE", "api/v1/auth/tokens/<uuid:token_id>"): SIGNED_IN,
     ("GET", "api/v1/rbac/permissions"): SIGNED_IN,
+    ("POST", "api/v1/auth/password"): SIGNED_IN,
+    ("GET", "api/v1/auth/sessions"): SIGNED_IN,
+    ("POST", "api/v1/auth/sessions/revoke-others"): SIGNED_IN,
+    ("DELETE", "api/v1/auth/sessions/<uuid:session_id>"): SIGNED_IN,
+    ("GET", "api/v1/sessions"): "security.sessions.manage",
+    ("POST", "api/v1/sessions/revoke"): "security.sessions.manage",
+    ("DELETE", "api/v1/sessions/<uuid:session_id>"): "security.sessions.manage",
     ("GET", "api/v1/providers/costs"): SIGNED_IN,
     ("GET", "api/v1/providers/usage"): SIGNED_IN,
     ("GET", "api/v1/providers/budgets"): SIGNED_IN,
@@ -219,10 +235,25 @@ BODIES: dict[tuple[str, str], dict] = {
         "limit_usd": "1",
     },
     ("PATCH", "api/v1/providers/budgets/<uuid:budget_id>"): {"requests_per_minute": 7},
+    ("POST", "api/v1/auth/password"): {
+        "current_password": "not the password",
+        "new_password": "a brand new passphrase 42",
+    },
+    ("POST", "api/v1/sessions/revoke"): {"user_id": "{other}"},
 }
 QUERIES: dict[tuple[str, str], dict] = {
     ("GET", "api/v1/providers/costs"): {"since": "2026-01-01"},
 }
+
+
+def _session_of(user) -> Session:
+    """A signed-in browser session of ``user``, through the session engine itself."""
+    store = SessionStore()
+    store[SESSION_KEY] = str(user.pk)
+    store[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    store[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    store.create()
+    return Session.objects.get(session_key=store.session_key)
 
 
 class World:
@@ -242,7 +273,12 @@ class World:
             slug="walked", display_name="IdP", issuer="https://127.0.0.1:9/", client_id="lumina"
         )
         budget = Budget.objects.create(scope="user", subject_id=self.other.pk, limit_usd=1)
+        other_session = _session_of(self.other)
         self.values = {
+            "other_session": str(other_session.public_id),
+            "uidb64": "MQ",
+            "token": "set-password",
+            "session_id": str(other_session.public_id),
             "other": str(self.other.pk),
             "other_token": str(other_token.id),
             "other_budget": str(budget.id),
@@ -264,7 +300,12 @@ class World:
         """Path values naming the caller's own things."""
         token = token_create(user_id=user.pk, actor=SYSTEM).token
         budget = Budget.objects.create(scope="user", subject_id=user.pk, limit_usd=1)
-        return {"token_id": str(token.id), "budget_id": str(budget.id)}
+        session = _session_of(user)
+        return {
+            "token_id": str(token.id),
+            "budget_id": str(budget.id),
+            "session_id": str(session.public_id),
+        }
 
     def fill(self, value, values: Mapping[str, str]):
         if isinstance(value, str):
