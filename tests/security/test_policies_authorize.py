@@ -174,7 +174,9 @@ def test_a_stored_policy_that_no_longer_parses_refuses_everything():
     assert "cannot be loaded" in decision.reason
 
 
-def test_policies_scoped_to_other_actions_cost_nothing(django_assert_num_queries):
+def test_policies_scoped_to_other_actions_cost_nothing(
+    django_assert_num_queries, generations_steady
+):
     developer = make_user()
     give_role(developer, "Developer")
     policy_create(actor=SYSTEM, name="No gpt-x", cedar_text=NO_GPT_X_FOR_DEVELOPERS)
