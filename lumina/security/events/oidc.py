@@ -99,6 +99,7 @@ class ExternalIdentityLinkRefused(SecurityEvent):
 
     name = "security.ExternalIdentityLinkRefused"
     version = 1
+    durable = True
 
     user_id: uuid.UUID
     provider: str

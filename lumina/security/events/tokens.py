@@ -43,6 +43,7 @@ class ApiTokensRefused(SecurityEvent):
 
     name = "security.ApiTokensRefused"
     version = 1
+    durable = True
 
     # "address:<client address>" or "prefix:<the token's first 12 characters>".
     target: str
