@@ -75,7 +75,8 @@ class LuminaEnv(BaseSettings):
     lumina_admin_password: str | None = None
 
     lumina_log_level: str = "INFO"
-    lumina_log_format: LogFormat = LogFormat.JSON
+    # Unset: console lines in development when stderr is a terminal, JSON otherwise.
+    lumina_log_format: LogFormat | None = None
     lumina_metrics_token: str | None = Field(default=None, min_length=16)
     lumina_max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
@@ -97,6 +98,11 @@ class LuminaEnv(BaseSettings):
     lumina_local_embeddings: LocalEmbeddings = LocalEmbeddings.INT8
 
     _split = field_validator("allowed_hosts", "csrf_trusted_origins", mode="before")(_csv)
+
+    @field_validator("lumina_log_format", mode="before")
+    @classmethod
+    def _unset_format(cls, value: object) -> object:
+        return value or None  # an empty LUMINA_LOG_FORMAT= in .env means "choose"
 
     @field_validator("lumina_log_level")
     @classmethod

@@ -6,12 +6,11 @@ import dj_database_url
 
 from config.env import (
     EventTransport,
-    LogFormat,
     development_master_keys,
     development_secret_key,
     load_env,
 )
-from config.logs import logging_config
+from config.logs import choose_json, logging_config
 
 ENV = load_env()
 
@@ -222,7 +221,12 @@ LUMINA_MAX_REQUEST_BYTES = ENV.lumina_max_request_bytes
 DATA_UPLOAD_MAX_MEMORY_SIZE = LUMINA_MAX_REQUEST_BYTES
 
 # --- Observability ----------------------------------------------------------------------
-LOGGING = logging_config(ENV.lumina_log_level, json=ENV.lumina_log_format is LogFormat.JSON)
+LOGGING = logging_config(
+    ENV.lumina_log_level,
+    json=choose_json(
+        ENV.lumina_log_format and ENV.lumina_log_format.value, production=ENV.is_production
+    ),
+)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 LUMINA_METRICS_TOKEN = ENV.lumina_metrics_token
 
