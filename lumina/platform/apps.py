@@ -1,7 +1,15 @@
 from django.apps import AppConfig
 
+# Readiness details (dependency versions, error text) are for operators only.
+HEALTH_READ = "platform.health.read"
+
 
 class PlatformConfig(AppConfig):
     name = "lumina.platform"
     label = "platform"
     verbose_name = "Platform"
+
+    def ready(self) -> None:
+        from lumina.kernel.permissions import declare
+
+        declare(HEALTH_READ, "See readiness details: dependency versions and error text")
