@@ -191,7 +191,8 @@ LUMINA_OUTBOX_RELAY_INTERVAL = ENV.lumina_outbox_relay_interval
 
 # --- HTTP API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Tags by context and every error status, derived once (lumina.platform.http.schema).
+    "DEFAULT_SCHEMA_CLASS": "lumina.platform.http.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "lumina.platform.http.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "lumina.platform.http.errors.exception_handler",
@@ -215,6 +216,21 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # The description (with the /v1 gateway), tags and their descriptions.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "lumina.platform.http.schema.postprocess",
+    ],
+    # /api/docs/ offers both documents: the REST API and the OpenAI-compatible /v1.
+    "SWAGGER_UI_SETTINGS": """{
+        urls: [
+            {url: "/api/schema/", name: "Lumina REST API (/api/v1)"},
+            {url: "/api/schema/gateway/", name: "OpenAI-compatible gateway (/v1)"},
+        ],
+        presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+        layout: "StandaloneLayout",
+        deepLinking: true,
+    }""",
 }
 CSRF_FAILURE_VIEW = "lumina.platform.http.errors.csrf_failure"
 LUMINA_MAX_REQUEST_BYTES = ENV.lumina_max_request_bytes
