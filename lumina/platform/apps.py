@@ -11,5 +11,7 @@ class PlatformConfig(AppConfig):
 
     def ready(self) -> None:
         from lumina.kernel.permissions import declare
+        from lumina.platform.http import strict
 
         declare(HEALTH_READ, "See readiness details: dependency versions and error text")
+        strict.install()  # JSON bodies keep the types the OpenAPI document promises

@@ -8,7 +8,8 @@ anyone listing statuses by hand:
 - 401 when the view authenticates (a bad ``Authorization`` header is refused even where
   anonymous callers are allowed) or requires an authenticated caller;
 - 403 when it checks a permission, and for unsafe methods (CSRF on session requests);
-- 404 when the path names an object;
+- 404 when the path names an object, or the list is paginated (a page past the last);
+- 409 when it creates or changes an object (a name or other unique value is taken);
 - 413 and 415 when it takes a body (the platform's size limit, JSON only);
 - 429 when it is throttled;
 - whatever else the view declares in ``error_statuses`` (e.g. 402 for budgets, 409 for
@@ -24,6 +25,7 @@ from typing import Any
 
 from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.plumbing import ResolvedComponent
+from rest_framework import serializers
 from rest_framework.permissions import AllowAny
 
 ERROR_COMPONENT = "Error"
@@ -81,6 +83,26 @@ class AutoSchema(SpectacularAutoSchema):
             responses.setdefault(str(status), self._error_response(status))
         return responses
 
+    def _get_parameters(self) -> list[dict[str, Any]]:
+        parameters = super()._get_parameters()
+        for parameter in parameters:
+            # DRF reads query parameters as form input: an empty optional one is "not given".
+            if parameter.get("in") == "query" and not parameter.get("required"):
+                parameter["allowEmptyValue"] = True
+        return parameters
+
+    def _map_serializer_field(self, field: Any, direction: str, bypass_extensions=False) -> dict:
+        schema = super()._map_serializer_field(field, direction, bypass_extensions)
+        pattern = schema.get("pattern", "")
+        if isinstance(field, serializers.DecimalField) and pattern.startswith(r"^-?\d{0,"):
+            # drf-spectacular's pattern admits "" and "-"; a decimal needs a digit.
+            whole = field.max_whole_digits
+            places = field.decimal_places
+            schema["pattern"] = (
+                rf"^-?(?:\d{{1,{whole}}}(?:\.\d{{0,{places}}})?|\.\d{{1,{places}}})$"
+            )
+        return schema
+
     def error_statuses(self) -> set[int]:
         """The error statuses this operation can answer, derived from its view."""
         view, method = self.view, self.method
@@ -92,8 +114,10 @@ class AutoSchema(SpectacularAutoSchema):
             statuses.add(400)
         if takes_body:
             statuses |= {413, 415}
-        if in_path:
-            statuses.add(404)
+        if method in ("PUT", "PATCH") or (method == "POST" and self._is_create_operation()):
+            statuses.add(409)  # a name or other unique value already taken
+        if in_path or (self._is_list_view() and self._get_paginator()):
+            statuses.add(404)  # no such object; or a page past the last
         permissions = view.get_permissions()
         guarded = any(not isinstance(permission, AllowAny) for permission in permissions)
         if view.get_authenticators() or guarded:
@@ -139,8 +163,9 @@ grants, policies and the token's scopes.
 
 **Errors.** Every 4xx and 5xx answer has one shape,
 `{"error": {"code": "…", "message": "…", "fields": {"name": ["…"]}}}`: `code` is stable,
-`message` is for people, `fields` names each offending input. Every response carries
-`X-Request-ID`.
+`message` is for people, `fields` names each offending input. JSON bodies must use the
+types this document gives (`0` is not `false`, `12` is not `"12"`; decimals are strings),
+and strings may not contain NUL characters. Every response carries `X-Request-ID`.
 
 **The gateway, `/v1`.** OpenAI's API as Lumina serves it, for any OpenAI SDK: `POST
 /v1/chat/completions` (streamed as server-sent events with `"stream": true`, or whole),
