@@ -88,3 +88,6 @@ def install() -> None:
     for cls, (accepts, message) in RULES.items():
         _strict(cls, accepts, message)
     _no_blank_decimal()
+    # A nullable boolean is null when absent or empty, never for the text "null": in a
+    # query string that is a typo the document does not allow.
+    serializers.BooleanField.NULL_VALUES = {"", None}

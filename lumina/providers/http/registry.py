@@ -234,7 +234,7 @@ class ProviderListCreateApi(GenericAPIView):
 
     class FilterSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=KINDS, required=False)
-        enabled = serializers.BooleanField(required=False, default=None)
+        enabled = serializers.BooleanField(required=False, allow_null=True, default=None)
 
     @extend_schema(
         parameters=[
