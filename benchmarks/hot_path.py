@@ -90,12 +90,11 @@ def main() -> None:
 
     django.setup()
     from django.conf import settings
+    from django.utils import timezone
 
     from lumina.providers.selectors.selection import rank
     from lumina.providers.services import usage
     from lumina.providers.tokens import count_message_tokens
-    from django.utils import timezone
-
     from lumina.providers.types import Needs, Strategy, Usage, UsageEntry, UsageStatus
 
     settings.LUMINA_USAGE_WRITER_THREAD = False
