@@ -84,7 +84,8 @@ class LuminaEnv(BaseSettings):
     lumina_admin_password: str | None = None
 
     lumina_log_level: str = "INFO"
-    lumina_log_format: LogFormat = LogFormat.JSON
+    # Unset: console lines in development when stderr is a terminal, JSON otherwise.
+    lumina_log_format: LogFormat | None = None
     lumina_metrics_token: str | None = Field(default=None, min_length=16)
     lumina_max_request_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
 
@@ -147,6 +148,11 @@ class LuminaEnv(BaseSettings):
                     "not accepted, as what they resolve to can change"
                 ) from None
         return value
+
+    @field_validator("lumina_log_format", mode="before")
+    @classmethod
+    def _unset_format(cls, value: object) -> object:
+        return value or None  # an empty LUMINA_LOG_FORMAT= in .env means "choose"
 
     @field_validator("lumina_log_level")
     @classmethod

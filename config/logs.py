@@ -1,11 +1,15 @@
-"""Structured logging: structlog renders every record (ours and the stdlib's) as one JSON line.
+"""Structured logging: structlog renders every record (ours and the stdlib's) as one line.
 
-Request-scoped values (``request_id``, ``user_id``) are bound with
+JSON by default; readable console lines in development when stderr is a terminal (see
+``choose_json``). Request-scoped values (``request_id``, ``user_id``) are bound with
 ``structlog.contextvars`` by the platform middleware and appear on every line
 logged while the request runs.
 """
 
 from __future__ import annotations
+
+import sys
+from typing import TextIO
 
 import structlog
 
@@ -16,6 +20,21 @@ _SHARED_PROCESSORS = [
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.processors.StackInfoRenderer(),
 ]
+
+
+def choose_json(requested: str | None, *, production: bool, stream: TextIO | None = None) -> bool:
+    """Whether to log JSON: as ``LUMINA_LOG_FORMAT`` says, else JSON unless a person watches.
+
+    A person watches when the process is not in production and the handler's stream (stderr)
+    is a terminal; a pipe, a file or a log collector always gets JSON.
+    """
+    if requested:
+        return requested == "json"
+    if production:
+        return True
+    stream = sys.stderr if stream is None else stream
+    isatty = getattr(stream, "isatty", None)
+    return not (isatty is not None and isatty())
 
 
 def logging_config(level: str, *, json: bool) -> dict:

@@ -6,12 +6,11 @@ import dj_database_url
 
 from config.env import (
     EventTransport,
-    LogFormat,
     development_master_keys,
     development_secret_key,
     load_env,
 )
-from config.logs import logging_config
+from config.logs import choose_json, logging_config
 
 ENV = load_env()
 
@@ -231,7 +230,8 @@ LUMINA_OUTBOX_RELAY_INTERVAL = ENV.lumina_outbox_relay_interval
 
 # --- HTTP API ---------------------------------------------------------------------------
 REST_FRAMEWORK = {
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Tags by context and every error status, derived once (lumina.platform.http.schema).
+    "DEFAULT_SCHEMA_CLASS": "lumina.platform.http.schema.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "lumina.platform.http.pagination.Pagination",
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "lumina.platform.http.errors.exception_handler",
@@ -255,13 +255,35 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Request bodies get their own components, so non-blank strings say minLength: 1.
+    "COMPONENT_SPLIT_REQUEST": True,
+    # The description (with the /v1 gateway), tags and their descriptions.
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "lumina.platform.http.schema.postprocess",
+    ],
+    # /api/docs/ offers both documents: the REST API and the OpenAI-compatible /v1.
+    "SWAGGER_UI_SETTINGS": """{
+        urls: [
+            {url: "/api/schema/", name: "Lumina REST API (/api/v1)"},
+            {url: "/api/schema/gateway/", name: "OpenAI-compatible gateway (/v1)"},
+        ],
+        presets: [SwaggerUIBundle.presets.apis, SwaggerUIStandalonePreset],
+        layout: "StandaloneLayout",
+        deepLinking: true,
+    }""",
 }
 CSRF_FAILURE_VIEW = "lumina.platform.http.errors.csrf_failure"
 LUMINA_MAX_REQUEST_BYTES = ENV.lumina_max_request_bytes
 DATA_UPLOAD_MAX_MEMORY_SIZE = LUMINA_MAX_REQUEST_BYTES
 
 # --- Observability ----------------------------------------------------------------------
-LOGGING = logging_config(ENV.lumina_log_level, json=ENV.lumina_log_format is LogFormat.JSON)
+LOGGING = logging_config(
+    ENV.lumina_log_level,
+    json=choose_json(
+        ENV.lumina_log_format and ENV.lumina_log_format.value, production=ENV.is_production
+    ),
+)
 PROMETHEUS_EXPORT_MIGRATIONS = False
 LUMINA_METRICS_TOKEN = ENV.lumina_metrics_token
 

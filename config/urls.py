@@ -4,6 +4,8 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from lumina.providers.http.gateway_schema import gateway_schema
+
 api_v1 = [
     path("", include("lumina.platform.http.urls")),
     path("", include("lumina.security.http.urls")),
@@ -17,6 +19,7 @@ urlpatterns = [
     path("accounts/", include("lumina.security.http.pages")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/gateway/", gateway_schema, name="schema-gateway"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
 ]
 

@@ -4,10 +4,40 @@ from __future__ import annotations
 
 import os
 import socket
+from typing import NoReturn
 from urllib.parse import quote
 
 import pytest
 from rest_framework.test import APIClient
+
+# Set by .ci/run: a test that needs Redis, RabbitMQ or another local service fails, rather
+# than skips, when the service is missing, so CI never passes without testing it.
+REQUIRE_SERVICES = os.environ.get("LUMINA_REQUIRE_SERVICES", "") not in ("", "0")
+
+
+def service_unavailable(reason: str) -> NoReturn:
+    """Skip a test whose service is missing, or fail it under ``LUMINA_REQUIRE_SERVICES``."""
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{reason} (LUMINA_REQUIRE_SERVICES is set: service-backed tests must run)")
+    pytest.skip(reason)
+
+
+def require_service(host: str, port: int, name: str) -> None:
+    """Go on only if ``name`` answers on ``host:port`` (see ``service_unavailable``)."""
+    if not reachable(host, port):
+        service_unavailable(f"{name} is not reachable on {host}:{port}; start it to run this")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Under ``LUMINA_REQUIRE_SERVICES`` no test may skip, except those marked
+    ``optional_extra`` (they need an optional install, not a service)."""
+    report = yield
+    if REQUIRE_SERVICES and report.skipped and not item.get_closest_marker("optional_extra"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped while LUMINA_REQUIRE_SERVICES is set: {reason}"
+    return report
 
 
 @pytest.fixture(scope="session")

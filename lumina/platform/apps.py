@@ -1,5 +1,8 @@
 from django.apps import AppConfig
 
+# Readiness details (dependency versions, error text) are for operators only.
+HEALTH_READ = "platform.health.read"
+
 
 class PlatformConfig(AppConfig):
     name = "lumina.platform"
@@ -12,3 +15,8 @@ class PlatformConfig(AppConfig):
         # The outbox holds every context's events, security events included.
         declare("platform.events.read", "See the event outbox: pending, failed, delivered")
         declare("platform.events.replay", "Deliver an outbox event again")
+
+        from lumina.platform.http import strict
+
+        declare(HEALTH_READ, "See readiness details: dependency versions and error text")
+        strict.install()  # JSON bodies keep the types the OpenAPI document promises

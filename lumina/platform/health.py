@@ -66,6 +66,11 @@ def readiness_checks() -> dict[str, Check]:
     return checks
 
 
+def summary(results: dict[str, Any]) -> dict[str, Any]:
+    """What anyone may see: each check's status, none of its versions, names or errors."""
+    return {name: {"status": result["status"]} for name, result in results.items()}
+
+
 def run_checks(checks: dict[str, Check]) -> tuple[bool, dict[str, Any]]:
     results: dict[str, Any] = {}
     healthy = True

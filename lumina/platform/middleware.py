@@ -58,7 +58,10 @@ class RequestIdMiddleware:
             # API answers are per caller and may carry secrets shown once (new tokens,
             # backup codes, decrypted values): no shared or browser cache may keep them.
             response["Cache-Control"] = "no-store"
-        user = getattr(request, "user", None)
+        # Only a user a view already loaded: resolving the session's lazy user here would
+        # query the database from async code (an unmatched URL with a cookie became a 500).
+        user = getattr(request.__dict__.get("user"), "_wrapped", request.__dict__.get("user"))
+        user = user if hasattr(user, "is_authenticated") else None
         logger.info(
             "request",
             method=request.method,

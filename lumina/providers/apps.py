@@ -24,7 +24,7 @@ class ProvidersConfig(AppConfig):
         # Registry: a fresh install has the offline ``local`` provider after ``migrate``.
         from django.db.models.signals import post_migrate
 
-        from lumina.providers.services.registry import local_provider_ensure_after_migrate
+        from lumina.providers.services.local import local_provider_ensure_after_migrate
 
         post_migrate.connect(
             local_provider_ensure_after_migrate, sender=self, dispatch_uid="providers.local"

@@ -33,8 +33,12 @@ def _lint(tree: Path) -> subprocess.CompletedProcess:
     )
 
 
-def _append(path: Path, line: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+def _append(tree: Path, relative: str, line: str) -> None:
+    path = tree / relative
+    # A file beside a package of the same name is never imported, so a violation written
+    # there would break nothing: every violation goes into a module Python really loads.
+    assert not path.with_suffix("").is_dir(), f"{relative} is shadowed by a package"
+    assert (path.parent / "__init__.py").exists(), f"{relative} is not inside a package"
     if not path.exists():
         path.write_text('"""Module added by the test."""\n')
     path.write_text(path.read_text() + f"\n{line}\n")
@@ -48,33 +52,43 @@ def test_the_real_tree_keeps_every_contract(tmp_path):
 
 VIOLATIONS = [
     pytest.param(
-        {"lumina/providers/services.py": "from lumina.security.models import User  # noqa"},
+        {
+            "lumina/providers/services/registry.py": (
+                "from lumina.security.models import User  # noqa"
+            )
+        },
         "Contexts talk only via api.py / events.py",
+        "lumina.providers.services.registry -> lumina.security.models",
         id="context-reaches-into-another-contexts-models",
     ),
     pytest.param(
         {"lumina/kernel/bus.py": "import lumina.memory  # noqa"},
         "config > platform > ui > domain contexts > kernel",
+        "lumina.kernel.bus -> lumina.memory",
         id="kernel-imports-a-context",
     ),
     pytest.param(
-        {"lumina/security/services.py": "import rest_framework  # noqa"},
+        {"lumina/security/services/rbac.py": "import rest_framework  # noqa"},
         "Domain code must not import DRF / Channels",
+        "lumina.security.services.rbac -> rest_framework (l.",
         id="services-import-drf",
     ),
     pytest.param(
-        {"lumina/security/events.py": "import django.db  # noqa"},
+        {"lumina/providers/events/registry.py": "import django.db  # noqa"},
         "events.py modules are plain Python",
+        "lumina.providers.events.registry -> django (l.",
         id="events-import-django",
     ),
     pytest.param(
         {"lumina/platform/health.py": "import config.settings  # noqa"},
         "lumina never imports config",
+        "lumina.platform.health -> config.settings",
         id="lumina-imports-config",
     ),
     pytest.param(
-        {"lumina/security/models.py": "from lumina.security import services  # noqa"},
+        {"lumina/security/models/rbac.py": "from lumina.security.services import rbac  # noqa"},
         "Per-context internal layering",
+        "lumina.security.models.rbac -> lumina.security.services.rbac",
         id="models-import-services",
     ),
     pytest.param(
@@ -83,17 +97,20 @@ VIOLATIONS = [
             "lumina/memory/api.py": "import lumina.providers.api  # noqa",
         },
         "No cycles between contexts",
+        ".providers -> .memory",
         id="cycle-between-contexts-through-apis",
     ),
 ]
 
 
-@pytest.mark.parametrize(("edits", "contract"), VIOLATIONS)
-def test_a_forbidden_import_breaks_its_contract(tmp_path, edits, contract):
+@pytest.mark.parametrize(("edits", "contract", "evidence"), VIOLATIONS)
+def test_a_forbidden_import_breaks_its_contract(tmp_path, edits, contract, evidence):
     tree = _copy_tree(tmp_path)
     for relative, line in edits.items():
-        _append(tree / relative, line)
+        _append(tree, relative, line)
     result = _lint(tree)
     assert result.returncode != 0
     broken = [line for line in result.stdout.splitlines() if " BROKEN" in line]
     assert any(line.startswith(contract) for line in broken), result.stdout
+    # The report names the import that was added: that import, not another, broke it.
+    assert evidence in result.stdout, result.stdout

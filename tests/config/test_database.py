@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import reachable
+from tests.conftest import require_service, service_unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -15,15 +15,14 @@ ROOT = Path(__file__).resolve().parents[2]
 @pytest.mark.slow
 def test_serve_refuses_a_postgresql_without_pgvector(tmp_path):
     # This machine's system PostgreSQL (port 5432) has no pgvector; the embedded one does.
-    if not reachable("127.0.0.1", 5432):
-        pytest.skip("no PostgreSQL without pgvector on 127.0.0.1:5432 to test against")
+    require_service("127.0.0.1", 5432, "a PostgreSQL without pgvector")
     probe = subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-tAc",
          "SELECT count(*) FROM pg_available_extensions WHERE name = 'vector'"],
         capture_output=True, text=True, timeout=30,
     )  # fmt: skip
     if probe.returncode != 0 or probe.stdout.strip() != "0":
-        pytest.skip("the PostgreSQL on 127.0.0.1:5432 is unusable here or has pgvector")
+        service_unavailable("the PostgreSQL on 127.0.0.1:5432 is unusable here or has pgvector")
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LUMINA_", "DATABASE"))}
     env.update(

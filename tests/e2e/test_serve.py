@@ -18,6 +18,7 @@ import psutil
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+METRICS_TOKEN = "e2e-metrics-token-0123456789"
 
 
 def _free_port() -> int:
@@ -41,7 +42,11 @@ def _wait_for(url: str, timeout: float = 90) -> None:
 def server(tmp_path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LUMINA_", "DATABASE"))}
-    env.update(LUMINA_DATA_DIR=str(tmp_path / "var"), LUMINA_PORT=str(port))
+    env.update(
+        LUMINA_DATA_DIR=str(tmp_path / "var"),
+        LUMINA_PORT=str(port),
+        LUMINA_METRICS_TOKEN=METRICS_TOKEN,
+    )
     log = (tmp_path / "serve.log").open("w+")
     process = subprocess.Popen(
         [sys.executable, "manage.py", "serve"], cwd=ROOT, env=env, stdout=log, stderr=log
@@ -65,6 +70,12 @@ def test_serve_from_an_empty_data_directory_then_stop_cleanly(server):
     with urllib.request.urlopen(f"{base}/health/ready") as response:
         ready = json.load(response)
     assert ready["status"] == "ok"
+    assert ready["checks"]["database"] == {"status": "ok"}  # no versions for anyone
+    operator = urllib.request.Request(
+        f"{base}/health/ready", headers={"Authorization": f"Bearer {METRICS_TOKEN}"}
+    )
+    with urllib.request.urlopen(operator) as response:
+        ready = json.load(response)
     assert ready["checks"]["database"]["engine"] == "postgresql"
     assert ready["checks"]["pgvector"]["version"]
 

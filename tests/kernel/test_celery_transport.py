@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lumina.kernel.models import OutboxEvent
-from tests.conftest import database_url_for_subprocess, reachable
+from tests.conftest import database_url_for_subprocess, require_service
 
 ROOT = Path(__file__).resolve().parents[2]
 CELERY = Path(sys.executable).with_name("celery")
@@ -72,8 +72,7 @@ def worker(request):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize(("broker", "address"), BROKERS)
 def test_celery_transport_delivers_through_a_real_worker(worker, tmp_path, broker, address):
-    if not reachable(*address):
-        pytest.skip(f"broker not reachable at {address[0]}:{address[1]}; start it to run this")
+    require_service(*address, f"the {broker.partition(':')[0]} broker")
     process = worker(broker)
     target = tmp_path / "delivered.txt"
 

@@ -272,11 +272,6 @@ def test_no_redis_call_is_made_when_no_rule_applies(redis_budgets, monkeypatch):
     asyncio.run(budget_settle(admission, tokens=5, cost=Decimal(1)))
     budget_settle_sync(admission, tokens=5, cost=Decimal(1))
 
-    started = time.perf_counter()
-    for _ in range(10_000):
-        _admit(user_id=ALICE, token_id=TOKEN)
-    assert (time.perf_counter() - started) / 10_000 < 50e-6
-
 
 def test_async_admission_and_settlement_use_redis(redis_budgets):
     _budget(limit_usd=Decimal(1), tokens_per_minute=10_000)

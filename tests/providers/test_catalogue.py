@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 import threading
 import time
-import timeit
 
 import pytest
 from django.core.cache import cache
@@ -14,7 +14,6 @@ from django.test.utils import CaptureQueriesContext
 
 from lumina.kernel.errors import NotFoundError
 from lumina.kernel.models import OutboxEvent
-from lumina.providers.models.registry import Provider
 from lumina.providers.selectors import registry as selectors
 from lumina.providers.selectors.registry import (
     VERSION_KEY,
@@ -87,14 +86,6 @@ def test_a_warm_catalogue_reads_neither_database_nor_cache(clock, monkeypatch):
             catalogue()
     assert len(queries) == 0
     assert reads == []
-
-
-def test_a_warm_catalogue_costs_about_a_microsecond():
-    catalogue()
-    runs = 100_000
-    # Best of five, so a busy shared machine does not fail the test.
-    best = min(timeit.repeat(catalogue, number=runs, repeat=5)) / runs
-    assert best < 5e-6, f"{best * 1e9:.0f} ns per call"
 
 
 def test_another_processs_change_shows_within_a_second(clock):
@@ -221,44 +212,39 @@ def test_a_deleted_provider_is_reported_not_crashed_on(clock):
         endpoint_for(model)
 
 
+@pytest.mark.django_db(transaction=True)  # the threads read committed rows
 def test_concurrent_cold_calls_decrypt_once(clock, monkeypatch):
-    _provider_with_model()
+    key = f"sk-{secrets.token_urlsafe(24)}"
+    provider = provider_create(
+        actor=SYSTEM, name="acme", kind="openai", base_url="http://127.0.0.1:9/v1", api_key=key
+    )
+    deployment_create(actor=SYSTEM, provider_id=provider.id, name="gpt-4o")
     [model] = catalogue().resolve("acme/gpt-4o")
-    row = Provider.objects.filter(pk=model.provider.id).values_list("api_key", "revision")[0]
+    real_decrypt = selectors.decrypt_secret
     calls = []
 
-    def slow_decrypt(*args, **kwargs):
-        calls.append(1)
-        time.sleep(0.05)
-        return "sk-from-thread"
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("owner"))
+        time.sleep(0.05)  # holds the door open while the other threads arrive
+        return real_decrypt(*args, **kwargs)
 
-    class Rows:
-        # Threads have their own database connections, outside this test's transaction.
-        def filter(self, **_):
-            return self
-
-        def values_list(self, *_):
-            return self
-
-        def first(self):
-            return row
-
-    class FakeProvider:
-        objects = Rows()
-
-    monkeypatch.setattr(selectors, "decrypt_secret", slow_decrypt)
-    monkeypatch.setattr(selectors, "Provider", FakeProvider)
+    monkeypatch.setattr(selectors, "decrypt_secret", spy)
     results = []
-    threads = [
-        threading.Thread(target=lambda: results.append(endpoint_for(model).api_key))
-        for _ in range(8)
-    ]
+
+    def cold_call() -> None:
+        try:
+            results.append(endpoint_for(model).api_key)
+        finally:
+            connection.close()  # each thread's own connection
+
+    threads = [threading.Thread(target=cold_call) for _ in range(8)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert results == ["sk-from-thread"] * 8
-    assert len(calls) == 1
+    assert results == [key] * 8  # the real decryption of the stored key, shared
+    assert calls == [f"providers.provider:{provider.id}"]
+    assert _decryptions() == 1
 
 
 @pytest.mark.django_db(transaction=True)

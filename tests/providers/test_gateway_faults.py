@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import threading
-import time
 from decimal import Decimal
 
 import orjson
@@ -88,10 +87,14 @@ def test_upstream_429_retry_after_is_honoured(caller, openai_upstream):
     openai_upstream.script.fail_next = 1
     openai_upstream.script.fail_status = 429
     openai_upstream.script.retry_after = "1"
-    started = time.monotonic()
     response = caller.post()
     assert response.status_code == 200
-    assert time.monotonic() - started >= 1.0
+    # Retried at the same provider (no fallback), within the longest retry wait. How long
+    # the retry waited is the resilience tests' business, not a wall-clock assert here.
+    assert len(openai_upstream.requests) == 2
+    usage_flush()
+    [row] = usage_rows()
+    assert (row.provider_name, row.attempts, row.status) == ("limited", 2, UsageStatus.OK)
 
 
 def test_fallback_to_the_next_candidate_when_the_first_is_down(

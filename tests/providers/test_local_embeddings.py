@@ -212,6 +212,7 @@ def test_an_unknown_backend_is_refused_naming_the_choices(settings):
 # -- the fp32 extra ------------------------------------------------------------------------
 
 
+@pytest.mark.optional_extra  # may skip even in CI: the fp32 extra is optional
 def test_fp32_vectors_have_384_dimensions_unit_length_and_the_same_token_counts(fp32, model):
     texts = ["A cat sits on the mat.", "", "Quarterly revenue grew 4%."]
 
@@ -224,6 +225,7 @@ def test_fp32_vectors_have_384_dimensions_unit_length_and_the_same_token_counts(
     assert [fp32.count_tokens(t) for t in texts] == [model.count_tokens(t) for t in texts]
 
 
+@pytest.mark.optional_extra  # may skip even in CI: the fp32 extra is optional
 def test_fp32_and_int8_vectors_agree(fp32, model):
     sentences, _ = reference()
 
@@ -234,6 +236,7 @@ def test_fp32_and_int8_vectors_agree(fp32, model):
     assert similarity.min() >= 0.99, similarity
 
 
+@pytest.mark.optional_extra  # may skip even in CI: the fp32 extra is optional
 def test_fp32_vectors_match_the_numpy_fp32_reference(fp32):
     sentences, expected = reference()
 
@@ -243,6 +246,7 @@ def test_fp32_vectors_match_the_numpy_fp32_reference(fp32):
     assert similarity.min() > 0.9999, similarity
 
 
+@pytest.mark.optional_extra  # may skip even in CI: the fp32 extra is optional
 def test_fp32_truncates_texts_at_256_tokens(fp32):
     head = "lorem ipsum dolor sit amet " * 80
     a, tokens = fp32.embed([head + "completely different ending about ships"])
@@ -252,6 +256,7 @@ def test_fp32_truncates_texts_at_256_tokens(fp32):
     assert np.allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.optional_extra  # may skip even in CI: the fp32 extra is optional
 @pytest.mark.asyncio
 async def test_the_local_provider_serves_fp32_vectors_when_chosen(fp32, settings):
     settings.LUMINA_LOCAL_EMBEDDINGS = "fp32"

@@ -1,5 +1,5 @@
 """Registry use-cases: providers and models, keys sealed at rest, events, validation,
-permissions, table prices for new models, probe results and the local provider."""
+permissions, table prices for new models and probe results."""
 
 from __future__ import annotations
 
@@ -7,8 +7,6 @@ import uuid
 from decimal import Decimal
 
 import pytest
-from django.db import connection
-from django.test.utils import CaptureQueriesContext
 
 from lumina.kernel.errors import (
     ApplicationError,
@@ -30,7 +28,6 @@ from lumina.providers.services.registry import (
     deployment_delete,
     deployment_record_probe,
     deployment_update,
-    local_provider_ensure,
     provider_create,
     provider_delete,
     provider_update,
@@ -360,49 +357,3 @@ def test_bad_probe_results_name_the_field(results):
     with pytest.raises(ApplicationError) as excinfo:
         deployment_record_probe(deployment_id=model.id, results=results)
     _field_error(excinfo, "results")
-
-
-# --- The local provider ------------------------------------------------------------------
-
-
-def test_the_local_provider_exists_after_migrate_with_a_chat_and_an_embedding_model():
-    local = Provider.objects.get(name="local")
-    assert local.kind == "local"
-    assert local.base_url == ""
-    models = {d.name: d for d in Deployment.objects.filter(provider=local)}
-    assert set(models) == {"lumina-dev-chat", "all-MiniLM-L6-v2"}
-    chat, embed = models["lumina-dev-chat"], models["all-MiniLM-L6-v2"]
-    assert set(chat.capabilities) == {"chat", "streaming", "json_mode", "tools"}
-    assert chat.context_window == 8192
-    assert embed.capabilities == ["embeddings"]
-    assert embed.context_window == 256
-    assert chat.input_price == chat.output_price == embed.input_price == 0
-    resolved = catalogue().resolve("lumina-dev-chat")
-    assert [d.provider.name for d in resolved] == ["local"]
-
-
-def test_ensuring_the_local_provider_is_idempotent_and_restores_only_whats_missing():
-    local = Provider.objects.get(name="local")
-    Deployment.objects.filter(provider=local, name="lumina-dev-chat").update(enabled=False)
-    Deployment.objects.filter(provider=local, name="all-MiniLM-L6-v2").delete()
-    OutboxEvent.objects.all().delete()
-    catalogue()
-    local_provider_ensure()
-    names = sorted(Deployment.objects.filter(provider=local).values_list("name", "enabled"))
-    assert names == [("all-MiniLM-L6-v2", True), ("lumina-dev-chat", False)]
-    assert "local/all-MiniLM-L6-v2" in {d.qualified_name for d in catalogue().deployments}
-    with CaptureQueriesContext(connection) as queries:
-        local_provider_ensure()
-    writes = [q["sql"] for q in queries if q["sql"].split()[0] in ("INSERT", "UPDATE", "DELETE")]
-    assert writes == []  # nothing written the second time
-    assert Provider.objects.filter(name="local").count() == 1
-    # Seed data, like the built-in roles: no outbox rows at every migrate.
-    assert not OutboxEvent.objects.exists()
-
-
-def test_the_local_provider_comes_back_after_being_deleted():
-    local = Provider.objects.get(name="local")
-    provider_delete(actor=SYSTEM, provider_id=local.pk)
-    ensured = local_provider_ensure()
-    assert ensured.name == "local"
-    assert Deployment.objects.filter(provider_id=ensured.id).count() == 2

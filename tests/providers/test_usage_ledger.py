@@ -328,13 +328,12 @@ def test_the_event_carries_every_field_of_the_entry_and_cost_as_a_string():
     assert decoded.to_entry() == item
 
 
-def test_submit_costs_microseconds_and_touches_no_database():
-    items = [entry() for _ in range(20_000)]
-    usage_submit(items[0])  # warm
+def test_submit_only_buffers_and_touches_no_database():
+    # No django_db mark: a query here would raise. The cost per call is measured by
+    # benchmarks/hot_path.py.
+    items = [entry() for _ in range(1_000)]
     usage_services._buffer.clear()
-    started = time.perf_counter()
     for item in items:
         usage_submit(item)
-    per_call = (time.perf_counter() - started) / len(items)
+    assert list(usage_services._buffer) == items
     usage_services._buffer.clear()
-    assert per_call < 20e-6, f"usage_submit took {per_call * 1e6:.2f} µs"

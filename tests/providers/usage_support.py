@@ -14,6 +14,7 @@ import redis
 from lumina.providers.services import budgets as budget_services
 from lumina.providers.services import usage as usage_services
 from lumina.providers.types import Usage, UsageEntry, UsageStatus
+from tests.conftest import service_unavailable
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 ALICE = uuid.UUID("00000000-0000-4000-8000-00000000a11c")
@@ -85,7 +86,7 @@ def redis_budgets(settings, budgets):
     try:
         client.ping()
     except redis.RedisError:
-        pytest.skip("Redis is not running on 127.0.0.1:6379")
+        service_unavailable("Redis is not running on 127.0.0.1:6379")
     prefix = f"lumina-test:{uuid.uuid4().hex}:"
     settings.REDIS_URL = REDIS_URL
     settings.LUMINA_BUDGET_KEY_PREFIX = prefix

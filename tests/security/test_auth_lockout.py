@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from lumina.security.services.auth import AccountLockedError, account_unlock, attempt_guard
 from lumina.security.types import Actor
-from tests.conftest import reachable
+from tests.conftest import require_service
 from tests.security.auth_support import (
     LOGIN,
     PASSWORD,
@@ -44,8 +44,7 @@ def _limits(settings):
 def shared_cache(request, settings):
     """Run against the local cache and against Redis, as deployments with REDIS_URL do."""
     if request.param == "redis":
-        if not reachable("127.0.0.1", 6379):
-            pytest.skip("no Redis on 127.0.0.1:6379")
+        require_service("127.0.0.1", 6379, "Redis")
         settings.CACHES = {
             "default": {
                 "BACKEND": "django.core.cache.backends.redis.RedisCache",

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
-
 import pytest
 
 from lumina.security.api import authorize
@@ -187,20 +184,19 @@ def test_policies_scoped_to_other_actions_cost_nothing(
         assert authorize(actor, "memory.read").rules == ("role:Developer",)
 
 
-def test_authorize_with_an_applicable_policy_stays_under_a_millisecond():
+def test_authorize_with_an_applicable_policy_makes_no_query_when_warm(
+    django_assert_num_queries,
+):
+    # Its cost per call is measured by benchmarks/security.py ("role + policy").
     developer = make_user()
     give_role(developer, "Developer")
     policy_create(actor=SYSTEM, name="No gpt-x", cedar_text=NO_GPT_X_FOR_DEVELOPERS)
     actor, resource = actor_for(developer), model("gpt-small")
-    assert authorize(actor, "providers.use", resource)
+    decision = authorize(actor, "providers.use", resource)  # warms the caches
+    assert decision
 
-    timings = []
-    for _ in range(500):
-        start = time.perf_counter()
-        authorize(actor, "providers.use", resource)
-        timings.append(time.perf_counter() - start)
-
-    assert statistics.median(timings) < 0.001
+    with django_assert_num_queries(0):
+        assert authorize(actor, "providers.use", resource) == decision
 
 
 def test_no_policy_can_lock_out_those_who_manage_policies():

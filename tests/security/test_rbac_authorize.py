@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 import uuid
 
 import pytest
@@ -268,24 +266,13 @@ def test_seeding_built_in_roles_is_idempotent_and_restores_their_permissions():
     assert "security.keys.rotate" not in Role.objects.get(name="Admin").permissions
 
 
-def _median_seconds(call, runs: int = 2000) -> float:
-    call()  # warm
-    timings = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        timings.append(time.perf_counter() - start)
-    return statistics.median(timings)
-
-
-def test_authorize_takes_well_under_a_millisecond_when_warm(django_assert_num_queries):
+def test_authorize_makes_no_query_when_warm(django_assert_num_queries):
+    # Its cost per call is measured by benchmarks/security.py.
     user = make_user()
     give_role(user, "Developer")
     actor = actor_for(user)
+    assert authorize(actor, "providers.use")  # warms the caches
 
-    median = _median_seconds(lambda: authorize(actor, "providers.use"))
-
-    assert median < 0.0002, f"median {median * 1e6:.0f} µs"
     with django_assert_num_queries(0):
         authorize(actor, "providers.use")
         authorize(actor, "memory.delete")

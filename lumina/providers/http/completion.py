@@ -15,7 +15,12 @@ from asgiref.sync import async_to_sync
 from django.http import StreamingHttpResponse
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiResponse, extend_schema, extend_schema_serializer
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_field,
+    extend_schema_serializer,
+)
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -32,6 +37,16 @@ from lumina.providers.types import Strategy
 from lumina.security.api import actor_of
 
 
+@extend_schema_field({"oneOf": [{"type": "string"}, {"type": "object"}]})
+class ToolChoiceField(serializers.JSONField):
+    """OpenAI's ``tool_choice``: "none", "auto", "required", or an object naming a tool."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        if not isinstance(data, (str, dict)):
+            raise serializers.ValidationError("Must be a string or an object.", code="invalid")
+        return super().to_internal_value(data)
+
+
 @extend_schema_serializer(component_name="CompletionInput")
 class CompletionInput(serializers.Serializer):
     model = serializers.CharField(
@@ -39,7 +54,7 @@ class CompletionInput(serializers.Serializer):
         help_text="A model name, an alias, 'provider/model', or 'lumina/auto'.",
     )
     messages = serializers.ListField(
-        child=serializers.DictField(), help_text="OpenAI Chat Completions messages."
+        child=serializers.DictField(), min_length=1, help_text="OpenAI Chat Completions messages."
     )
     strategy = serializers.ChoiceField(
         choices=[s.value for s in Strategy], required=False, help_text="How to rank candidates."
@@ -47,7 +62,7 @@ class CompletionInput(serializers.Serializer):
     max_tokens = serializers.IntegerField(min_value=1, required=False)
     temperature = serializers.FloatField(min_value=0, max_value=2, required=False)
     tools = serializers.ListField(child=serializers.DictField(), required=False)
-    tool_choice = serializers.JSONField(required=False)
+    tool_choice = ToolChoiceField(required=False)
     response_format = serializers.DictField(required=False)
 
 
@@ -90,8 +105,15 @@ def _attempts(call: Call) -> list[dict[str, Any]]:
     ]
 
 
+# What the completion path refuses besides bad input: unknown model, budget, rate limit,
+# and providers that fail, are unavailable or too slow.
+COMPLETION_ERRORS = (402, 404, 429, 502, 503, 504)
+
+
 class CompletionApi(APIView):
     """A whole chat completion, with the provider that served it, attempts and cost."""
+
+    error_statuses = COMPLETION_ERRORS
 
     @extend_schema(request=CompletionInput, responses={200: CompletionOutput})
     def post(self, request):
@@ -136,6 +158,8 @@ class StreamApi(APIView):
     lumina.selected``); a failure after it ends the stream with an ``error`` event and
     no ``[DONE]``.
     """
+
+    error_statuses = COMPLETION_ERRORS
 
     @extend_schema(
         request=CompletionInput,

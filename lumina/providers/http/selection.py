@@ -91,6 +91,8 @@ class SelectApi(APIView):
     (empty ``candidates``, every reason in ``rejections``); an unknown model is a 404.
     """
 
+    error_statuses = (404,)
+
     @extend_schema_serializer(component_name="ProviderSelectInput")
     class InputSerializer(serializers.Serializer):
         model = serializers.CharField(

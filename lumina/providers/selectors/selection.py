@@ -22,6 +22,11 @@ the remaining budget, circuit open — and orders the rest by the strategy:
 A half-open circuit is allowed but ranked last: its one trial call should not be the
 first thing most requests try. Every candidate carries a human-readable reason and every
 rejection says why.
+
+The development echo model (any chat model of a ``local`` provider: the local adapter has
+no other) is held back from every pool, ``lumina/auto`` and all five strategies included,
+while a real chat model is enabled in that pool: it is never a fallback that would answer
+"You said: …" to a caller who expected a language model. Named alone, it still answers.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ from lumina.providers.types import (
     DeploymentDTO,
     Needs,
     Prices,
+    ProviderKind,
     Rejection,
     Strategy,
 )
@@ -58,6 +64,8 @@ TAGS = "tags"
 PRICE = "price"
 BUDGET = "budget"
 CIRCUIT = "circuit"
+DEVELOPMENT = "development"
+HELD_BACK = "development model: not routed while a real chat model is enabled"
 
 _OPEN = CircuitState.OPEN.value
 _HALF_OPEN = CircuitState.HALF_OPEN.value
@@ -121,7 +129,11 @@ def select(
                 raise UnknownModelError(model)
     if strategy is not needs.strategy:
         needs = dataclasses.replace(needs, strategy=strategy)
+    pool, held_back = _hold_back_development(pool)
     candidates, rejections, kinds = _rank(pool, needs, breaker_states, stats)
+    if held_back:
+        rejections += [Rejection(deployment=d, reason=HELD_BACK) for d in held_back]
+        kinds += [DEVELOPMENT] * len(held_back)
     if not candidates and not allow_empty:
         raise _no_candidate(model, needs, rejections, kinds)
     return Selection(
@@ -130,6 +142,26 @@ def select(
         candidates=tuple(candidates),
         rejections=tuple(rejections),
     )
+
+
+def is_development(d: DeploymentDTO) -> bool:
+    """The development echo model: the only chat model a ``local`` provider can serve."""
+    return d.provider.kind == ProviderKind.LOCAL and Capability.CHAT in d.capabilities
+
+
+def _hold_back_development(
+    pool: Sequence[DeploymentDTO],
+) -> tuple[Sequence[DeploymentDTO], list[DeploymentDTO]]:
+    """The pool without the development model when a real chat model is enabled in it."""
+    development = [d for d in pool if is_development(d)]
+    if not development:
+        return pool, []
+    real_chat = any(
+        d.usable and Capability.CHAT in d.capabilities and not is_development(d) for d in pool
+    )
+    if not real_chat:
+        return pool, []
+    return [d for d in pool if not is_development(d)], development
 
 
 def _virtual_strategy(model: str, *, default: Strategy) -> Strategy:
@@ -159,7 +191,7 @@ def _named(catalogue: Catalogue, model: str) -> list[DeploymentDTO]:
 def _no_candidate(
     model: str, needs: Needs, rejections: list[Rejection], kinds: list[str]
 ) -> NoCandidateError:
-    present = set(kinds)
+    present = set(kinds) - {DEVELOPMENT}  # held back by design, never the reason to report
     if CIRCUIT in present or present <= {DISABLED}:
         message, code, status = (
             f"No provider of '{model}' is available right now.",

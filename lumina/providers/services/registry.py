@@ -1,4 +1,4 @@
-"""Registry use-cases: providers and their models (deployments), prices, the local provider.
+"""Registry use-cases: providers and their models (deployments), prices.
 
 Every write is authorised, validated with ``full_clean`` and publishes its event in
 its transaction. API keys are sealed with ``security.api.encrypt_secret`` before they
@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import structlog
 from django.core.exceptions import NON_FIELD_ERRORS, ValidationError
-from django.db import DEFAULT_DB_ALIAS, IntegrityError, connections, transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from lumina.kernel import outbound
@@ -77,27 +77,6 @@ PRICE_TABLE_FIELDS = (
 DEFAULT_CAPABILITIES = (Capability.CHAT, Capability.STREAMING)
 DEFAULT_CONTEXT_WINDOW = 8192
 MANUAL = "manual"
-
-LOCAL_PROVIDER = "local"
-LOCAL_PRICE_SOURCE = "local"
-LOCAL_DEPLOYMENTS: tuple[dict[str, Any], ...] = (
-    {
-        # Deterministic development model, not an LLM: lets the pipeline run with no keys.
-        "name": "lumina-dev-chat",
-        "capabilities": [
-            Capability.CHAT,
-            Capability.STREAMING,
-            Capability.JSON_MODE,
-            Capability.TOOLS,
-        ],
-        "context_window": 8192,
-    },
-    {
-        "name": "all-MiniLM-L6-v2",
-        "capabilities": [Capability.EMBEDDINGS],
-        "context_window": 256,
-    },
-)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -799,57 +778,3 @@ def _reprice(actor: Actor, rows: Mapping[str, PriceRow]) -> int:
     for provider in touched.values():
         _updated(provider, actor, ["models"])
     return repriced
-
-
-# --- The local provider -----------------------------------------------------------------
-
-
-def local_provider_ensure() -> ProviderDTO | None:
-    """Make sure the offline ``local`` provider and its two models exist (idempotent).
-
-    Existing ones are left as people set them (disabled, re-priced …); only what is
-    missing is created. Returns None when the name ``local`` is taken by another kind.
-    Like the built-in roles, this is seed data written at every ``migrate``: it publishes
-    no events (an outbox row per migrate would be noise), and refreshes the catalogue of
-    every process directly.
-    """
-    with transaction.atomic():
-        provider = Provider.objects.select_for_update().filter(name=LOCAL_PROVIDER).first()
-        created = provider is None
-        if provider is None:
-            provider = Provider(id=uuid.uuid4(), name=LOCAL_PROVIDER, kind=ProviderKind.LOCAL)
-            provider.full_clean()
-            provider.save(force_insert=True)
-        elif provider.kind != ProviderKind.LOCAL:
-            logger.warning("a provider named local is not of kind local; not touching it")
-            return None
-        present = set(provider.deployments.values_list("name", flat=True))
-        missing = [spec for spec in LOCAL_DEPLOYMENTS if spec["name"] not in present]
-        for spec in missing:
-            deployment = Deployment(
-                id=uuid.uuid4(),
-                provider=provider,
-                name=spec["name"],
-                upstream_model=spec["name"],
-                capabilities=[c.value for c in spec["capabilities"]],
-                context_window=spec["context_window"],
-                input_price=Decimal(0),
-                output_price=Decimal(0),
-                price_source=LOCAL_PRICE_SOURCE,
-            )
-            deployment.full_clean()
-            deployment.save(force_insert=True)
-        if created or missing:
-            _invalidate()
-            logger.info("local provider ensured", models=[spec["name"] for spec in missing])
-    return provider_dto(provider)
-
-
-def local_provider_ensure_after_migrate(sender: Any, *, using: str = DEFAULT_DB_ALIAS, **_: Any):
-    """``post_migrate`` receiver: a fresh install lists a chat and an embedding model."""
-    if using != DEFAULT_DB_ALIAS:
-        return
-    tables = set(connections[using].introspection.table_names())
-    needed = {Provider._meta.db_table, Deployment._meta.db_table}
-    if needed <= tables:
-        local_provider_ensure()

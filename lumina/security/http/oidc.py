@@ -52,6 +52,7 @@ class OidcLoginApi(APIView):
 
     authentication_classes = []
     permission_classes = [AllowAny]
+    error_statuses = (502,)  # the identity provider cannot be reached
 
     class QuerySerializer(serializers.Serializer):
         next = serializers.CharField(max_length=2000, required=False)
@@ -90,6 +91,7 @@ class OidcCallbackApi(APIView):
     authentication_classes = []
     permission_classes = [AllowAny]
     throttle_classes = [LoginAddressThrottle]
+    error_statuses = (502,)  # the identity provider cannot be reached
 
     @extend_schema(
         parameters=[

@@ -63,6 +63,7 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "memory.*",
             "tools.*",
             "documents.*",
+            "platform.health.read",
             "security.users.manage",
             "security.tokens.manage",
             "security.roles.manage",

@@ -55,6 +55,8 @@ class Script:
     error_type: str | None = None  # the provider's error type for that mid-stream error
     omit_end: bool = False  # end the body cleanly but without the stream's end marker
     linger: float = 0.0  # seconds between the stream's end marker and the end of the body
+    hold_body: threading.Event | None = None  # OpenAI streams end only once this is set
+    bodies_ended: int = 0  # OpenAI streams sent to their very end (after any linger or hold)
     expect_api_key: str | None = None  # other keys get the provider's 401
     echo_key_in_errors: bool = False  # the 401 message repeats the key, unmasked
     embedding_dims: int = 8

@@ -313,7 +313,10 @@ async def _stream(
         await response.write(b"data: [DONE]\n\n")
     if script.linger:
         await asyncio.sleep(script.linger)
+    if script.hold_body is not None:
+        await asyncio.to_thread(script.hold_body.wait, 10)
     await response.write_eof()
+    script.bodies_ended += 1
     return response
 
 
