@@ -81,6 +81,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("GET", "health/ready"): PUBLIC,
     ("GET", "metrics"): PUBLIC,
     ("GET", "api/schema/"): PUBLIC,
+    ("GET", "api/schema/gateway/"): PUBLIC,
     ("GET", "api/docs/"): PUBLIC,
     ("GET", "api/v1/auth/csrf"): PUBLIC,
     ("POST", "api/v1/auth/login"): PUBLIC,
