@@ -499,6 +499,32 @@ def _collect_text(call: Call, chunk: dict[str, Any], parts: list[str]) -> None:
             parts.append((function.get("name") or "") + (function.get("arguments") or ""))
 
 
+# -- models -----------------------------------------------------------------------------
+
+
+async def models_list(*, actor: Actor) -> list[dict[str, Any]]:
+    """The models ``actor`` may call, in OpenAI's ``/v1/models`` shape, ``lumina/auto`` first.
+
+    Refused (403) without ``providers.use``, as chat and embeddings are: listing what one
+    may not call tells a caller nothing it can use and everything an attacker wants.
+    """
+    await authorize_use(actor)
+    snapshot = await catalogue_async()
+    seen: dict[str, dict[str, Any]] = {}
+    for deployment in snapshot.deployments:
+        if deployment.usable and deployment.name not in seen:
+            seen[deployment.name] = {
+                "id": deployment.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": deployment.provider.name,
+            }
+    return [
+        {"id": "lumina/auto", "object": "model", "created": 0, "owned_by": "lumina"},
+        *seen.values(),
+    ]
+
+
 # -- embeddings -------------------------------------------------------------------------
 
 
