@@ -5,7 +5,9 @@ Real requests over TCP to Lumina under uvicorn (``asgi_server``), sent with ``re
 
 from __future__ import annotations
 
+import concurrent.futures
 import logging
+import threading
 
 import orjson
 import pytest
@@ -179,3 +181,65 @@ def test_every_log_line_of_a_v1_request_carries_its_request_id(
     assert {line["request_id"] for line in lines.values()} == {"trace-v1-42"}
     assert lines["request"]["path"] == "/v1/chat/completions"
     assert lines["request"]["status"] == 502
+
+
+# -- item: counting a big prompt leaves the event loop free --------------------------------
+
+
+def test_the_liveness_probe_answers_while_a_big_prompt_is_being_counted(
+    asgi_server, openai_upstream, settings, monkeypatch
+):
+    from lumina.providers import tokens
+
+    settings.LUMINA_MAX_REQUEST_BYTES = 8 * 1024 * 1024
+    provider = ProviderFactory(
+        name="big", kind=ProviderKind.OPENAI_COMPATIBLE.value, base_url=openai_upstream.url
+    )
+    DeploymentFactory(
+        provider=provider, name="big-model", capabilities=[Capability.CHAT],
+        context_window=10_000_000,
+    )  # fmt: skip
+    token = _developer_token()
+    encode = tokens._encoder()
+    counting, release = threading.Event(), threading.Event()
+    order: list[str] = []
+    encoded: list[int] = []
+
+    def held_encode(text: str) -> list[int]:
+        """The real encoder, held on the big prompt until the probe has been answered.
+
+        Were counting on the event loop, the loop would sit here and the probe would be
+        answered only after the release (the wait's timeout) - the order below shows it.
+        """
+        encoded.append(len(text))
+        if len(text) >= 10_000:
+            order.append("counting")
+            counting.set()
+            release.wait(15)
+            order.append("counted")
+        return encode(text)
+
+    monkeypatch.setattr(tokens, "_encode", held_encode)
+    # One long "word", BPE's slowest kind of input (under the loopback upstream's 1 MiB).
+    prompt = "a" * 1_000_000
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        big = pool.submit(
+            requests.post,
+            f"{asgi_server.url}/v1/chat/completions",
+            json={"model": "big-model", "messages": [{"role": "user", "content": prompt}]},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=60,
+        )
+        assert counting.wait(30), "the big prompt was never counted"
+        live = requests.get(f"{asgi_server.url}/health/live", timeout=60)
+        order.append("probe answered")
+        release.set()
+        answer = big.result()
+
+    assert live.status_code == 200
+    assert order == ["counting", "probe answered", "counted"]
+    assert answer.status_code == 200, answer.text
+    # What is encoded is capped; the rest of the prompt is estimated.
+    assert max(encoded) <= tokens.EXACT_CHARS
+    assert answer.json()["usage"]["prompt_tokens"] > 0
