@@ -46,7 +46,9 @@ def usage_write_buffered() -> None:
 
 
 async def provider_sessions_close() -> None:
-    """Close this event loop's pooled connections to providers."""
+    """Close this event loop's pooled connections to providers and the breaker's Redis."""
     from lumina.providers.adapters.http import close_sessions
+    from lumina.providers.resilience import circuit_breaker
 
     await close_sessions()
+    await circuit_breaker().aclose()

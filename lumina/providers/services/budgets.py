@@ -31,7 +31,6 @@ import weakref
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-import redis
 import redis.asyncio
 import structlog
 from django.conf import settings
@@ -171,29 +170,6 @@ async def budget_admit(
     return _concluded(checks, await run_sync(_admit_local, checks), "local")
 
 
-def budget_admit_sync(
-    *,
-    user_id: uuid.UUID | None,
-    token_id: uuid.UUID | None,
-    estimated_tokens: int,
-    estimated_cost: Decimal,
-) -> Admission:
-    """``budget_admit`` for synchronous callers."""
-    rules = _rules_cached(user_id, token_id)
-    if rules is None:
-        rules = _rules_loaded(user_id, token_id)
-    if not rules:
-        return UNLIMITED
-    checks = _checks(rules, estimated_tokens, estimated_cost)
-    backend = _redis_backend()
-    if backend is not None:
-        try:
-            return _concluded(checks, _admit_redis_sync(backend, checks), "redis")
-        except redis.RedisError:
-            _redis_failed()
-    return _concluded(checks, _admit_local(checks), "local")
-
-
 async def budget_settle(admission: Admission, *, tokens: int, cost: Decimal) -> None:
     """Replace the reserved estimate with the real tokens and cost (refunds the difference)."""
     keys, deltas = _deltas(admission, tokens, cost)
@@ -205,23 +181,6 @@ async def budget_settle(admission: Admission, *, tokens: int, cost: Decimal) -> 
             return
         try:
             await backend.async_scripts().settle(keys=keys, args=deltas)
-        except redis.RedisError:
-            logger.warning("budget settlement lost: Redis failed", exc_info=True)
-    else:
-        _local.settle(keys, deltas)
-
-
-def budget_settle_sync(admission: Admission, *, tokens: int, cost: Decimal) -> None:
-    """``budget_settle`` for synchronous callers."""
-    keys, deltas = _deltas(admission, tokens, cost)
-    if not keys:
-        return
-    if admission.backend == "redis":
-        backend = _redis_backend(ignore_failures=True)
-        if backend is None:
-            return
-        try:
-            backend.sync_scripts().settle(keys=keys, args=deltas)
         except redis.RedisError:
             logger.warning("budget settlement lost: Redis failed", exc_info=True)
     else:
@@ -250,30 +209,6 @@ async def budget_remaining(
         except redis.RedisError:
             _redis_failed()
     return _remaining(checks, await run_sync(_local.values_seeded, checks))
-
-
-def budget_remaining_sync(
-    *, user_id: uuid.UUID | None, token_id: uuid.UUID | None
-) -> Decimal | None:
-    """``budget_remaining`` for synchronous callers."""
-    rules = _rules_cached(user_id, token_id)
-    if rules is None:
-        rules = _rules_loaded(user_id, token_id)
-    checks = [check for check in _checks(rules, 0, Decimal(0)) if check.kind == MONEY]
-    if not checks:
-        return None
-    backend = _redis_backend()
-    if backend is not None:
-        try:
-            client = backend.sync_client()
-            values = client.mget([check.key for check in checks])
-            if any(value is None for value in values):
-                _seed_sync(client, checks, values)
-                values = client.mget([check.key for check in checks])
-            return _remaining(checks, values)
-        except redis.RedisError:
-            _redis_failed()
-    return _remaining(checks, _local.values_seeded(checks))
 
 
 # -- budget CRUD -------------------------------------------------------------------------
@@ -639,11 +574,10 @@ class _Scripts:
 
 
 class _RedisBackend:
-    """Clients and registered scripts for one Redis URL: one sync set, one per event loop."""
+    """Clients and registered scripts for one Redis URL, one set per event loop."""
 
     def __init__(self, url: str) -> None:
         self.url = url
-        self._sync: _Scripts | None = None
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Scripts] = (
             weakref.WeakKeyDictionary()
         )
@@ -654,17 +588,6 @@ class _RedisBackend:
             "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
             "decode_responses": True,
         }
-
-    def sync_scripts(self) -> _Scripts:
-        if self._sync is None:
-            client = redis.Redis.from_url(self.url, **self._options())
-            self._sync = _Scripts(
-                client, client.register_script(ADMIT_LUA), client.register_script(SETTLE_LUA)
-            )
-        return self._sync
-
-    def sync_client(self):
-        return self.sync_scripts().client
 
     def async_scripts(self) -> _Scripts:
         # An asyncio client belongs to the loop it was made on.
@@ -733,17 +656,6 @@ async def _admit_redis_async(backend: _RedisBackend, checks: list[_Check]):
     raise redis.RedisError("budget counters vanished while being seeded")
 
 
-def _admit_redis_sync(backend: _RedisBackend, checks: list[_Check]):
-    scripts = backend.sync_scripts()
-    keys, args = _script_args(checks)
-    for _ in range(3):
-        outcome = _outcome(scripts.admit(keys=keys, args=args))
-        if not isinstance(outcome, list):
-            return outcome
-        _seed_sync(scripts.client, [checks[i] for i in outcome])
-    raise redis.RedisError("budget counters vanished while being seeded")
-
-
 async def _seed_async(client, checks: list[_Check], values: list[Any] | None = None) -> None:
     if values is not None:
         checks = [check for check, value in zip(checks, values, strict=True) if value is None]
@@ -752,16 +664,6 @@ async def _seed_async(client, checks: list[_Check], values: list[Any] | None = N
         for check, amount in zip(checks, amounts, strict=True):
             pipe.set(check.key, amount, nx=True, exat=check.expire_at)
         await pipe.execute()
-
-
-def _seed_sync(client, checks: list[_Check], values: list[Any] | None = None) -> None:
-    if values is not None:
-        checks = [check for check, value in zip(checks, values, strict=True) if value is None]
-    amounts = _seed_amounts(checks)
-    with client.pipeline(transaction=False) as pipe:
-        for check, amount in zip(checks, amounts, strict=True):
-            pipe.set(check.key, amount, nx=True, exat=check.expire_at)
-        pipe.execute()
 
 
 # -- in-process counters (no Redis) --------------------------------------------------------

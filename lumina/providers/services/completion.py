@@ -28,7 +28,7 @@ from lumina.providers.events.completion import CompletionGenerated
 from lumina.providers.resilience import (
     attempt_calls,
     attempt_stream,
-    circuit_breaker,
+    circuit_states,
     latency_stats,
 )
 from lumina.providers.selectors.registry import catalogue_async, endpoint_for_async
@@ -151,7 +151,7 @@ class Call:
                 # Candidates this request could not pay for are skipped, cheaper ones kept.
                 needs = dataclasses.replace(needs, budget_remaining=remaining)
             snapshot = await catalogue_async()
-            states = await circuit_breaker().states_async(snapshot.resolve(self.body["model"]))
+            states = await circuit_states(snapshot.resolve(self.body["model"]))
             selection = select(
                 catalogue=snapshot,
                 model=self.body["model"],
