@@ -184,6 +184,8 @@ CELERY_BEAT_SCHEDULE = {
 # --- Event bus: the one swappable seam (see docs/adr/0003-event-bus-and-outbox.md) ---
 # A name from lumina.kernel.transports.TRANSPORTS ("inprocess" or "celery").
 LUMINA_EVENT_TRANSPORT = ENV.lumina_event_transport.value
+# The Celery app the Celery transport sends through, loaded by that transport only.
+LUMINA_CELERY_APP = "config.celery.app"
 LUMINA_EVENT_MAX_ATTEMPTS = ENV.lumina_event_max_attempts
 LUMINA_OUTBOX_RELAY_INTERVAL = ENV.lumina_outbox_relay_interval
 

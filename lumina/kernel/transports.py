@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Sequence
 
 import structlog
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 from lumina.kernel.bus import Transport, deliver_many
 
@@ -45,6 +47,9 @@ class CeleryTransport(Transport):
     relays_in_process = False  # Celery beat runs the relay
 
     def __init__(self) -> None:
+        # The configured Celery app must exist before a task is sent, or Celery's default
+        # app (no broker settings) would take it.
+        import_string(settings.LUMINA_CELERY_APP)
         self._broker_down_until = 0.0
 
     def dispatch(self, event_ids: Sequence[uuid.UUID]) -> None:

@@ -31,7 +31,6 @@ import weakref
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-import redis.asyncio
 import structlog
 from django.conf import settings
 from django.db import connection, transaction
@@ -165,7 +164,7 @@ async def budget_admit(
     if backend is not None:
         try:
             return _concluded(checks, await _admit_redis_async(backend, checks), "redis")
-        except redis.RedisError:
+        except RedisError:
             _redis_failed()
     return _concluded(checks, await run_sync(_admit_local, checks), "local")
 
@@ -181,7 +180,7 @@ async def budget_settle(admission: Admission, *, tokens: int, cost: Decimal) -> 
             return
         try:
             await backend.async_scripts().settle(keys=keys, args=deltas)
-        except redis.RedisError:
+        except RedisError:
             logger.warning("budget settlement lost: Redis failed", exc_info=True)
     else:
         _local.settle(keys, deltas)
@@ -206,7 +205,7 @@ async def budget_remaining(
                 await _seed_async(client, checks, values)
                 values = await client.mget([check.key for check in checks])
             return _remaining(checks, values)
-        except redis.RedisError:
+        except RedisError:
             _redis_failed()
     return _remaining(checks, await run_sync(_local.values_seeded, checks))
 
@@ -573,10 +572,22 @@ class _Scripts:
     settle: Any
 
 
+class _NoRedis(Exception):
+    """Never raised: stands for ``redis.RedisError`` until a Redis backend imports redis."""
+
+
+# redis is imported with the first Redis-backed budget: without REDIS_URL it is not loaded.
+RedisError: type[Exception] = _NoRedis
+
+
 class _RedisBackend:
     """Clients and registered scripts for one Redis URL, one set per event loop."""
 
     def __init__(self, url: str) -> None:
+        global RedisError
+        import redis
+
+        RedisError = redis.RedisError
         self.url = url
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Scripts] = (
             weakref.WeakKeyDictionary()
@@ -594,6 +605,8 @@ class _RedisBackend:
         loop = asyncio.get_running_loop()
         scripts = self._by_loop.get(loop)
         if scripts is None:
+            import redis.asyncio
+
             client = redis.asyncio.Redis.from_url(self.url, **self._options())
             scripts = _Scripts(
                 client, client.register_script(ADMIT_LUA), client.register_script(SETTLE_LUA)
@@ -653,7 +666,7 @@ async def _admit_redis_async(backend: _RedisBackend, checks: list[_Check]):
         if not isinstance(outcome, list):
             return outcome
         await _seed_async(scripts.client, [checks[i] for i in outcome])
-    raise redis.RedisError("budget counters vanished while being seeded")
+    raise RedisError("budget counters vanished while being seeded")
 
 
 async def _seed_async(client, checks: list[_Check], values: list[Any] | None = None) -> None:

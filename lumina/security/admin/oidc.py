@@ -6,9 +6,12 @@ from django import forms
 from django.contrib import admin
 from django.http import HttpRequest
 
+from lumina.kernel.lazy import lazy_module
 from lumina.security.http.actors import actor_of
 from lumina.security.models.oidc import ExternalIdentity, IdentityProvider
-from lumina.security.services import oidc as services
+
+# authlib and joserfc load with the first OIDC call, not with the admin.
+services = lazy_module("lumina.security.services.oidc")
 
 
 class IdentityProviderForm(forms.ModelForm):
