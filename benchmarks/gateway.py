@@ -69,6 +69,7 @@ import math
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -465,6 +466,7 @@ class Bench:
     lumina_pid: int
     mock_pid: int
     ledger: Ledger
+    profile: Path | None = None  # collapsed py-spy stacks of the 64-client phase go here
 
 
 @dataclasses.dataclass
@@ -592,6 +594,8 @@ async def closed_loop(
     async with contextlib.AsyncExitStack() as stack:
         if target is bench.via:
             spent = await stack.enter_async_context(lumina_spending(bench))
+            if bench.profile is not None and concurrency == max(CONCURRENCY):
+                stack.enter_context(sampling(bench.lumina_pid, bench.profile, seconds))
         started = time.perf_counter()
         await asyncio.gather(*(client(started + seconds) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -607,6 +611,54 @@ async def closed_loop(
         mock_cpu,
         own_cpu,
         errors[0] if errors else "",
+    )
+
+
+@contextlib.contextmanager
+def sampling(pid: int, output: Path, seconds: float):
+    """py-spy samples ``pid`` (every thread, without pausing it) while the block runs."""
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid)]
+    command += ["--format", "raw", "--output", str(output), "--duration", f"{seconds:.0f}"]
+    command += ["--nonblocking", "--threads", "--rate", "250"]
+    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        try:
+            recorder.wait(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+
+
+def _frame_name(frame: str) -> str:
+    """``function (.../package/module.py:123)`` as ``function (package/module.py)``."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(where.split('/')[-2:])})" if where else name
+
+
+def profile_summary(path: Path, top: int = 30) -> str:
+    """The functions the samples were in (self) and under (total), in % of samples."""
+    own: dict[str, int] = {}
+    under: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = [_frame_name(frame) for frame in stack.split(";")[1:]]  # drop the thread
+        samples = int(count)
+        total += samples
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + samples
+        for frame in set(frames):
+            under[frame] = under.get(frame, 0) + samples
+    rows = [
+        (name, f"{own.get(name, 0) * 100 / total:.1f}", f"{count * 100 / total:.1f}")
+        for name, count in sorted(under.items(), key=lambda item: -item[1])[:top]
+    ]
+    return table(
+        f"py-spy, 64 clients: {total:,} samples ({path})", ("function", "self %", "total %"), rows
     )
 
 
@@ -1025,6 +1077,13 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the subprocesses' logs and print where"
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the web process with py-spy during the 64-client phase; collapsed"
+        " stacks (one file per configuration) go to DIR, and the top functions are printed",
+    )
     return parser.parse_args()
 
 
@@ -1041,7 +1100,7 @@ def configurations(args: argparse.Namespace) -> list[Config]:
 
 def measure(
     config: Config, processes: Processes, socket_dir: str, mock_root: str, mock_pid: int, *,
-    quick: bool,
+    quick: bool, profile: Path | None = None,
 ) -> Results:  # fmt: skip
     if config.redis:
         flush_redis()
@@ -1055,7 +1114,7 @@ def measure(
         idle_rss = rss_mib(lumina_pid)
         progress(f"{config.label}: serving on {port} (pid {lumina_pid}), idle RSS {idle_rss:.1f}")
         direct, via = make_targets(mock_root, port, token)
-        bench = Bench(direct, via, lumina_pid, mock_pid, ledger)
+        bench = Bench(direct, via, lumina_pid, mock_pid, ledger, profile)
         results = run_loop(run_phases(bench, quick=quick))
     finally:
         processes.stop(process)
@@ -1080,10 +1139,16 @@ def main() -> None:
     try:
         mock_root, mock = start_mock(processes, chunks=CHUNKS, interval=CHUNK_INTERVAL)
         socket_dir, held = pgserver.attach()
-        for config in configs:
+        for number, config in enumerate(configs):
+            profile = None
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profile = args.profile / f"config-{number}.txt"
             measured.append(measure(config, processes, socket_dir, mock_root, mock.pid,
-                                    quick=args.quick))  # fmt: skip
+                                    quick=args.quick, profile=profile))  # fmt: skip
             print(report(measured[-1], args.quick), end="\n\n", flush=True)
+            if profile is not None and profile.exists():
+                print(profile_summary(profile), end="\n\n", flush=True)
         succeeded = True
     finally:
         processes.stop_all()
