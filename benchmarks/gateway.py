@@ -61,6 +61,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import functools
@@ -120,6 +121,9 @@ STREAM_LOAD_SECONDS, QUICK_STREAM_LOAD_SECONDS = 10.0, 5.0
 REQUEST_TIMEOUT = 30.0
 START_TIMEOUT = 120.0
 IDLE_SECONDS = 2.0
+# One keyring for this process and every Lumina under test: each checkout would otherwise
+# use its own development keyring, and the provider key sealed here would not open there.
+MASTER_KEYS = "1:" + base64.b64encode(secrets.token_bytes(32)).decode()
 RSS_SETTLE_SECONDS = 3.0  # after the first /health/live answer, before reading the RSS
 DRAIN_TIMEOUT = 180.0  # seconds Lumina may take to write a phase's usage after it
 DRAIN_STALL = 5.0  # seconds without progress after which the missing rows are reported
@@ -161,6 +165,7 @@ def start_lumina(processes: Processes, database: str, config: Config) -> tuple[i
         DATABASE_URL=database,
         DJANGO_SETTINGS_MODULE="config.settings",
         LUMINA_ADMIN_PASSWORD=secrets.token_urlsafe(18),
+        LUMINA_MASTER_KEYS=MASTER_KEYS,
     )
     if config.redis:
         env["REDIS_URL"] = REDIS_URL
@@ -198,7 +203,11 @@ def prepare_database(socket_dir: str) -> str:
         if key != "LUMINA_DATA_DIR":
             del os.environ[key]
     os.environ.pop("REDIS_URL", None)
-    os.environ.update(DATABASE_URL=database, DJANGO_SETTINGS_MODULE="config.settings")
+    os.environ.update(
+        DATABASE_URL=database,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        LUMINA_MASTER_KEYS=MASTER_KEYS,
+    )
     import django
 
     django.setup()
