@@ -29,10 +29,16 @@ def request_id_from(given: str | None) -> str:
     return uuid.uuid4().hex
 
 
-def request_begin(given: str | None) -> str:
-    """Start a request's log context: its id, bound for every line; returns the id."""
+def request_begin(given: str | None, *, fresh_context: bool = False) -> str:
+    """Start a request's log context: its id, bound for every line; returns the id.
+
+    ``fresh_context``: the caller runs in a context of its own (an ASGI server's task per
+    request), so nothing of an earlier request can linger there and clearing is skipped.
+    A thread serving request after request (WSGI, ``sync_to_async``) must clear.
+    """
     request_id = request_id_from(given)
-    structlog.contextvars.clear_contextvars()
+    if not fresh_context:
+        structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(request_id=request_id)
     return request_id
 

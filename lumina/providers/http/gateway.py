@@ -201,7 +201,10 @@ class Exchange:
         self.send = send
         self.headers = dict(scope["headers"])
         given = self.headers.get(b"x-request-id")
-        self.request_id = request_begin(given.decode("latin-1") if given else None)
+        # uvicorn runs each request in a task of its own: a fresh logging context.
+        self.request_id = request_begin(
+            given.decode("latin-1") if given else None, fresh_context=True
+        )
         self.status = 0
         self.call = None
         self.user_id = None
