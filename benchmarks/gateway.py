@@ -1,104 +1,82 @@
-"""What Lumina's ``/v1`` gateway adds to a chat request (latency, time to first token,
-CPU), and what the HTTP client library its adapters send through costs.
+"""What Lumina's ``/v1`` gateway adds to a chat request: latency, time to first token,
+CPU per request and requests/s under load, and the web process's idle memory; without
+Redis and with it (``REDIS_URL``), for this checkout and optionally another one.
 
-Every phase talks to one loopback upstream, the OpenAI mock of the tests (``python -m
-tests.providers.upstreams.openai``, its own process on uvloop; streamed answers are 20
-content chunks 5 ms apart, then the finish chunk, the usage chunk with empty
-``choices`` and ``[DONE]``).
-
-0. The HTTP client libraries themselves, the measurement behind the adapters' choice
-   of aiohttp (issue 4). Each row is a child process of its own on uvloop
-   (``--client-child``) sending 2,000 non-streamed requests (``--quick``: 300) to the
-   mock at concurrency 1 or 16, or a tenth as many streams at 16 read piece by piece as
-   they arrive, after 50 warm-up requests. aiohttp goes through
-   ``lumina.providers.adapters.http``'s own shared session (its connector, its
-   per-request timeouts); httpx's ``AsyncClient`` is pooled and configured alike, as is
-   httpx2's (the httpx fork the dev-only ``openai`` SDK installs), both also with
-   ``sniffio`` hidden; a library that is not installed gets a "not installed" row. CPU
-   per request is the child's user + system time (``time.process_time``, every thread)
-   over the measured requests. One line then names the adapters' client and what the
-   others cost against it.
-
-Phases 1–4 compare the same request sent two ways:
+Every phase talks to one loopback upstream, the OpenAI mock of the tests (its own
+process on uvloop; streamed answers are 20 content chunks 5 ms apart, then the finish
+chunk, the usage chunk with empty ``choices`` and ``[DONE]``). The same request is sent
+two ways:
 
 * direct: ``POST http://127.0.0.1:<mock>/v1/chat/completions`` naming the upstream
   model, no Lumina token;
 * via Lumina: ``POST http://127.0.0.1:<lumina>/v1/chat/completions`` naming the
   deployment ``bench-model``, with ``Authorization: Bearer <Lumina API token>``.
 
-Lumina runs as in production: ``manage.py serve`` (uvicorn on uvloop + httptools,
-one process, the access log on) in a subprocess, against a database of its own,
-``lumina_bench_gateway`` on the embedded PostgreSQL (dropped and re-created at start,
-dropped at the end), holding a Developer's token and one ``openai_compatible``
-provider whose base URL is the mock. Redis is left out unless ``--redis`` is given
-(then db 12, flushed before and after). The load generator is this process: aiohttp
-on uvloop, one keep-alive session per target; 50 requests to each target warm
-everything up first.
+Lumina runs as in production: ``manage.py serve`` (uvicorn on uvloop + httptools, one
+process, the access log on) in a subprocess, against a database of its own,
+``lumina_bench_gateway`` on the embedded PostgreSQL (re-created for every configuration,
+dropped at the end), holding a Developer's token and one ``openai_compatible`` provider
+whose base URL is the mock. A configuration is a checkout (this one, and each
+``--compare PATH``, served by that checkout's own ``.venv``) without or with Redis
+(``REDIS_URL=redis://127.0.0.1:6379/12``, flushed before and after). The configurations
+run one after the other on the same mock and machine, so their figures compare. The
+load generator is this process: aiohttp on uvloop, one keep-alive session per target.
 
-CPU is read with psutil before and after each phase and divided by the requests the
-phase completed: Lumina's whole process (user + system time of every thread), split
-into its main thread (uvicorn's event loop: the request path) and the others (the
-usage ledger writer with the outbox events and cost projection it writes, the outbox
-relay, ``sync_to_async`` workers). Lumina answers first and writes usage afterwards,
-so after each phase the benchmark waits until the database holds a usage row for
-every request answered via Lumina and no outbox event is pending, and counts that
-CPU too ("usage backlog s" says how long it took).
+For each configuration: the idle RSS of the web process, read 3 s after it first
+answered ``/health/live`` (before any ``/v1`` request); then 50 requests to each target
+warm everything up, and:
 
-1. Concurrency 1, 300 interleaved pairs (one direct request, then the same via
-   Lumina), not streamed: median and p99 latency per target, the added latency
-   (median via − median direct, p99 via − p99 direct), the median of Lumina's own
-   ``X-Lumina-Overhead-Ms``.
+1. Concurrency 1, 300 interleaved pairs (one direct request, then the same via Lumina),
+   not streamed: median and p99 latency per target, the added latency (median via −
+   median direct), the median of Lumina's own ``X-Lumina-Overhead-Ms``.
 2. Closed loops of 16 and 64 concurrent clients, 20 s per target (``--quick``: 5 s):
-   requests/s, error rate (non-200 or exception), median/p99 latency, and CPU ms per
-   request of Lumina's process (via), of the mock and of the load generator (both
-   targets, for context: all three share the machine's CPUs).
-3. Streams (``stream_options.include_usage``), 100 interleaved pairs: time to the
-   first chunk with content (TTFT), added TTFT, whole-stream time; and the forwarding
-   check: as many ``data:`` events via Lumina as direct, every chunk of the same
-   shape as its direct twin (same keys in the same order, same values but ``id`` and
-   ``created``), the last chunk before ``[DONE]`` the usage chunk with empty
-   ``choices`` and the same usage, and the median gap between content chunks via
-   Lumina (≈ the mock's 5 ms when chunks leave as they arrive).
+   requests/s, error rate, median/p99 latency, and CPU ms per request of Lumina's
+   process (via) — its main thread (the event loop) and the others (the usage ledger
+   writer with the outbox events and cost projection it writes, the outbox relay,
+   worker threads) — of the mock and of the load generator. Lumina answers first and
+   writes usage afterwards, so after each phase the benchmark waits until the database
+   holds a usage row for every request answered via Lumina and no outbox event is
+   pending, and counts that CPU too.
+3. Streams (``stream_options.include_usage``), 100 interleaved pairs: time to the first
+   chunk with content (TTFT), added TTFT, whole-stream time; and the forwarding check
+   (as many events via Lumina as direct, every chunk of the same shape, the usage chunk
+   last, chunks forwarded as they arrive).
 4. Streams in a closed loop of 16 clients for 10 s (``--quick``: 5 s): streams/s and
    CPU ms per stream.
 
-It ends with the figures side by side with the reference measurements and targets
-of issue 4. Medians come from one run; run it on an otherwise idle machine (the
-load average is printed), though CPU per request is the figure noise disturbs least.
+It ends with one table of every configuration side by side: added p50 latency, CPU-ms
+per request at 16 and 64 clients, requests/s, TTFT, idle RSS, against the figures issue 9
+started from and its targets. The machine is shared: the load average is printed at the
+start and the end; CPU per request is the figure noise disturbs least.
 
-    .venv/bin/python benchmarks/gateway.py                 # about 2¾ minutes
-    .venv/bin/python benchmarks/gateway.py --quick         # about 1 minute
-    .venv/bin/python benchmarks/gateway.py --only clients  # phase 0 alone, about 15 s
+    .venv/bin/python benchmarks/gateway.py                        # ~6 minutes: 2 configs
+    .venv/bin/python benchmarks/gateway.py --quick                # ~3 minutes
+    .venv/bin/python benchmarks/gateway.py --redis off            # without Redis only
+    .venv/bin/python benchmarks/gateway.py --compare ../lumina-main   # 4 configs
+
+The HTTP client libraries are compared in ``benchmarks/http_clients.py``.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import dataclasses
 import functools
-import gc
-import importlib
-import importlib.metadata
-import importlib.util
 import itertools
 import math
 import os
 import secrets
 import shutil
-import signal
-import socket
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import orjson
@@ -108,7 +86,23 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from benchmarks._support import pgserver  # noqa: E402 (needs the repository root on sys.path)
+# Needs the repository root on sys.path.
+from benchmarks._support import pgserver  # noqa: E402
+from benchmarks._support.processes import (  # noqa: E402
+    ZERO_CPU,
+    Cpu,
+    Processes,
+    clean_env,
+    cpu_of,
+    free_port,
+    listener_pid,
+    live_status,
+    progress,
+    rss_mib,
+    run_loop,
+)
+from benchmarks._support.stats import median, ms, num, p99, table  # noqa: E402
+from benchmarks._support.upstream import start_mock  # noqa: E402
 
 DATABASE = "lumina_bench_gateway"
 REDIS_URL = "redis://127.0.0.1:6379/12"
@@ -126,220 +120,94 @@ STREAM_LOAD_CONCURRENCY = 16
 STREAM_LOAD_SECONDS, QUICK_STREAM_LOAD_SECONDS = 10.0, 5.0
 REQUEST_TIMEOUT = 30.0
 START_TIMEOUT = 120.0
-MOCK_START_TIMEOUT = 20.0
-STOP_TIMEOUT = 20.0
 IDLE_SECONDS = 2.0
+# One keyring for this process and every Lumina under test: each checkout would otherwise
+# use its own development keyring, and the provider key sealed here would not open there.
+MASTER_KEYS = "1:" + base64.b64encode(secrets.token_bytes(32)).decode()
+RSS_SETTLE_SECONDS = 3.0  # after the first /health/live answer, before reading the RSS
 DRAIN_TIMEOUT = 180.0  # seconds Lumina may take to write a phase's usage after it
 DRAIN_STALL = 5.0  # seconds without progress after which the missing rows are reported
 MESSAGES = [{"role": "user", "content": "Say hello"}]
 VOLATILE_KEYS = frozenset({"id", "created"})  # differ between any two answers
-
-# Issue 4's reference figures (same harness; ``None``: not measured) and targets.
-REFERENCES = {
-    "LiteLLM proxy": {"added": 32.9, "ttft": 37.0, "cpu": 27.0},
-    "Portkey": {"added": 6.1, "ttft": 33.0, "cpu": 5.1},
-    "bare Django async proxy (aiohttp)": {"added": 1.7, "ttft": None, "cpu": 1.7},
-}
-TARGET_ADDED_MEDIAN_MS = 4.0
-TARGET_ADDED_P99_MS = 15.0
-TARGET_CPU_MS = 3.0
-TARGET_ADDED_TTFT_MS = 5.0
 GAP_TOLERANCE_MS = 1.0  # chunk gap via Lumina vs direct, for "forwarded as they arrive"
-LUMINA_CLIENT = "aiohttp"  # what lumina.providers.adapters.http sends through
-CLIENT_REQUESTS, QUICK_CLIENT_REQUESTS = 2000, 300  # per client and concurrency; streams: /10
-CLIENT_CONCURRENCY = (1, 16)
-CLIENT_STREAM_CONCURRENCY = 16
-CLIENT_WARMUP = 50
-CLIENT_CHILD_TIMEOUT = 300.0
+
+# Where issue 9 started (the same method, one run, httpx clients) and what it asks for.
+BASELINE = {"added_ms": 1.7, "ttft_ms": 2.1, "cpu_16": 1.9, "cpu_64": 2.60, "rps_64": 143,
+            "rss_mib": 131}  # fmt: skip
+PORTKEY = {"added_ms": 3.0, "ttft_ms": 29.6, "cpu_16": 1.9, "cpu_64": 1.95, "rps_64": 188,
+           "rss_mib": 79}  # fmt: skip
+TARGET_CPU_64_MS = 1.5
+TARGET_RSS_MIB = 100.0
 
 
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+# --- Lumina under test ------------------------------------------------------------------------
 
 
-# --- Statistics and tables ----------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """One Lumina to measure: a checkout, with or without Redis."""
+
+    root: Path
+    redis: bool
+    label: str
+
+    @property
+    def python(self) -> str:
+        own = self.root / ".venv" / "bin" / "python"
+        return str(own) if own.exists() else sys.executable
 
 
-def median(values: list[float]) -> float:
-    return statistics.median(values) if values else math.nan
-
-
-def p99(values: list[float]) -> float:
-    if len(values) < 2:
-        return values[0] if values else math.nan
-    return statistics.quantiles(values, n=100, method="inclusive")[98]
-
-
-def ms(seconds: float) -> str:
-    return "–" if math.isnan(seconds) else f"{seconds * 1000:,.2f}"
-
-
-def num(value: float, digits: int = 2) -> str:
-    return "–" if value is None or math.isnan(value) else f"{value:,.{digits}f}"
-
-
-def table(title: str, header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
-
-    def render(cells: tuple[str, ...]) -> str:
-        first, *rest = cells
-        out = [first.ljust(widths[0])]
-        out += [cell.rjust(width) for cell, width in zip(rest, widths[1:], strict=True)]
-        return "  ".join(out).rstrip()
-
-    rule = "  ".join("-" * width for width in widths)
-    return "\n".join([title, render(header), rule, *(render(row) for row in rows)])
-
-
-# --- Processes ----------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def clean_env() -> dict[str, str]:
-    """This environment without Lumina, Celery, database or Redis settings of the caller."""
-    env = {
-        key: value
-        for key, value in os.environ.items()
-        if not key.startswith(("LUMINA_", "CELERY_"))
-        and key not in ("DATABASE_URL", "REDIS_URL", "DJANGO_SETTINGS_MODULE")
-    }
-    if os.environ.get("LUMINA_DATA_DIR"):
-        env["LUMINA_DATA_DIR"] = os.environ["LUMINA_DATA_DIR"]
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    return env
-
-
-def tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except FileNotFoundError:
-        return "(no output)"
-
-
-class Processes:
-    """The subprocesses this benchmark started; stopped (SIGINT, then SIGKILL) at the end."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.started: list[tuple[str, subprocess.Popen]] = []
-
-    def start(self, name: str, command: list[str], env: dict[str, str]) -> subprocess.Popen:
-        out, err = self.logs / f"{name}.out", self.logs / f"{name}.err"
-        with out.open("wb") as stdout, err.open("wb") as stderr:
-            # Its own session: a Ctrl-C in the terminal reaches only this script, which
-            # then stops the subprocesses in order.
-            process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=stdout,
-                stderr=stderr,
-                start_new_session=True,
-            )
-        self.started.append((name, process))
-        return process
-
-    def failure(self, name: str, process: subprocess.Popen, what: str) -> RuntimeError:
-        return RuntimeError(
-            f"{name} {what} (exit code {process.poll()}); the end of its stderr:\n"
-            + tail(self.logs / f"{name}.err")
-        )
-
-    def stop_all(self) -> None:
-        for _name, process in reversed(self.started):
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for _name, process in reversed(self.started):
-            try:
-                process.wait(timeout=STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait()
-        self.started.clear()
-
-
-def start_mock(processes: Processes) -> tuple[str, subprocess.Popen]:
-    """Start the loopback OpenAI upstream; return its root URL once it listens."""
-    command = [sys.executable, "-m", "tests.providers.upstreams.openai", "--port", "0"]
-    command += ["--chunks", str(CHUNKS), "--interval", str(CHUNK_INTERVAL)]
-    process = processes.start("mock", command, clean_env())
-    out = processes.logs / "mock.out"
-    deadline = time.monotonic() + MOCK_START_TIMEOUT
-    while time.monotonic() < deadline:
-        for line in out.read_text(errors="replace").splitlines():
-            if line.startswith("listening on "):
-                return line.removeprefix("listening on ").strip(), process
-        if process.poll() is not None:
-            raise processes.failure("mock", process, "exited before listening")
-        time.sleep(0.05)
-    raise processes.failure("mock", process, f"did not listen within {MOCK_START_TIMEOUT:.0f}s")
-
-
-def live_status(port: int) -> int | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=2) as answer:
-            return answer.status
-    except (OSError, urllib.error.URLError):
-        return None
-
-
-def listener_pid(process: subprocess.Popen, port: int) -> int:
-    """The pid of the process listening on ``port``: ``serve`` or one of its children."""
-    root = psutil.Process(process.pid)
-    for candidate in [root, *root.children(recursive=True)]:
-        with contextlib.suppress(psutil.Error):
-            for conn in candidate.net_connections(kind="tcp"):
-                if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port:
-                    return candidate.pid
-    raise RuntimeError(f"no process of manage.py serve (pid {process.pid}) listens on {port}")
-
-
-def serve_command(port: int) -> list[str]:
-    return [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
-
-
-def start_lumina(processes: Processes, database: str, *, redis: bool) -> tuple[int, int]:
-    """Start ``manage.py serve`` as production does; return (port, pid of the web process)."""
+def start_lumina(processes: Processes, database: str, config: Config) -> tuple[int, int, Any]:
+    """Start ``manage.py serve`` of ``config`` as production does; (port, web pid, process)."""
     port = free_port()
-    env = clean_env()
+    env = clean_env(config.root)
     env.update(
         DATABASE_URL=database,
         DJANGO_SETTINGS_MODULE="config.settings",
         LUMINA_ADMIN_PASSWORD=secrets.token_urlsafe(18),
+        LUMINA_MASTER_KEYS=MASTER_KEYS,
     )
-    if redis:
+    if config.redis:
         env["REDIS_URL"] = REDIS_URL
-    process = processes.start("lumina", serve_command(port), env)
+    command = [config.python, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    name = f"lumina-{len(processes.started)}"
+    process = processes.start(name, command, env, cwd=config.root)
     deadline = time.monotonic() + START_TIMEOUT
     while live_status(port) != 200:
         if process.poll() is not None:
-            raise processes.failure("lumina", process, "exited before answering /health/live")
+            raise processes.failure(name, process, "exited before answering /health/live")
         if time.monotonic() > deadline:
-            raise processes.failure("lumina", process, "never answered 200 on /health/live")
+            raise processes.failure(name, process, "never answered 200 on /health/live")
         time.sleep(0.05)
-    return port, listener_pid(process, port)
+    return port, listener_pid(process, port), process
 
 
 # --- Database and Django ------------------------------------------------------------------
 
 
-def prepare_database(socket_dir: str, *, redis: bool) -> str:
-    """Fresh database, Django set up in this process against it, migrated; its URL."""
+def prepare_database(socket_dir: str) -> str:
+    """Fresh database, Django set up in this process against it (once), migrated; its URL.
+
+    This process never uses Redis: what it writes (the fixtures) goes to the database,
+    which every Lumina under test reads.
+    """
+    from django.conf import settings
+
+    if settings.configured:  # a previous configuration's connections
+        from django.db import connections
+
+        connections.close_all()
     pgserver.recreate_database(socket_dir, DATABASE)
     database = pgserver.database_url(socket_dir, DATABASE)
     for key in [key for key in os.environ if key.startswith(("LUMINA_", "CELERY_"))]:
         if key != "LUMINA_DATA_DIR":
             del os.environ[key]
     os.environ.pop("REDIS_URL", None)
-    os.environ.update(DATABASE_URL=database, DJANGO_SETTINGS_MODULE="config.settings")
-    if redis:
-        os.environ["REDIS_URL"] = REDIS_URL
+    os.environ.update(
+        DATABASE_URL=database,
+        DJANGO_SETTINGS_MODULE="config.settings",
+        LUMINA_MASTER_KEYS=MASTER_KEYS,
+    )
     import django
 
     django.setup()
@@ -357,6 +225,7 @@ def flush_redis() -> None:
     import redis
 
     try:
+        # Database 12 is this benchmark's own (the shared Redis's 0-9 belong to others).
         redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).flushdb()
     except redis.RedisError as exc:
         raise RuntimeError(f"--redis: Redis at {REDIS_URL} is not reachable ({exc})") from None
@@ -404,31 +273,6 @@ def create_fixtures(upstream_root: str) -> str:
 
 
 # --- What Lumina spends, and what it still owes -------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class Cpu:
-    """CPU seconds of a process: its main thread (the event loop) and all threads."""
-
-    loop: float
-    total: float
-
-    @property
-    def background(self) -> float:
-        return self.total - self.loop
-
-    def __sub__(self, other: Cpu) -> Cpu:
-        return Cpu(self.loop - other.loop, self.total - other.total)
-
-
-ZERO_CPU = Cpu(0.0, 0.0)
-
-
-def cpu_of(pid: int) -> Cpu:
-    process = psutil.Process(pid)
-    times = process.cpu_times()  # every thread, finished ones included
-    loop = next((t.user_time + t.system_time for t in process.threads() if t.id == pid), 0.0)
-    return Cpu(loop, times.user + times.system)
 
 
 class Ledger:
@@ -631,6 +475,7 @@ class Bench:
     lumina_pid: int
     mock_pid: int
     ledger: Ledger
+    profile: Path | None = None  # collapsed py-spy stacks of the 64-client phase go here
 
 
 @dataclasses.dataclass
@@ -758,6 +603,8 @@ async def closed_loop(
     async with contextlib.AsyncExitStack() as stack:
         if target is bench.via:
             spent = await stack.enter_async_context(lumina_spending(bench))
+            if bench.profile is not None and concurrency == max(CONCURRENCY):
+                stack.enter_context(sampling(bench.lumina_pid, bench.profile, seconds))
         started = time.perf_counter()
         await asyncio.gather(*(client(started + seconds) for _ in range(concurrency)))
         elapsed = time.perf_counter() - started
@@ -773,6 +620,54 @@ async def closed_loop(
         mock_cpu,
         own_cpu,
         errors[0] if errors else "",
+    )
+
+
+@contextlib.contextmanager
+def sampling(pid: int, output: Path, seconds: float):
+    """py-spy samples ``pid`` (every thread, without pausing it) while the block runs."""
+    command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid)]
+    command += ["--format", "raw", "--output", str(output), "--duration", f"{seconds:.0f}"]
+    command += ["--nonblocking", "--threads", "--rate", "250"]
+    recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        yield
+    finally:
+        try:
+            recorder.wait(timeout=seconds + 30)
+        except subprocess.TimeoutExpired:
+            recorder.kill()
+
+
+def _frame_name(frame: str) -> str:
+    """``function (.../package/module.py:123)`` as ``function (package/module.py)``."""
+    name, _, where = frame.partition(" (")
+    where = where.rstrip(")").rsplit(":", 1)[0]
+    return f"{name} ({'/'.join(where.split('/')[-2:])})" if where else name
+
+
+def profile_summary(path: Path, top: int = 30) -> str:
+    """The functions the samples were in (self) and under (total), in % of samples."""
+    own: dict[str, int] = {}
+    under: dict[str, int] = {}
+    total = 0
+    for line in path.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not count.isdigit():
+            continue
+        frames = [_frame_name(frame) for frame in stack.split(";")[1:]]  # drop the thread
+        samples = int(count)
+        total += samples
+        if frames:
+            own[frames[-1]] = own.get(frames[-1], 0) + samples
+        for frame in set(frames):
+            under[frame] = under.get(frame, 0) + samples
+    rows = [
+        (name, f"{own.get(name, 0) * 100 / total:.1f}", f"{count * 100 / total:.1f}")
+        for name, count in sorted(under.items(), key=lambda item: -item[1])[:top]
+    ]
+    return table(
+        f"py-spy, 64 clients: {total:,} samples ({path})", ("function", "self %", "total %"), rows
     )
 
 
@@ -841,6 +736,8 @@ class Results:
     loads: list[Load]
     streams: Streams
     stream_loads: list[Load]
+    config: str = ""
+    idle_rss_mib: float = math.nan
 
 
 async def run_phases(bench: Bench, *, quick: bool) -> Results:
@@ -897,19 +794,6 @@ async def run_phases(bench: Bench, *, quick: bool) -> Results:
 
 
 # --- Report -------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class Verdicts:
-    added_median: float
-    added_p99: float
-    cpu: float
-    cpu_loop: float
-    errors_c64: int
-    added_ttft: float
-    mismatches: int
-    gap_via: float
-    gap_direct: float
 
 
 def per_request(cpu: float, requests: int) -> str:
@@ -1088,102 +972,78 @@ def report_streams(streams: Streams) -> tuple[str, float, float, float]:
     return "\n".join(lines), added_ttft, median(gaps["via"]), median(gaps["direct"])
 
 
-def report_summary(verdicts: Verdicts) -> str:
-    def mark(met: bool) -> str:
-        return "met" if met else "NOT MET"
+def report_summary(results: list[Results]) -> str:
+    """Every configuration side by side, with the baseline and the targets of issue 9."""
 
-    refs = list(REFERENCES.values())
+    def row(label: str, values: dict[str, float], note: str = "") -> tuple[str, ...]:
+        return (
+            label,
+            num(values["added_ms"]),
+            num(values["ttft_ms"]),
+            num(values["cpu_16"]),
+            num(values["cpu_64"]),
+            num(values["rps_16"], 0) if "rps_16" in values else "–",
+            num(values["rps_64"], 0),
+            num(values["rss_mib"], 1),
+            note,
+        )
 
-    def ref(key: str) -> tuple[str, ...]:
-        return tuple("–" if r[key] is None else f"{r[key]:g}" for r in refs)
-
-    rows = [
-        (
-            "added latency, median ms (c=1)",
-            *ref("added"),
-            f"≤ {TARGET_ADDED_MEDIAN_MS:g}",
-            num(verdicts.added_median * 1000),
-            mark(verdicts.added_median * 1000 <= TARGET_ADDED_MEDIAN_MS),
-        ),
-        (
-            "added latency, p99 ms (c=1)",
-            "–",
-            "–",
-            "–",
-            f"≤ {TARGET_ADDED_P99_MS:g}",
-            num(verdicts.added_p99 * 1000),
-            mark(verdicts.added_p99 * 1000 <= TARGET_ADDED_P99_MS),
-        ),
-        (
-            "CPU ms/request (worst of 16, 64 clients)",
-            *ref("cpu"),
-            f"≤ {TARGET_CPU_MS:g}",
-            f"{num(verdicts.cpu)} (event loop {num(verdicts.cpu_loop)})",
-            mark(verdicts.cpu <= TARGET_CPU_MS),
-        ),
-        (
-            "errors with 64 clients",
-            "–",
-            "–",
-            "–",
-            "0",
-            str(verdicts.errors_c64),
-            mark(verdicts.errors_c64 == 0),
-        ),
-        (
-            "added TTFT, median ms",
-            *ref("ttft"),
-            f"≤ {TARGET_ADDED_TTFT_MS:g}",
-            num(verdicts.added_ttft * 1000),
-            mark(verdicts.added_ttft * 1000 <= TARGET_ADDED_TTFT_MS),
-        ),
-        (
-            "chunk-format mismatches",
-            "usage chunk rewritten",
-            "–",
-            "–",
-            "0",
-            str(verdicts.mismatches),
-            mark(verdicts.mismatches == 0),
-        ),
-        (
-            "chunk gap via Lumina, median ms",
-            "–",
-            "–",
-            "–",
-            f"direct ± {GAP_TOLERANCE_MS:g}",
-            f"{num(verdicts.gap_via * 1000)} (direct {num(verdicts.gap_direct * 1000)})",
-            mark(abs(verdicts.gap_via - verdicts.gap_direct) * 1000 <= GAP_TOLERANCE_MS),
-        ),
-    ]
+    rows = []
+    for result in results:
+        figures = headline(result)
+        met = []
+        met.append("CPU≤1.5 " + ("met" if figures["cpu_64"] <= TARGET_CPU_64_MS else "NOT MET"))
+        met.append("RSS≤100 " + ("met" if figures["rss_mib"] <= TARGET_RSS_MIB else "NOT MET"))
+        rows.append(row(result.config, figures, ", ".join(met)))
+    rows.append(row("issue 9 baseline (Lumina)", BASELINE, "as filed"))
+    rows.append(row("Portkey (issue 9)", PORTKEY, "as filed"))
     return table(
-        "Summary against issue 4 (references measured there with the same method)",
-        ("figure", *REFERENCES, "target", "Lumina", "verdict"),
+        "Summary: /v1 chat completions via Lumina (medians of this run)",
+        (
+            "configuration",
+            "added p50 ms",
+            "added TTFT ms",
+            "CPU ms/req @16",
+            "CPU ms/req @64",
+            "req/s @16",
+            "req/s @64",
+            "idle RSS MiB",
+            "targets",
+        ),
         rows,
     )
+
+
+def headline(result: Results) -> dict[str, float]:
+    """The summary's figures of one configuration."""
+    figures: dict[str, float] = {
+        "added_ms": (median(result.pairs.via) - median(result.pairs.direct)) * 1000,
+        "rss_mib": result.idle_rss_mib,
+    }
+    ttft = [s.ttft() for s in result.streams.via if s.ok]
+    ttft_direct = [s.ttft() for s in result.streams.direct if s.ok]
+    figures["ttft_ms"] = (median(ttft) - median(ttft_direct)) * 1000
+    for load in result.loads:
+        if load.lumina is None:
+            continue
+        figures[f"cpu_{load.concurrency}"] = load.per_request_ms(load.lumina.overall.total)
+        figures[f"rps_{load.concurrency}"] = len(load.latencies) / load.seconds
+    return figures
 
 
 def report(results: Results, quick: bool) -> str:
     loads = results.loads
     seconds = QUICK_LOAD_SECONDS if quick else LOAD_SECONDS
     stream_seconds = QUICK_STREAM_LOAD_SECONDS if quick else STREAM_LOAD_SECONDS
-    streams_text, added_ttft, gap_via, gap_direct = report_streams(results.streams)
-    via_loads = [load for load in loads if load.lumina is not None]
-    worst = max(via_loads, key=lambda load: load.per_request_ms(load.lumina.overall.total))
-    verdicts = Verdicts(
-        added_median=median(results.pairs.via) - median(results.pairs.direct),
-        added_p99=p99(results.pairs.via) - p99(results.pairs.direct),
-        cpu=worst.per_request_ms(worst.lumina.overall.total),
-        cpu_loop=worst.per_request_ms(worst.lumina.overall.loop),
-        errors_c64=sum(load.errors for load in via_loads if load.concurrency == 64),
-        added_ttft=added_ttft,
-        mismatches=results.streams.chunk_mismatches
+    streams_text, _added_ttft, gap_via, gap_direct = report_streams(results.streams)
+    mismatches = (
+        results.streams.chunk_mismatches
         + results.streams.event_count_mismatches
-        + results.streams.usage_chunk_problems,
-        gap_via=gap_via,
-        gap_direct=gap_direct,
+        + results.streams.usage_chunk_problems
     )
+    gap_ok = abs(gap_via - gap_direct) * 1000 <= GAP_TOLERANCE_MS
     parts = [
+        f"=== {results.config}: idle RSS of the web process {results.idle_rss_mib:.1f} MiB ===",
         *results.warm_notes,
         report_pairs(results.pairs),
         report_loads(f"2. Non-streamed, closed loop, {seconds:.0f} s per row", loads),
@@ -1193,361 +1053,12 @@ def report(results: Results, quick: bool) -> str:
             results.stream_loads,
             unit="stream",
         ),
-        f"Lumina idle CPU (outbox relay, writer wake-ups): {results.idle_cpu_ms_per_s:.2f} ms/s",
-        report_summary(verdicts),
+        f"Lumina idle CPU (outbox relay, writer wake-ups): {results.idle_cpu_ms_per_s:.2f} ms/s;"
+        f" chunk-format mismatches {mismatches}; chunks forwarded as they arrive:"
+        f" {'yes' if gap_ok else 'NO'} (gap via {num(gap_via * 1000)} ms,"
+        f" direct {num(gap_direct * 1000)} ms)",
     ]
     return "\n\n".join(parts)
-
-
-# --- Phase 0: the HTTP client libraries themselves -----------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class ClientKind:
-    """An async HTTP client library to measure, by its module name."""
-
-    module: str
-    hide_sniffio: bool = False  # measure it as if ``sniffio`` were not installed
-
-    @property
-    def label(self) -> str:
-        return self.module + (" (no sniffio)" if self.hide_sniffio else "")
-
-    def child_options(self) -> list[str]:
-        return ["--client-child", self.module] + (["--hide-sniffio"] if self.hide_sniffio else [])
-
-
-# httpx2 is the httpx fork (same API) that the dev-only ``openai`` SDK depends on; httpx
-# itself is measured when installed.
-CLIENTS = (
-    ClientKind("aiohttp"),
-    ClientKind("httpx"),
-    ClientKind("httpx", hide_sniffio=True),
-    ClientKind("httpx2"),
-    ClientKind("httpx2", hide_sniffio=True),
-)
-
-
-@dataclasses.dataclass
-class ClientRun:
-    """One child process's measurement of one client in one mode."""
-
-    client: str
-    mode: str  # "plain" or "stream"
-    concurrency: int
-    requests: int = 0
-    errors: int = 0
-    cpu: float = math.nan  # seconds of the child's CPU (user + system, every thread)
-    wall: float = math.nan
-    version: str = ""
-    unavailable: str = ""  # why there is no measurement ("not installed", a failure)
-    first_error: str = ""
-
-    @property
-    def cpu_ms(self) -> float:
-        return self.cpu * 1000 / self.requests if self.requests else math.nan
-
-    @property
-    def rate(self) -> float:
-        return self.requests / self.wall if self.requests and self.wall else math.nan
-
-
-def client_plan(quick: bool) -> list[tuple[str, int, int]]:
-    """(mode, concurrency, requests) of each measurement of one client."""
-    count = QUICK_CLIENT_REQUESTS if quick else CLIENT_REQUESTS
-    plan = [("plain", concurrency, count) for concurrency in CLIENT_CONCURRENCY]
-    return [*plan, ("stream", CLIENT_STREAM_CONCURRENCY, count // 10)]
-
-
-Send = Callable[[], Awaitable[None]]
-Close = Callable[[], Awaitable[None]]
-
-
-def endpoint_for(mock_root: str) -> Any:
-    """The ``Endpoint`` an adapter would be given for the mock (its timeouts, its key)."""
-    import uuid
-
-    from lumina.providers.types import Endpoint, ProviderKind
-
-    return Endpoint(
-        provider_id=uuid.uuid4(),
-        provider_name="bench-upstream",
-        kind=ProviderKind.OPENAI_COMPATIBLE,
-        base_url=f"{mock_root}/v1",
-        model=UPSTREAM_MODEL,
-        api_key=UPSTREAM_KEY,
-    )
-
-
-def client_bodies() -> tuple[bytes, bytes]:
-    plain = {"model": UPSTREAM_MODEL, "messages": MESSAGES}
-    streamed = {**plain, "stream": True, "stream_options": {"include_usage": True}}
-    return orjson.dumps(plain), orjson.dumps(streamed)
-
-
-def client_headers(endpoint: Any) -> dict[str, str]:
-    return {"Content-Type": "application/json", "Authorization": f"Bearer {endpoint.api_key}"}
-
-
-def ended(tail: bytes) -> None:
-    if b"data: [DONE]" not in tail:
-        raise RuntimeError(f"the stream ended without [DONE] (last bytes {tail[-40:]!r})")
-
-
-async def aiohttp_client(mock_root: str, stream: bool) -> tuple[Send, Close]:
-    """Requests exactly as Lumina's adapters send them: ``adapters.http``'s shared session."""
-    from lumina.providers.adapters import http
-
-    endpoint = endpoint_for(mock_root)
-    url, headers = f"{endpoint.base_url}/chat/completions", client_headers(endpoint)
-    plain_body, stream_body = client_bodies()
-    timeout = http.timeout_for(endpoint)
-
-    async def plain() -> None:
-        response = await http.session().post(url, data=plain_body, headers=headers, timeout=timeout)
-        try:
-            body = await response.read()
-        finally:
-            response.release()
-        if response.status != 200:
-            raise RuntimeError(f"HTTP {response.status}: {body[:200]!r}")
-
-    async def streamed() -> None:
-        response = await http.session().post(
-            url, data=stream_body, headers=headers, timeout=timeout
-        )
-        try:
-            if response.status != 200:
-                raise RuntimeError(f"HTTP {response.status}")
-            tail = b""
-            async for piece in response.content.iter_any():  # as the adapters read streams
-                tail = (tail + piece)[-64:]
-        finally:
-            response.release()
-        ended(tail)
-
-    return (streamed if stream else plain), http.close_sessions
-
-
-async def httpx_client(module: str, mock_root: str, stream: bool) -> tuple[Send, Close]:
-    """One pooled ``AsyncClient`` configured like the adapters' aiohttp session."""
-    httpx = importlib.import_module(module)
-    endpoint = endpoint_for(mock_root)
-    url, headers = f"{endpoint.base_url}/chat/completions", client_headers(endpoint)
-    plain_body, stream_body = client_bodies()
-    client = httpx.AsyncClient(
-        limits=httpx.Limits(
-            max_connections=None, max_keepalive_connections=None, keepalive_expiry=30.0
-        ),
-        timeout=httpx.Timeout(endpoint.read_timeout, connect=endpoint.connect_timeout),
-        headers={"User-Agent": "lumina"},
-        trust_env=False,
-    )
-
-    async def plain() -> None:
-        response = await client.post(url, content=plain_body, headers=headers)
-        if response.status_code != 200:
-            raise RuntimeError(f"HTTP {response.status_code}: {response.content[:200]!r}")
-
-    async def streamed() -> None:
-        async with client.stream("POST", url, content=stream_body, headers=headers) as response:
-            if response.status_code != 200:
-                raise RuntimeError(f"HTTP {response.status_code}")
-            tail = b""
-            async for piece in response.aiter_raw():
-                tail = (tail + piece)[-64:]
-        ended(tail)
-
-    return (streamed if stream else plain), client.aclose
-
-
-async def send_many(send: Send, count: int, concurrency: int) -> list[str]:
-    """``count`` requests from ``concurrency`` closed-loop workers; the errors."""
-    remaining = count
-    errors: list[str] = []
-
-    async def worker() -> None:
-        nonlocal remaining
-        while remaining > 0:
-            remaining -= 1
-            try:
-                await send()
-            except Exception as exc:  # whatever a client raises counts as a failed request
-                errors.append(f"{type(exc).__name__}: {exc}")
-
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return errors
-
-
-async def measure_client(options: argparse.Namespace) -> dict[str, Any]:
-    """In the child: warm up, then time ``--requests`` requests and this process's CPU."""
-    module, stream = options.client_child, options.mode == "stream"
-    if module == "aiohttp":
-        send, close = await aiohttp_client(options.url, stream)
-    else:
-        send, close = await httpx_client(module, options.url, stream)
-    try:
-        warm = await send_many(send, max(CLIENT_WARMUP, options.concurrency), options.concurrency)
-        if warm:
-            raise RuntimeError(f"warm-up failed: {warm[0]}")
-        gc.collect()  # the warm-up's garbage is not the measured requests' cost
-        cpu, wall = time.process_time(), time.perf_counter()
-        errors = await send_many(send, options.requests, options.concurrency)
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    finally:
-        await close()
-    return {
-        "requests": options.requests,
-        "errors": len(errors),
-        "first_error": errors[0] if errors else "",
-        "cpu": cpu,
-        "wall": wall,
-        "version": importlib.metadata.version(module),
-    }
-
-
-def client_child(options: argparse.Namespace) -> None:
-    """``--client-child MODULE``: one measurement, printed as JSON on stdout."""
-    if options.hide_sniffio:
-        if "sniffio" in sys.modules:
-            sys.exit("--hide-sniffio: sniffio was imported before the client")
-        sys.modules["sniffio"] = None  # type: ignore[assignment]  # `import sniffio` now fails
-    try:
-        importlib.import_module(options.client_child)
-    except ImportError:
-        print(orjson.dumps({"unavailable": "not installed"}).decode())
-        return
-    print(orjson.dumps(run_loop(measure_client(options))).decode())
-
-
-def run_client_child(
-    kind: ClientKind, mock_root: str, mode: str, concurrency: int, count: int
-) -> ClientRun:
-    """Run one measurement in a fresh child process (``--client-child``)."""
-    run = ClientRun(kind.label, mode, concurrency)
-    command = [sys.executable, str(Path(__file__).resolve()), *kind.child_options()]
-    command += ["--url", mock_root, "--mode", mode, "--concurrency", str(concurrency)]
-    command += ["--requests", str(count)]
-    try:
-        done = subprocess.run(
-            command,
-            cwd=ROOT,
-            env=clean_env(),
-            stdin=subprocess.DEVNULL,
-            capture_output=True,
-            text=True,
-            timeout=CLIENT_CHILD_TIMEOUT,
-            check=False,
-        )
-    except subprocess.TimeoutExpired:
-        run.unavailable = f"no result within {CLIENT_CHILD_TIMEOUT:.0f}s"
-        return run
-    lines = done.stdout.strip().splitlines()
-    if done.returncode != 0 or not lines:
-        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        run.unavailable = f"failed (exit code {done.returncode}): {last[:200]}"
-        return run
-    for key, value in orjson.loads(lines[-1]).items():
-        setattr(run, key, value)
-    return run
-
-
-def measure_clients(mock_root: str, *, quick: bool) -> list[ClientRun]:
-    runs = []
-    for kind in CLIENTS:
-        if importlib.util.find_spec(kind.module) is None:
-            if not kind.hide_sniffio:  # one row says it is missing
-                runs.append(ClientRun(kind.label, "", 0, unavailable="not installed"))
-            continue
-        for mode, concurrency, count in client_plan(quick):
-            progress(f"0. {kind.label}: {count} {mode} requests at concurrency {concurrency}")
-            runs.append(run_client_child(kind, mock_root, mode, concurrency, count))
-    return runs
-
-
-MODE_NAMES = {"plain": "non-streamed", "stream": f"streamed ({CHUNKS} chunks)"}
-
-
-def report_clients(runs: list[ClientRun], quick: bool) -> str:
-    rows = []
-    for run in runs:
-        client = f"{run.client} {run.version}".strip()
-        mode = MODE_NAMES.get(run.mode, "–")
-        if run.unavailable:
-            concurrency = str(run.concurrency or "–")
-            rows.append((client, mode, concurrency, run.unavailable, "", "", ""))
-            continue
-        rows.append(
-            (
-                client,
-                mode,
-                str(run.concurrency),
-                f"{run.requests:,}",
-                str(run.errors),
-                num(run.cpu_ms, 3),
-                f"{run.rate:,.0f}",
-            )
-        )
-    count = QUICK_CLIENT_REQUESTS if quick else CLIENT_REQUESTS
-    lines = [
-        table(
-            f"0. HTTP clients against the mock, a child process per row ({count:,} requests,"
-            f" {count // 10:,} streams; CPU: the client process's user + system time)",
-            ("client", "mode", "concurrency", "requests", "errors", "CPU ms/request", "requests/s"),
-            rows,
-        )
-    ]
-    lines += [
-        f"{run.client}, {MODE_NAMES[run.mode]}, concurrency {run.concurrency}, first error:"
-        f" {run.first_error}"
-        for run in runs
-        if run.first_error
-    ]
-    lines.append(client_verdict(runs))
-    return "\n".join(lines)
-
-
-def client_verdict(runs: list[ClientRun]) -> str:
-    """The line naming the client Lumina's adapters use and what the others cost against it."""
-    measured = {(r.client, r.mode, r.concurrency): r for r in runs if not r.unavailable}
-    missing = {r.client: r.unavailable for r in runs if r.unavailable and not r.mode}
-    labels = list(dict.fromkeys(run.client for run in runs))
-    headline = ("plain", max(CLIENT_CONCURRENCY))
-    base = measured.get((LUMINA_CLIENT, *headline))
-    if base is None:
-        return f"{LUMINA_CLIENT}, the client of Lumina's adapters, could not be measured"
-    parts = [f"{LUMINA_CLIENT}: {base.cpu_ms:.2f} CPU-ms/request"]
-    ratios, cheaper = [], []
-    for label in labels:
-        if label == LUMINA_CLIENT:
-            continue
-        run = measured.get((label, *headline))
-        if run is None:
-            parts.append(f"{label}: {missing.get(label, 'not measured')}")
-            continue
-        parts.append(f"{label}: {run.cpu_ms:.2f} ({run.cpu_ms / base.cpu_ms:.1f}×)")
-        if run.cpu_ms < base.cpu_ms:
-            cheaper.append(label)
-        per_mode = []
-        for mode, concurrency, _ in client_plan(quick=False):
-            other = measured.get((label, mode, concurrency))
-            ours = measured.get((LUMINA_CLIENT, mode, concurrency))
-            if other and ours:
-                ratio = other.cpu_ms / ours.cpu_ms
-                per_mode.append(f"{ratio:.1f}× {MODE_NAMES[mode]} at {concurrency}")
-        ratios.append(f"{label} {', '.join(per_mode)}")
-    verdict = (
-        f"NOT the cheapest here ({', '.join(cheaper)} spent less)"
-        if cheaper
-        else "the cheapest measured"
-    )
-    line = (
-        f"{', '.join(parts)} (non-streamed, concurrency {headline[1]})"
-        f" — Lumina's adapters use {LUMINA_CLIENT}, {verdict}"
-    )
-    if ratios:
-        line += f"\nCPU per request against {LUMINA_CLIENT}: " + "; ".join(ratios)
-    return line
 
 
 # --- Main ---------------------------------------------------------------------------------
@@ -1556,110 +1067,118 @@ def client_verdict(runs: list[ClientRun]) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--quick",
-        action="store_true",
-        help=f"{QUICK_CLIENT_REQUESTS} requests per client measurement instead of"
-        f" {CLIENT_REQUESTS}; 5 s per closed-loop gateway phase instead of 20 s / 10 s",
+        "--quick", action="store_true", help="5 s per closed-loop phase instead of 20 s / 10 s"
     )
     parser.add_argument(
-        "--only",
-        choices=("clients", "gateway"),
-        help="run only phase 0 (the HTTP client libraries) or only the gateway phases 1–4",
+        "--redis",
+        choices=("both", "off", "on"),
+        default="both",
+        help=f"measure without Redis, with REDIS_URL={REDIS_URL} (flushed), or both (default)",
     )
     parser.add_argument(
-        "--redis", action="store_true", help=f"give Lumina REDIS_URL={REDIS_URL} (flushed)"
+        "--compare",
+        type=Path,
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="another Lumina checkout (e.g. main's) to measure the same way, with its .venv",
     )
     parser.add_argument(
         "--keep-logs", action="store_true", help="keep the subprocesses' logs and print where"
     )
-    # Phase 0's child processes: one client, one mode, one concurrency each.
-    child = parser.add_argument_group("client child (internal: phase 0 runs these itself)")
-    child.add_argument("--client-child", metavar="MODULE", help="aiohttp, httpx or httpx2")
-    child.add_argument("--hide-sniffio", action="store_true")
-    child.add_argument("--url", help="the mock's root URL")
-    child.add_argument("--mode", choices=("plain", "stream"), default="plain")
-    child.add_argument("--concurrency", type=int, default=1)
-    child.add_argument("--requests", type=int, default=CLIENT_REQUESTS)
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the web process with py-spy during the 64-client phase; collapsed"
+        " stacks (one file per configuration) go to DIR, and the top functions are printed",
+    )
     return parser.parse_args()
 
 
-T = TypeVar("T")
+def configurations(args: argparse.Namespace) -> list[Config]:
+    modes = {"both": (False, True), "off": (False,), "on": (True,)}[args.redis]
+    roots = [ROOT, *(path.resolve() for path in args.compare)]
+    configs = []
+    for root in roots:
+        name = "this checkout" if root == ROOT else str(root)
+        for redis in modes:
+            configs.append(Config(root, redis, f"{name}, Redis {'on' if redis else 'off'}"))
+    return configs
 
 
-def run_loop(coroutine: Awaitable[T]) -> T:
+def measure(
+    config: Config, processes: Processes, socket_dir: str, mock_root: str, mock_pid: int, *,
+    quick: bool, profile: Path | None = None,
+) -> Results:  # fmt: skip
+    if config.redis:
+        flush_redis()
+    database = prepare_database(socket_dir)
+    token = create_fixtures(mock_root)
+    progress(f"{config.label}: starting manage.py serve")
+    port, lumina_pid, process = start_lumina(processes, database, config)
+    ledger = Ledger(socket_dir)
     try:
-        import uvloop  # the lean loop keeps the load generator from being the bottleneck
-    except ImportError:
-        return asyncio.run(coroutine)
-    return uvloop.run(coroutine)
+        time.sleep(RSS_SETTLE_SECONDS)
+        idle_rss = rss_mib(lumina_pid)
+        progress(f"{config.label}: serving on {port} (pid {lumina_pid}), idle RSS {idle_rss:.1f}")
+        direct, via = make_targets(mock_root, port, token)
+        bench = Bench(direct, via, lumina_pid, mock_pid, ledger, profile)
+        results = run_loop(run_phases(bench, quick=quick))
+    finally:
+        processes.stop(process)
+        ledger.close()
+        if config.redis:
+            with contextlib.suppress(RuntimeError):
+                flush_redis()
+    results.config = config.label
+    results.idle_rss_mib = idle_rss
+    return results
 
 
 def main() -> None:
     args = parse_args()
-    if args.client_child:
-        client_child(args)
-        return
-    gateway, clients = args.only != "clients", args.only != "gateway"
+    configs = configurations(args)
     load_at_start, started = os.getloadavg()[0], time.monotonic()
     logs = Path(tempfile.mkdtemp(prefix="lumina-gateway-bench-"))
     processes = Processes(logs)
     socket_dir, held = None, False
-    ledger: Ledger | None = None
-    results: Results | None = None
+    measured: list[Results] = []
     succeeded = False
     try:
-        mock_root, mock = start_mock(processes)
-        if clients:
-            progress(f"mock upstream at {mock_root}; measuring the HTTP clients")
-            # Printed now: the gateway phases take minutes and may fail on their own.
-            print(report_clients(measure_clients(mock_root, quick=args.quick), args.quick))
-            print(flush=True)
-        if gateway:
-            socket_dir, held = pgserver.attach()
-            if args.redis:
-                flush_redis()
-            database = prepare_database(socket_dir, redis=args.redis)
-            token = create_fixtures(mock_root)
-            progress(f"mock upstream at {mock_root}; starting manage.py serve")
-            port, lumina_pid = start_lumina(processes, database, redis=args.redis)
-            progress(f"Lumina serving on 127.0.0.1:{port} (web process pid {lumina_pid})")
-            direct, via = make_targets(mock_root, port, token)
-            ledger = Ledger(socket_dir)
-            bench = Bench(direct, via, lumina_pid, mock.pid, ledger)
-            results = run_loop(run_phases(bench, quick=args.quick))
+        mock_root, mock = start_mock(processes, chunks=CHUNKS, interval=CHUNK_INTERVAL)
+        socket_dir, held = pgserver.attach()
+        for number, config in enumerate(configs):
+            profile = None
+            if args.profile is not None:
+                args.profile.mkdir(parents=True, exist_ok=True)
+                profile = args.profile / f"config-{number}.txt"
+            measured.append(measure(config, processes, socket_dir, mock_root, mock.pid,
+                                    quick=args.quick, profile=profile))  # fmt: skip
+            print(report(measured[-1], args.quick), end="\n\n", flush=True)
+            if profile is not None and profile.exists():
+                print(profile_summary(profile), end="\n\n", flush=True)
         succeeded = True
     finally:
         processes.stop_all()
-        if ledger is not None:
-            ledger.close()
         if socket_dir is not None:
             with contextlib.suppress(Exception):
                 from django.db import connections
 
                 connections.close_all()
             pgserver.recreate_database(socket_dir, DATABASE, create=False)
-            if args.redis:
-                with contextlib.suppress(RuntimeError):
-                    flush_redis()
             if held:
                 pgserver.release()
         if succeeded and not args.keep_logs:
             shutil.rmtree(logs, ignore_errors=True)
         elif not succeeded:
             progress(f"the subprocesses' logs are in {logs}")
-    if results is not None:
-        print(report(results, args.quick), end="\n\n")
+    if measured:
+        print(report_summary(measured), end="\n\n")
     print(
-        f"{os.cpu_count()} CPUs ("
-        + ("load generator, mock and Lumina share them" if gateway else "shared by client and mock")
-        + ");"
+        f"{os.cpu_count()} CPUs (load generator, mock and Lumina share them);"
         f" 1-min load average {load_at_start:.1f} at start, {os.getloadavg()[0]:.1f} at end;"
-        f" {time.monotonic() - started:.0f}s in all"
-        + (
-            f"; Redis {'on' if args.redis else 'off'}; database {DATABASE} dropped"
-            if gateway
-            else ""
-        )
+        f" {time.monotonic() - started:.0f}s in all; database {DATABASE} dropped"
         + (f"; logs in {logs}" if args.keep_logs else "")
     )
 

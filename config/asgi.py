@@ -1,6 +1,7 @@
 """ASGI entry point: HTTP (incl. SSE) and websockets from one process, plus lifespan.
 
-Lifespan start-up runs the in-process outbox relay when that transport is in use.
+The lifespan runs the hooks the contexts registered from their apps' ``ready()``
+(``lumina.kernel.lifecycle``): the outbox relay, flushing usage, closing connections.
 """
 
 from __future__ import annotations
@@ -15,21 +16,21 @@ django_asgi = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
-from django.conf import settings  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
+from lumina.kernel import lifecycle  # noqa: E402
 from lumina.platform.asgi import BodyLimit  # noqa: E402
 from lumina.providers.http.gateway import Gateway  # noqa: E402
 from lumina.security.consumers import websocket_auth  # noqa: E402
 
 
 class Lifespan:
-    """Answers the ASGI lifespan protocol, which Django's handler does not speak."""
+    """Answers the ASGI lifespan protocol, which Django's handler does not speak, by running
+    the contexts' start-up and shutdown hooks (``lumina.kernel.lifecycle``)."""
 
     def __init__(self, app) -> None:
         self.app = app
-        self.relay = None
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] != "lifespan":
@@ -38,34 +39,16 @@ class Lifespan:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
-                self._start()
+                try:
+                    await lifecycle.startup(lifecycle.WEB)
+                except Exception as error:
+                    await send({"type": "lifespan.startup.failed", "message": repr(error)})
+                    return
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self._drain()
-                self._stop()
+                await lifecycle.shutdown(lifecycle.WEB)
                 await send({"type": "lifespan.shutdown.complete"})
                 return
-
-    def _start(self) -> None:
-        if settings.LUMINA_EVENT_TRANSPORT.endswith("InProcessTransport"):
-            from lumina.kernel.relay import OutboxRelay
-
-            self.relay = OutboxRelay(interval=settings.LUMINA_OUTBOX_RELAY_INTERVAL)
-            self.relay.start()
-
-    async def _drain(self) -> None:
-        """Close provider connections and write the usage still buffered."""
-        from asgiref.sync import sync_to_async
-
-        from lumina.providers.adapters.http import close_sessions
-        from lumina.providers.services.usage import usage_writer_stop
-
-        await close_sessions()
-        await sync_to_async(usage_writer_stop, thread_sensitive=False)()
-
-    def _stop(self) -> None:
-        if self.relay is not None:
-            self.relay.stop()
 
 
 application = Lifespan(

@@ -5,7 +5,6 @@ from __future__ import annotations
 import dj_database_url
 
 from config.env import (
-    EventTransport,
     development_master_keys,
     development_secret_key,
     load_env,
@@ -221,10 +220,10 @@ if LUMINA_AUDIT_HEAD_INTERVAL:
     }
 
 # --- Event bus: the one swappable seam (see docs/adr/0003-event-bus-and-outbox.md) ---
-LUMINA_EVENT_TRANSPORT = {
-    EventTransport.INPROCESS: "lumina.kernel.transports.InProcessTransport",
-    EventTransport.CELERY: "lumina.kernel.transports.CeleryTransport",
-}[ENV.lumina_event_transport]
+# A name from lumina.kernel.transports.TRANSPORTS ("inprocess" or "celery").
+LUMINA_EVENT_TRANSPORT = ENV.lumina_event_transport.value
+# The Celery app the Celery transport sends through, loaded by that transport only.
+LUMINA_CELERY_APP = "config.celery.app"
 LUMINA_EVENT_MAX_ATTEMPTS = ENV.lumina_event_max_attempts
 LUMINA_OUTBOX_RELAY_INTERVAL = ENV.lumina_outbox_relay_interval
 

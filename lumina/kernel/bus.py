@@ -185,16 +185,24 @@ def publish_many(events: Sequence[Event]) -> None:
 
 
 @cache
-def _transport_for(path: str) -> Transport:
-    return import_string(path)()
+def _transport_for(name: str) -> Transport:
+    from lumina.kernel.transports import TRANSPORTS
+
+    known = TRANSPORTS.get(name)
+    # Anything else is a dotted path to a Transport (tests and benchmarks bring their own).
+    return known() if known is not None else import_string(name)()
 
 
 def transport() -> Transport:
+    """The transport ``LUMINA_EVENT_TRANSPORT`` names: ``inprocess`` or ``celery``."""
     return _transport_for(settings.LUMINA_EVENT_TRANSPORT)
 
 
 class Transport(Protocol):
     """Carries event ids from the publishing process to whoever runs the handlers."""
+
+    # Whether the web process must run the outbox relay thread (else beat runs the relay).
+    relays_in_process: bool
 
     def dispatch(self, event_ids: Sequence[uuid.UUID]) -> None: ...
 

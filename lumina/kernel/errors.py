@@ -38,3 +38,14 @@ class ConflictError(ApplicationError):
 class PermissionDeniedError(ApplicationError):
     code = "permission_denied"
     status = 403
+
+
+class PayloadTooLargeError(ApplicationError):
+    """A request body is larger than ``LUMINA_MAX_REQUEST_BYTES``.
+
+    Raised from an ASGI ``receive`` while a body arrives (``lumina.platform.asgi``), so
+    whoever is reading it, Django's handler or the ``/v1`` gateway, stops at once.
+    """
+
+    code = "request_too_large"
+    status = 413

@@ -1,10 +1,10 @@
 """A background thread that re-dispatches due outbox events (the in-process relay).
 
 With the Celery transport, beat runs ``relay_outbox`` instead; this thread is for
-the in-process transport, started by the ASGI server's lifespan and by
-``manage.py events relay``. The same thread runs the periodic jobs that contexts
-register with ``run_periodically`` (Celery beat runs their tasks in the other mode), so
-the in-process mode needs no scheduler of its own.
+the in-process transport, started by the web process's lifecycle hooks (``relay_start``,
+registered by the kernel's app) and by ``manage.py events relay``. The same thread runs
+the periodic jobs that contexts register with ``run_periodically`` (Celery beat runs
+their tasks in the other mode), so the in-process mode needs no scheduler of its own.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 
 import structlog
+from django.conf import settings
 from django.db import close_old_connections
 
 from lumina.kernel import bus
@@ -79,3 +80,25 @@ class OutboxRelay(threading.Thread):
     def stop(self, timeout: float = 5.0) -> None:
         self._stopping.set()
         self.join(timeout)
+
+
+_running: OutboxRelay | None = None
+
+
+def relay_start() -> None:
+    """Start this process's relay thread if the configured transport needs one (lifespan)."""
+    global _running
+    if _running is None and getattr(bus.transport(), "relays_in_process", False):
+        _running = OutboxRelay(interval=settings.LUMINA_OUTBOX_RELAY_INTERVAL)
+        _running.start()
+
+
+def relay_stop() -> None:
+    global _running
+    relay, _running = _running, None
+    if relay is not None:
+        relay.stop()
+
+
+def relay_running() -> bool:
+    return _running is not None and _running.is_alive()

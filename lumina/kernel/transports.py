@@ -1,4 +1,4 @@
-"""The two event transports, chosen by ``LUMINA_EVENT_TRANSPORT``."""
+"""The two event transports, chosen by name with ``LUMINA_EVENT_TRANSPORT`` (``TRANSPORTS``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Sequence
 
 import structlog
+from django.conf import settings
+from django.utils.module_loading import import_string
 
 from lumina.kernel.bus import Transport, deliver_many
 
@@ -28,6 +30,8 @@ def _batches(event_ids: Sequence[uuid.UUID]):
 class InProcessTransport(Transport):
     """Runs the handlers right after commit, in the publishing process."""
 
+    relays_in_process = True  # due retries are this process's to re-dispatch
+
     def dispatch(self, event_ids: Sequence[uuid.UUID]) -> None:
         for batch in _batches(event_ids):
             try:
@@ -40,7 +44,12 @@ class InProcessTransport(Transport):
 class CeleryTransport(Transport):
     """Enqueues one Celery task per batch of events; workers run the same handlers."""
 
+    relays_in_process = False  # Celery beat runs the relay
+
     def __init__(self) -> None:
+        # The configured Celery app must exist before a task is sent, or Celery's default
+        # app (no broker settings) would take it.
+        import_string(settings.LUMINA_CELERY_APP)
         self._broker_down_until = 0.0
 
     def dispatch(self, event_ids: Sequence[uuid.UUID]) -> None:
@@ -55,3 +64,9 @@ class CeleryTransport(Transport):
                 self._broker_down_until = time.monotonic() + BROKER_BACKOFF_SECONDS
                 logger.warning("could not enqueue events", events=len(batch))
                 return
+
+
+TRANSPORTS: dict[str, type[Transport]] = {
+    "inprocess": InProcessTransport,
+    "celery": CeleryTransport,
+}

@@ -6,20 +6,16 @@ import json
 
 from django.conf import settings
 
+from lumina.kernel.errors import PayloadTooLargeError
 
-def _too_large(limit: int) -> tuple[dict, dict]:
+
+def _too_large(error: PayloadTooLargeError) -> tuple[dict, dict]:
     body = json.dumps(
-        {
-            "error": {
-                "code": "request_too_large",
-                "message": f"The request body exceeds {limit} bytes.",
-                "fields": {},
-            }
-        }
+        {"error": {"code": error.code, "message": error.message, "fields": {}}}
     ).encode()
     start = {
         "type": "http.response.start",
-        "status": 413,
+        "status": error.status,
         "headers": [
             (b"content-type", b"application/json"),
             (b"content-length", str(len(body)).encode()),
@@ -34,7 +30,9 @@ class BodyLimit:
 
     Django's ASGI handler reads a whole body (spooling to disk) before any middleware
     runs, so a declared Content-Length is checked up front and a chunked body is
-    counted as it arrives.
+    counted as it arrives: the chunk that crosses the limit raises
+    ``PayloadTooLargeError`` out of ``receive``. The ``/v1`` gateway answers that in its
+    own error shape; anything else that lets it escape gets the 413 from here.
     """
 
     def __init__(self, app) -> None:
@@ -47,22 +45,20 @@ class BodyLimit:
         limit = settings.LUMINA_MAX_REQUEST_BYTES
         declared = dict(scope.get("headers", ())).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            for message in _too_large(limit):
+            for message in _too_large(_error(limit)):
                 await send(message)
             return
 
         received = 0
-        exceeded = False
         started = False
 
         async def counting_receive():
-            nonlocal received, exceeded
+            nonlocal received
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    exceeded = True
-                    return {"type": "http.disconnect"}
+                    raise _error(limit)
             return message
 
         async def tracking_send(message):
@@ -71,7 +67,13 @@ class BodyLimit:
                 started = True
             await send(message)
 
-        await self.app(scope, counting_receive, tracking_send)
-        if exceeded and not started:
-            for message in _too_large(limit):
-                await send(message)
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except PayloadTooLargeError as error:
+            if not started:
+                for message in _too_large(error):
+                    await send(message)
+
+
+def _error(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"The request body exceeds {limit} bytes.")

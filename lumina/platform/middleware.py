@@ -3,23 +3,31 @@ and ``Cache-Control: no-store`` on API answers."""
 
 from __future__ import annotations
 
-import re
 import time
-import uuid
 
-import structlog
 from asgiref.sync import async_to_sync, iscoroutinefunction, markcoroutinefunction, sync_to_async
+from django.utils.functional import LazyObject, empty
 
-logger = structlog.get_logger("lumina.access")
+from lumina.kernel.observability import REQUEST_ID_HEADER, access_log, request_begin
 
-REQUEST_ID_HEADER = "X-Request-ID"
-_VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 _PRIVATE_PREFIXES = ("/api/v1/", "/v1/")
 
 
-def _request_id(request) -> str:
-    incoming = request.headers.get(REQUEST_ID_HEADER, "")
-    return incoming if _VALID_ID.match(incoming) else uuid.uuid4().hex
+def _resolved_user_id(request) -> object | None:
+    """The id of the user this request was already found to be, or None.
+
+    Never loads the user: the session's user is a lazy object, and resolving it here
+    would query the database, which Django refuses inside async code (a 404 with a
+    session cookie then became a 500). A view that needed the user has resolved it.
+    """
+    user = request.__dict__.get("user")
+    while isinstance(user, LazyObject):
+        user = user._wrapped
+        if user is empty:
+            return None
+    if user is None or not getattr(user, "is_authenticated", False):
+        return None
+    return user.pk
 
 
 class RequestIdMiddleware:
@@ -47,9 +55,7 @@ class RequestIdMiddleware:
         return self._finish(request, response, started)
 
     def _begin(self, request) -> float:
-        request.request_id = _request_id(request)
-        structlog.contextvars.clear_contextvars()
-        structlog.contextvars.bind_contextvars(request_id=request.request_id)
+        request.request_id = request_begin(request.headers.get(REQUEST_ID_HEADER))
         return time.perf_counter()
 
     def _finish(self, request, response, started: float):
@@ -58,17 +64,12 @@ class RequestIdMiddleware:
             # API answers are per caller and may carry secrets shown once (new tokens,
             # backup codes, decrypted values): no shared or browser cache may keep them.
             response["Cache-Control"] = "no-store"
-        # Only a user a view already loaded: resolving the session's lazy user here would
-        # query the database from async code (an unmatched URL with a cookie became a 500).
-        user = getattr(request.__dict__.get("user"), "_wrapped", request.__dict__.get("user"))
-        user = user if hasattr(user, "is_authenticated") else None
-        logger.info(
-            "request",
+        access_log(
             method=request.method,
             path=request.path,
             status=response.status_code,
-            duration_ms=round((time.perf_counter() - started) * 1000, 2),
-            user_id=str(user.pk) if user is not None and user.is_authenticated else None,
+            started=started,
+            user_id=_resolved_user_id(request),
         )
         return response
 

@@ -29,3 +29,27 @@ class ProvidersConfig(AppConfig):
         post_migrate.connect(
             local_provider_ensure_after_migrate, sender=self, dispatch_uid="providers.local"
         )
+
+        # Shutdown: buffered usage is written (any process that served models), after the
+        # pooled provider connections of the web server's loop are closed (hooks run in
+        # reverse order of registration).
+        from lumina.kernel import lifecycle
+
+        lifecycle.on_shutdown(usage_write_buffered)
+        lifecycle.on_shutdown(provider_sessions_close, where=(lifecycle.WEB,))
+
+
+def usage_write_buffered() -> None:
+    """Stop the usage ledger's writer thread and write what it still holds."""
+    from lumina.providers.services.usage import usage_writer_stop
+
+    usage_writer_stop(flush=True)
+
+
+async def provider_sessions_close() -> None:
+    """Close this event loop's pooled connections to providers and the breaker's Redis."""
+    from lumina.providers.adapters.http import close_sessions
+    from lumina.providers.resilience import circuit_breaker
+
+    await close_sessions()
+    await circuit_breaker().aclose()

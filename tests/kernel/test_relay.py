@@ -36,10 +36,13 @@ def test_relay_thread_redelivers_due_events_until_stopped(recorder):
 
 def test_asgi_lifespan_starts_and_stops_the_relay(settings):
     from config.asgi import application
+    from lumina.kernel.relay import relay_running
 
     settings.LUMINA_OUTBOX_RELAY_INTERVAL = 60
+    settings.LUMINA_EVENT_TRANSPORT = "inprocess"
     messages = iter([{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}])
     sent = []
+    running_at_startup = []
 
     async def receive():
         return next(messages)
@@ -47,11 +50,12 @@ def test_asgi_lifespan_starts_and_stops_the_relay(settings):
     async def send(message):
         sent.append(message["type"])
         if message["type"] == "lifespan.startup.complete":
-            assert application.relay.is_alive()
+            running_at_startup.append(relay_running())
 
     asyncio.run(application({"type": "lifespan"}, receive, send))
     assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
-    assert not application.relay.is_alive()
+    assert running_at_startup == [True]
+    assert not relay_running()
 
 
 @pytest.mark.django_db

@@ -22,12 +22,9 @@ from lumina.providers.services.budgets import (
     BudgetExhaustedError,
     RateLimitedError,
     budget_admit,
-    budget_admit_sync,
     budget_create,
     budget_remaining,
-    budget_remaining_sync,
     budget_settle,
-    budget_settle_sync,
 )
 from lumina.providers.services.usage import usage_flush
 from lumina.security.api import Actor
@@ -44,7 +41,9 @@ ledger = usage_support.ledger
 budgets = usage_support.budgets
 redis_budgets = usage_support.redis_budgets
 
-pytestmark = pytest.mark.django_db
+# Transactional: admission runs as in production, on an event loop, and reads the database
+# from a worker thread (its own connection), which sees only committed rows.
+pytestmark = pytest.mark.django_db(transaction=True)
 SYSTEM = Actor.system("providers")
 
 
@@ -53,9 +52,22 @@ def _budget(**fields) -> Budget:
 
 
 def _admit(user_id=ALICE, token_id=None, tokens=10, cost="0"):
-    return budget_admit_sync(
-        user_id=user_id, token_id=token_id, estimated_tokens=tokens, estimated_cost=Decimal(cost)
+    return asyncio.run(
+        budget_admit(
+            user_id=user_id,
+            token_id=token_id,
+            estimated_tokens=tokens,
+            estimated_cost=Decimal(cost),
+        )
     )
+
+
+def _remaining(*, user_id, token_id):
+    return asyncio.run(budget_remaining(user_id=user_id, token_id=token_id))
+
+
+def _settle(admission, *, tokens, cost):
+    asyncio.run(budget_settle(admission, tokens=tokens, cost=cost))
 
 
 def _race(count: int, admit) -> list:
@@ -84,7 +96,7 @@ def _race(count: int, admit) -> list:
 def test_two_concurrent_admissions_with_room_for_one_let_exactly_one_through(redis_budgets):
     _budget(limit_usd=Decimal("1.00"))
     # Loads the rules and seeds the month's counter from the rollups, in this thread.
-    assert budget_remaining_sync(user_id=ALICE, token_id=None) == Decimal(1)
+    assert _remaining(user_id=ALICE, token_id=None) == Decimal(1)
 
     async def two_at_once():
         return await asyncio.gather(
@@ -110,7 +122,7 @@ def test_two_concurrent_admissions_with_room_for_one_let_exactly_one_through(red
 
 def test_many_threads_racing_for_room_for_one_let_exactly_one_through(redis_budgets):
     _budget(limit_usd=Decimal("1.00"))
-    budget_remaining_sync(user_id=ALICE, token_id=None)
+    _remaining(user_id=ALICE, token_id=None)
     results = _race(12, lambda: _admit(cost="0.6"))
     assert sum(isinstance(result, Admission) for result in results) == 1
     assert sum(isinstance(result, BudgetExhaustedError) for result in results) == 11
@@ -118,7 +130,7 @@ def test_many_threads_racing_for_room_for_one_let_exactly_one_through(redis_budg
 
 def test_in_process_counters_are_atomic_too_without_redis(budgets):
     _budget(limit_usd=Decimal("1.00"), requests_per_minute=1000)
-    budget_remaining_sync(user_id=ALICE, token_id=None)
+    _remaining(user_id=ALICE, token_id=None)
     results = _race(12, lambda: _admit(cost="0.6"))
     assert sum(isinstance(result, Admission) for result in results) == 1
     assert [r.backend for r in results if isinstance(r, Admission)] == ["local"]
@@ -151,7 +163,7 @@ def test_tokens_per_minute_are_reserved_and_settling_refunds_the_rest(store, req
     first = _admit(tokens=600)
     with pytest.raises(RateLimitedError):
         _admit(tokens=600)
-    budget_settle_sync(first, tokens=100, cost=Decimal(0))  # it used far fewer
+    _settle(first, tokens=100, cost=Decimal(0))  # it used far fewer
     _admit(tokens=600)  # 100 + 600 fits now
 
 
@@ -171,11 +183,11 @@ def test_settling_replaces_the_estimate_with_the_real_cost(store, request):
     request.getfixturevalue(store)
     _budget(limit_usd=Decimal("1.00"))
     admission = _admit(cost="0.8")
-    assert budget_remaining_sync(user_id=ALICE, token_id=None) == Decimal("0.2")
+    assert _remaining(user_id=ALICE, token_id=None) == Decimal("0.2")
     with pytest.raises(BudgetExhaustedError):
         _admit(cost="0.8")
-    budget_settle_sync(admission, tokens=50, cost=Decimal("0.1"))
-    assert budget_remaining_sync(user_id=ALICE, token_id=None) == Decimal("0.9")
+    _settle(admission, tokens=50, cost=Decimal("0.1"))
+    assert _remaining(user_id=ALICE, token_id=None) == Decimal("0.9")
     _admit(cost="0.8")
 
 
@@ -230,17 +242,16 @@ def test_budget_exceeded_is_announced_once_across_processes_with_redis(redis_bud
 
 
 def test_the_remaining_money_is_that_of_the_tightest_budget(redis_budgets):
-    assert budget_remaining_sync(user_id=ALICE, token_id=TOKEN) is None
+    assert _remaining(user_id=ALICE, token_id=TOKEN) is None
     _budget(requests_per_minute=10)
     redis_budgets.services.budget_cache_invalidate()
-    assert budget_remaining_sync(user_id=ALICE, token_id=TOKEN) is None  # no money rule
+    assert _remaining(user_id=ALICE, token_id=TOKEN) is None  # no money rule
     _budget(limit_usd=Decimal(5), period="month")
     _budget(scope="token", subject_id=TOKEN, limit_usd=Decimal(2), period="day")
     redis_budgets.services.budget_cache_invalidate()
     _admit(token_id=TOKEN, cost="0.5")
-    assert budget_remaining_sync(user_id=ALICE, token_id=TOKEN) == Decimal("1.5")
-    assert budget_remaining_sync(user_id=ALICE, token_id=None) == Decimal("4.5")
-    assert asyncio.run(budget_remaining(user_id=ALICE, token_id=TOKEN)) == Decimal("1.5")
+    assert _remaining(user_id=ALICE, token_id=TOKEN) == Decimal("1.5")
+    assert _remaining(user_id=ALICE, token_id=None) == Decimal("4.5")
 
 
 def test_a_token_budget_limits_that_token_only(budgets):
@@ -270,12 +281,11 @@ def test_no_redis_call_is_made_when_no_rule_applies(redis_budgets, monkeypatch):
     )
     assert admission is UNLIMITED
     asyncio.run(budget_settle(admission, tokens=5, cost=Decimal(1)))
-    budget_settle_sync(admission, tokens=5, cost=Decimal(1))
 
 
 def test_async_admission_and_settlement_use_redis(redis_budgets):
     _budget(limit_usd=Decimal(1), tokens_per_minute=10_000)
-    budget_remaining_sync(user_id=ALICE, token_id=None)
+    _remaining(user_id=ALICE, token_id=None)
     fresh_window()
 
     async def request():

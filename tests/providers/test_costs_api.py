@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 from decimal import Decimal
@@ -323,13 +324,20 @@ def test_the_admin_lists_usage_read_only_with_filters(client, admin_user, usage)
     assert client.get("/admin/providers/dailyusage/").status_code == 200
 
 
+# Transactional: admission reads the rules from a worker thread, as on the server.
+@pytest.mark.django_db(transaction=True)
 def test_budgets_are_editable_in_the_admin_and_apply_at_once(client, admin_user, ada):
-    from lumina.providers.services.budgets import RateLimitedError, budget_admit_sync
+    from lumina.providers.services.budgets import RateLimitedError, budget_admit
 
     client.force_login(admin_user)
-    admit = lambda: budget_admit_sync(  # noqa: E731
-        user_id=ada.pk, token_id=None, estimated_tokens=1, estimated_cost=Decimal(0)
-    )
+
+    def admit():
+        return asyncio.run(
+            budget_admit(
+                user_id=ada.pk, token_id=None, estimated_tokens=1, estimated_cost=Decimal(0)
+            )
+        )
+
     admit()  # no rule yet: the snapshot is loaded, empty
     response = client.post(
         "/admin/providers/budget/add/",

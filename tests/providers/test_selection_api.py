@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 
 import pytest
 from rest_framework.test import APIClient
 
-from lumina.providers.http import selection as selection_http
-from lumina.providers.resilience import CircuitBreaker
+from lumina.kernel.resilience import CircuitBreaker
+from lumina.providers import resilience
 from lumina.providers.selectors.selection import reset_round_robin
 from lumina.providers.types import Capability
 from tests.providers.factories import DeploymentFactory, ProviderFactory
@@ -26,8 +27,8 @@ SELECT = "/api/v1/providers/select"
 @pytest.fixture(autouse=True)
 def own_breaker(monkeypatch) -> CircuitBreaker:
     """The endpoint reads this test's breaker, not the process's."""
-    breaker = CircuitBreaker(redis_url=None, failures=1, notify=None)
-    monkeypatch.setattr(selection_http, "circuit_breaker", lambda: breaker)
+    breaker = resilience.provider_breaker(redis_url=None, failures=1, notify=None)
+    monkeypatch.setattr(resilience, "circuit_breaker", lambda: breaker)
     reset_round_robin()
     return breaker
 
@@ -123,7 +124,7 @@ def test_an_open_circuit_is_listed_as_a_rejection(viewer, served_twice, own_brea
     from lumina.providers.selectors.registry import catalogue
 
     cheap_dto = next(d for d in catalogue().deployments if d.provider.name == "sel-cheap")
-    own_breaker.record_failure(cheap_dto, UpstreamError("down", status=503))
+    asyncio.run(own_breaker.record_failure(cheap_dto.id, UpstreamError("down", status=503)))
 
     response = viewer.post(SELECT, {"model": "sel-mini"}, format="json")
 

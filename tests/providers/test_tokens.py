@@ -99,3 +99,27 @@ def test_request_count_adds_tool_definitions():
 
 def test_malformed_messages_do_not_raise():
     assert count_message_tokens([{"content": 5}, "nonsense", {"role": None}]) >= 3
+
+
+def test_a_huge_text_is_encoded_only_up_to_the_cap_and_estimated_beyond(monkeypatch):
+    import random
+
+    from lumina.providers import tokens
+
+    rng = random.Random(7)  # noqa: S311 (seeded test data, not a secret)
+    words = ["alpha", "beta", "tokenisation", "of", "the", "and", "Ωmega", "数据", "x1"]
+    text = " ".join(rng.choice(words) for _ in range(300_000))
+    exact = len(tokens._encoder()(text))  # the whole text, encoded for reference
+    real = tokens._encoder()
+    encoded: list[int] = []
+    monkeypatch.setattr(tokens, "_encode", lambda s: encoded.append(len(s)) or real(s))
+
+    counted = count_text_tokens(text)
+    messages = count_message_tokens([{"role": "user", "content": text}] * 3)
+
+    assert len(text) > 10 * tokens.EXACT_CHARS  # else the cap would not be exercised
+    assert max(encoded) <= tokens.EXACT_CHARS
+    assert abs(counted - exact) / exact < 0.02
+    # A request's messages share one allowance: three huge ones are not three times the work.
+    assert sum(encoded) <= 2 * tokens.EXACT_CHARS + 64
+    assert abs(messages - 3 * exact) / (3 * exact) < 0.02

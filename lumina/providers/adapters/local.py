@@ -38,8 +38,14 @@ from typing import Any
 
 import orjson
 
+from lumina.kernel.concurrency import run_cpu
 from lumina.providers.adapters.base import UpstreamError
-from lumina.providers.tokens import count_request_tokens, count_text_tokens
+from lumina.providers.tokens import (
+    INLINE_CHARS,
+    count_request_tokens_async,
+    count_text_tokens,
+    text_chars,
+)
 from lumina.providers.types import Completion, Embeddings, Endpoint, Usage
 
 DEV_CHAT_MODEL = "lumina-dev-chat"
@@ -134,6 +140,13 @@ def reply_pieces(request: dict[str, Any]) -> tuple[list[str], int, bool]:
     return pieces, tokens, False
 
 
+async def reply_pieces_async(request: dict[str, Any]) -> tuple[list[str], int, bool]:
+    """``reply_pieces`` off the event loop when the reply is long (it echoes the prompt)."""
+    if text_chars(request.get("messages")) <= INLINE_CHARS:
+        return reply_pieces(request)
+    return await run_cpu(reply_pieces, request)
+
+
 class LocalAdapter:
     """Runs the ``local`` provider's models in this process."""
 
@@ -147,7 +160,7 @@ class LocalAdapter:
 
     async def chat(self, endpoint: Endpoint, request: dict[str, Any]) -> Completion:
         self._check_chat(endpoint, request)
-        prompt = count_request_tokens(request)
+        prompt = await count_request_tokens_async(request)
         tool = _forced_tool(request)
         if tool is not None:
             call = {
@@ -159,7 +172,7 @@ class LocalAdapter:
             output = count_text_tokens(tool) + count_text_tokens("{}")
             finish_reason = "tool_calls"
         else:
-            pieces, output, cut = reply_pieces(request)
+            pieces, output, cut = await reply_pieces_async(request)
             message = {"role": "assistant", "content": "".join(pieces)}
             finish_reason = "length" if cut else "stop"
         usage = Usage(input_tokens=prompt, output_tokens=output)
@@ -191,7 +204,7 @@ class LocalAdapter:
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
             }
 
-        prompt = count_request_tokens(request)
+        prompt = await count_request_tokens_async(request)
         yield chunk({"role": "assistant", "content": ""})
         tool = _forced_tool(request)
         if tool is not None:
@@ -205,7 +218,7 @@ class LocalAdapter:
             output = count_text_tokens(tool) + count_text_tokens("{}")
             finish_reason = "tool_calls"
         else:
-            pieces, output, cut = reply_pieces(request)
+            pieces, output, cut = await reply_pieces_async(request)
             for piece in pieces:
                 yield chunk({"content": piece})
             finish_reason = "length" if cut else "stop"

@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import re
 import struct
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -25,8 +23,8 @@ from django.http.request import split_domain_port, validate_host
 
 from lumina.kernel.concurrency import run_sync
 from lumina.kernel.errors import ApplicationError
+from lumina.kernel.observability import access_log, request_begin
 from lumina.providers import metrics
-from lumina.providers.selectors.registry import catalogue_async
 from lumina.providers.services.completion import (
     ProviderFailedError,
     StreamInterrupted,
@@ -35,6 +33,7 @@ from lumina.providers.services.completion import (
     chat_stream,
     embeddings_create,
     embeddings_prepare,
+    models_list,
 )
 from lumina.providers.services.requests import InvalidRequestError
 from lumina.security.api import Actor, InvalidTokenError, authenticate_token
@@ -42,7 +41,6 @@ from lumina.security.api import Actor, InvalidTokenError, authenticate_token
 logger = structlog.get_logger("lumina.gateway")
 
 ASGIApp = Callable[[dict, Callable, Callable], Awaitable[None]]
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 _JSON = b"application/json"
 _SSE_HEADERS = [
     (b"content-type", b"text/event-stream; charset=utf-8"),
@@ -142,19 +140,8 @@ class Gateway:
     # -- endpoints --------------------------------------------------------------------
 
     async def models(self, exchange: Exchange) -> None:
-        await exchange.authenticate()
-        snapshot = await catalogue_async()
-        seen: dict[str, Any] = {}
-        for deployment in snapshot.deployments:
-            if deployment.usable and deployment.name not in seen:
-                seen[deployment.name] = {
-                    "id": deployment.name,
-                    "object": "model",
-                    "created": 0,
-                    "owned_by": deployment.provider.name,
-                }
-        data = [{"id": "lumina/auto", "object": "model", "created": 0, "owned_by": "lumina"}]
-        data += seen.values()
+        actor = await exchange.authenticate()
+        data = await models_list(actor=actor)
         await exchange.json(200, {"object": "list", "data": data})
 
     async def chat_completions(self, exchange: Exchange) -> None:
@@ -213,8 +200,11 @@ class Exchange:
         self.receive = receive
         self.send = send
         self.headers = dict(scope["headers"])
-        given = self.headers.get(b"x-request-id", b"").decode("latin-1")
-        self.request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        given = self.headers.get(b"x-request-id")
+        # uvicorn runs each request in a task of its own: a fresh logging context.
+        self.request_id = request_begin(
+            given.decode("latin-1") if given else None, fresh_context=True
+        )
         self.status = 0
         self.call = None
         self.user_id = None
@@ -347,13 +337,10 @@ class Exchange:
                 return
 
     def log(self) -> None:
-        elapsed = (time.perf_counter() - self.started) * 1000
-        logger.info(
-            "request",
+        access_log(
             method=self.scope["method"],
             path=self.scope["path"],
             status=self.status,
-            duration_ms=round(elapsed, 2),
-            request_id=self.request_id,
-            user_id=str(self.user_id) if self.user_id else None,
+            started=self.started,
+            user_id=self.user_id,
         )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import math
 from decimal import Decimal
 
+from asgiref.sync import async_to_sync
 from django.urls import path
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lumina.providers.resilience import circuit_breaker, latency_stats
+from lumina.providers.resilience import circuit_states, latency_stats
 from lumina.providers.selectors.registry import catalogue
 from lumina.providers.selectors.selection import AUTO, select
 from lumina.providers.types import Capability, Needs, Strategy
@@ -153,7 +154,8 @@ class SelectApi(APIView):
             catalogue=snapshot,
             model=values["model"],
             needs=needs,
-            breaker_states=circuit_breaker().states(snapshot.deployments),
+            # The breaker is async (its Redis client lives on a loop): one short loop here.
+            breaker_states=async_to_sync(circuit_states)(snapshot.deployments),
             stats=latency_stats(),
             allow_empty=True,
         )

@@ -31,8 +31,6 @@ import weakref
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
-import redis
-import redis.asyncio
 import structlog
 from django.conf import settings
 from django.db import connection, transaction
@@ -166,32 +164,9 @@ async def budget_admit(
     if backend is not None:
         try:
             return _concluded(checks, await _admit_redis_async(backend, checks), "redis")
-        except redis.RedisError:
+        except RedisError:
             _redis_failed()
     return _concluded(checks, await run_sync(_admit_local, checks), "local")
-
-
-def budget_admit_sync(
-    *,
-    user_id: uuid.UUID | None,
-    token_id: uuid.UUID | None,
-    estimated_tokens: int,
-    estimated_cost: Decimal,
-) -> Admission:
-    """``budget_admit`` for synchronous callers."""
-    rules = _rules_cached(user_id, token_id)
-    if rules is None:
-        rules = _rules_loaded(user_id, token_id)
-    if not rules:
-        return UNLIMITED
-    checks = _checks(rules, estimated_tokens, estimated_cost)
-    backend = _redis_backend()
-    if backend is not None:
-        try:
-            return _concluded(checks, _admit_redis_sync(backend, checks), "redis")
-        except redis.RedisError:
-            _redis_failed()
-    return _concluded(checks, _admit_local(checks), "local")
 
 
 async def budget_settle(admission: Admission, *, tokens: int, cost: Decimal) -> None:
@@ -205,24 +180,7 @@ async def budget_settle(admission: Admission, *, tokens: int, cost: Decimal) -> 
             return
         try:
             await backend.async_scripts().settle(keys=keys, args=deltas)
-        except redis.RedisError:
-            logger.warning("budget settlement lost: Redis failed", exc_info=True)
-    else:
-        _local.settle(keys, deltas)
-
-
-def budget_settle_sync(admission: Admission, *, tokens: int, cost: Decimal) -> None:
-    """``budget_settle`` for synchronous callers."""
-    keys, deltas = _deltas(admission, tokens, cost)
-    if not keys:
-        return
-    if admission.backend == "redis":
-        backend = _redis_backend(ignore_failures=True)
-        if backend is None:
-            return
-        try:
-            backend.sync_scripts().settle(keys=keys, args=deltas)
-        except redis.RedisError:
+        except RedisError:
             logger.warning("budget settlement lost: Redis failed", exc_info=True)
     else:
         _local.settle(keys, deltas)
@@ -247,33 +205,9 @@ async def budget_remaining(
                 await _seed_async(client, checks, values)
                 values = await client.mget([check.key for check in checks])
             return _remaining(checks, values)
-        except redis.RedisError:
+        except RedisError:
             _redis_failed()
     return _remaining(checks, await run_sync(_local.values_seeded, checks))
-
-
-def budget_remaining_sync(
-    *, user_id: uuid.UUID | None, token_id: uuid.UUID | None
-) -> Decimal | None:
-    """``budget_remaining`` for synchronous callers."""
-    rules = _rules_cached(user_id, token_id)
-    if rules is None:
-        rules = _rules_loaded(user_id, token_id)
-    checks = [check for check in _checks(rules, 0, Decimal(0)) if check.kind == MONEY]
-    if not checks:
-        return None
-    backend = _redis_backend()
-    if backend is not None:
-        try:
-            client = backend.sync_client()
-            values = client.mget([check.key for check in checks])
-            if any(value is None for value in values):
-                _seed_sync(client, checks, values)
-                values = client.mget([check.key for check in checks])
-            return _remaining(checks, values)
-        except redis.RedisError:
-            _redis_failed()
-    return _remaining(checks, _local.values_seeded(checks))
 
 
 # -- budget CRUD -------------------------------------------------------------------------
@@ -638,12 +572,23 @@ class _Scripts:
     settle: Any
 
 
+class _NoRedis(Exception):
+    """Never raised: stands for ``redis.RedisError`` until a Redis backend imports redis."""
+
+
+# redis is imported with the first Redis-backed budget: without REDIS_URL it is not loaded.
+RedisError: type[Exception] = _NoRedis
+
+
 class _RedisBackend:
-    """Clients and registered scripts for one Redis URL: one sync set, one per event loop."""
+    """Clients and registered scripts for one Redis URL, one set per event loop."""
 
     def __init__(self, url: str) -> None:
+        global RedisError
+        import redis
+
+        RedisError = redis.RedisError
         self.url = url
-        self._sync: _Scripts | None = None
         self._by_loop: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Scripts] = (
             weakref.WeakKeyDictionary()
         )
@@ -655,22 +600,13 @@ class _RedisBackend:
             "decode_responses": True,
         }
 
-    def sync_scripts(self) -> _Scripts:
-        if self._sync is None:
-            client = redis.Redis.from_url(self.url, **self._options())
-            self._sync = _Scripts(
-                client, client.register_script(ADMIT_LUA), client.register_script(SETTLE_LUA)
-            )
-        return self._sync
-
-    def sync_client(self):
-        return self.sync_scripts().client
-
     def async_scripts(self) -> _Scripts:
         # An asyncio client belongs to the loop it was made on.
         loop = asyncio.get_running_loop()
         scripts = self._by_loop.get(loop)
         if scripts is None:
+            import redis.asyncio
+
             client = redis.asyncio.Redis.from_url(self.url, **self._options())
             scripts = _Scripts(
                 client, client.register_script(ADMIT_LUA), client.register_script(SETTLE_LUA)
@@ -730,18 +666,7 @@ async def _admit_redis_async(backend: _RedisBackend, checks: list[_Check]):
         if not isinstance(outcome, list):
             return outcome
         await _seed_async(scripts.client, [checks[i] for i in outcome])
-    raise redis.RedisError("budget counters vanished while being seeded")
-
-
-def _admit_redis_sync(backend: _RedisBackend, checks: list[_Check]):
-    scripts = backend.sync_scripts()
-    keys, args = _script_args(checks)
-    for _ in range(3):
-        outcome = _outcome(scripts.admit(keys=keys, args=args))
-        if not isinstance(outcome, list):
-            return outcome
-        _seed_sync(scripts.client, [checks[i] for i in outcome])
-    raise redis.RedisError("budget counters vanished while being seeded")
+    raise RedisError("budget counters vanished while being seeded")
 
 
 async def _seed_async(client, checks: list[_Check], values: list[Any] | None = None) -> None:
@@ -752,16 +677,6 @@ async def _seed_async(client, checks: list[_Check], values: list[Any] | None = N
         for check, amount in zip(checks, amounts, strict=True):
             pipe.set(check.key, amount, nx=True, exat=check.expire_at)
         await pipe.execute()
-
-
-def _seed_sync(client, checks: list[_Check], values: list[Any] | None = None) -> None:
-    if values is not None:
-        checks = [check for check, value in zip(checks, values, strict=True) if value is None]
-    amounts = _seed_amounts(checks)
-    with client.pipeline(transaction=False) as pipe:
-        for check, amount in zip(checks, amounts, strict=True):
-            pipe.set(check.key, amount, nx=True, exat=check.expire_at)
-        pipe.execute()
 
 
 # -- in-process counters (no Redis) --------------------------------------------------------

@@ -28,7 +28,7 @@ from lumina.providers.events.completion import CompletionGenerated
 from lumina.providers.resilience import (
     attempt_calls,
     attempt_stream,
-    circuit_breaker,
+    circuit_states,
     latency_stats,
 )
 from lumina.providers.selectors.registry import catalogue_async, endpoint_for_async
@@ -46,7 +46,11 @@ from lumina.providers.services.requests import (
     max_output_tokens,
 )
 from lumina.providers.services.usage import usage_event_submit, usage_submit
-from lumina.providers.tokens import count_message_tokens, count_text_tokens
+from lumina.providers.tokens import (
+    count_message_tokens_async,
+    count_text_tokens_async,
+    count_texts_tokens_async,
+)
 from lumina.providers.types import (
     Candidate,
     Capability,
@@ -147,7 +151,7 @@ class Call:
                 # Candidates this request could not pay for are skipped, cheaper ones kept.
                 needs = dataclasses.replace(needs, budget_remaining=remaining)
             snapshot = await catalogue_async()
-            states = await circuit_breaker().states_async(snapshot.resolve(self.body["model"]))
+            states = await circuit_states(snapshot.resolve(self.body["model"]))
             selection = select(
                 catalogue=snapshot,
                 model=self.body["model"],
@@ -175,11 +179,11 @@ class Call:
             await self.finish()
             raise
 
-    def estimated_usage(self, output_text: str) -> Usage:
+    async def estimated_usage(self, output_text: str) -> Usage:
         """What Lumina counts itself when the provider reported no usage."""
         return Usage(
             input_tokens=self.estimated_input,
-            output_tokens=count_text_tokens(output_text),
+            output_tokens=await count_text_tokens_async(output_text),
             estimated=True,
         )
 
@@ -351,7 +355,7 @@ _SETUP = frozenset({401, 403, 404, 408, 409, 429})
 # -- chat -------------------------------------------------------------------------------
 
 
-def _chat_needs(body: dict[str, Any], strategy: Strategy | None) -> Needs:
+async def _chat_needs(body: dict[str, Any], strategy: Strategy | None) -> Needs:
     capabilities = {Capability.CHAT}
     if body.get("stream"):
         capabilities.add(Capability.STREAMING)
@@ -368,7 +372,7 @@ def _chat_needs(body: dict[str, Any], strategy: Strategy | None) -> Needs:
         if isinstance(content, list) and any(p.get("type") == "image_url" for p in content):
             capabilities.add(Capability.VISION)
             break
-    input_tokens = count_message_tokens(body["messages"])
+    input_tokens = await count_message_tokens_async(body["messages"])
     output = max_output_tokens(body)
     return Needs(
         capabilities=frozenset(capabilities),
@@ -386,7 +390,7 @@ async def chat_prepare(
     body = chat_request_check(body)
     await authorize_use(actor)
     call = Call(actor=actor, body=body, request_id=request_id, operation="chat", strategy=strategy)
-    needs = _chat_needs(body, strategy)
+    needs = await _chat_needs(body, strategy)
     call.estimated_input = needs.estimated_input_tokens
     await call.prepare(needs)
     return call
@@ -399,7 +403,7 @@ async def chat_complete(call: Call) -> dict[str, Any]:
         completion = await call._each_candidate(
             lambda adapter, endpoint: adapter.chat(endpoint, call.body)
         )
-        call.usage = completion.usage or _estimate_completion(call, completion.body)
+        call.usage = completion.usage or await _estimate_completion(call, completion.body)
         body = completion.body
         choices = body.get("choices") or [{}]
         call.finish_reason = choices[0].get("finish_reason")
@@ -415,7 +419,7 @@ async def chat_complete(call: Call) -> dict[str, Any]:
         await call.finish()
 
 
-def _estimate_completion(call: Call, body: dict[str, Any]) -> Usage:
+async def _estimate_completion(call: Call, body: dict[str, Any]) -> Usage:
     text = ""
     for choice in body.get("choices") or ():
         message = choice.get("message") or {}
@@ -423,7 +427,7 @@ def _estimate_completion(call: Call, body: dict[str, Any]) -> Usage:
         for tool_call in message.get("tool_calls") or ():
             function = tool_call.get("function") or {}
             text += (function.get("name") or "") + (function.get("arguments") or "")
-    return call.estimated_usage(text)
+    return await call.estimated_usage(text)
 
 
 async def chat_stream(call: Call) -> AsyncIterator[dict[str, Any]]:
@@ -463,7 +467,7 @@ async def chat_stream(call: Call) -> AsyncIterator[dict[str, Any]]:
                 call.error_code = error.code
                 raise StreamInterrupted(error) from error
         if call.usage is None:
-            call.usage = call.estimated_usage("".join(text_parts))
+            call.usage = await call.estimated_usage("".join(text_parts))
             if wants_usage:
                 yield {
                     "id": first.get("id"),
@@ -481,7 +485,7 @@ async def chat_stream(call: Call) -> AsyncIterator[dict[str, Any]]:
         if upstream is not None:
             await upstream.aclose()
         if call.usage is None and call.status is not UsageStatus.REJECTED:
-            call.usage = call.estimated_usage("".join(text_parts))
+            call.usage = await call.estimated_usage("".join(text_parts))
         metrics.IN_FLIGHT.labels("chat").dec()
         await call.finish()
 
@@ -499,6 +503,32 @@ def _collect_text(call: Call, chunk: dict[str, Any], parts: list[str]) -> None:
             parts.append((function.get("name") or "") + (function.get("arguments") or ""))
 
 
+# -- models -----------------------------------------------------------------------------
+
+
+async def models_list(*, actor: Actor) -> list[dict[str, Any]]:
+    """The models ``actor`` may call, in OpenAI's ``/v1/models`` shape, ``lumina/auto`` first.
+
+    Refused (403) without ``providers.use``, as chat and embeddings are: listing what one
+    may not call tells a caller nothing it can use and everything an attacker wants.
+    """
+    await authorize_use(actor)
+    snapshot = await catalogue_async()
+    seen: dict[str, dict[str, Any]] = {}
+    for deployment in snapshot.deployments:
+        if deployment.usable and deployment.name not in seen:
+            seen[deployment.name] = {
+                "id": deployment.name,
+                "object": "model",
+                "created": 0,
+                "owned_by": deployment.provider.name,
+            }
+    return [
+        {"id": "lumina/auto", "object": "model", "created": 0, "owned_by": "lumina"},
+        *seen.values(),
+    ]
+
+
 # -- embeddings -------------------------------------------------------------------------
 
 
@@ -507,7 +537,7 @@ async def embeddings_prepare(*, actor: Actor, body: Any, request_id: str) -> Cal
     await authorize_use(actor)
     call = Call(actor=actor, body=body, request_id=request_id, operation="embeddings")
     texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
-    tokens = sum(count_text_tokens(text) for text in texts)
+    tokens = await count_texts_tokens_async(texts)
     call.estimated_input = tokens
     needs = Needs(
         capabilities=frozenset({Capability.EMBEDDINGS}),

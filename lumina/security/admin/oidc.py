@@ -7,12 +7,15 @@ from django.contrib import admin
 from django.core.exceptions import PermissionDenied
 from django.http import HttpRequest
 
+from lumina.kernel.lazy import lazy_module
 from lumina.security.api.actors import actor_of
 from lumina.security.api.admin import AdminPermissions, PermissionAdmin
 from lumina.security.models.oidc import ExternalIdentity, IdentityProvider
-from lumina.security.services import oidc as services
 from lumina.security.services.users import MANAGE as USERS_MANAGE
 from lumina.security.services.users import user_credentials_manageable
+
+# authlib and joserfc load with the first OIDC call, not with the admin.
+services = lazy_module("lumina.security.services.oidc")
 
 IDENTITY_PROVIDERS_MANAGE = "security.identity_providers.manage"
 

@@ -22,14 +22,17 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from lumina.kernel.errors import NotFoundError
+from lumina.kernel.lazy import lazy_module
 from lumina.security.http.actors import actor_of, client_ip
 from lumina.security.http.auth import SESSION_BACKEND, MeOutput, me_data
 from lumina.security.http.permissions import IsFullyAuthenticated
 from lumina.security.http.throttles import LoginAddressThrottle
 from lumina.security.models.oidc import DEFAULT_SCOPES, IdentityProvider
 from lumina.security.selectors.oidc import identity_provider_get, identity_provider_list
-from lumina.security.services import oidc as services
 from lumina.security.services.authorization import require
+
+# authlib and joserfc load with the first OIDC call, not with the URLconf.
+services = lazy_module("lumina.security.services.oidc")
 
 MANAGE_ACTION = "security.identity_providers.manage"
 # Where to send the browser after the callback, when the login asked for it.

@@ -1,0 +1,64 @@
+"""What a web process loads at start-up: libraries only some deployments use wait for use.
+
+Each check runs in a fresh interpreter that loads what the server loads before its first
+request (``config.asgi``, the URLconf, the admin's URLs), then looks at ``sys.modules``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+PROBE = """
+import json, os, sys
+os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings"
+import config.asgi
+from django.contrib import admin
+from django.urls import get_resolver
+get_resolver().url_patterns
+admin.site.get_urls()
+loaded = lambda *names: {name: name in sys.modules for name in names}
+before = loaded("authlib", "joserfc", "celery", "redis")
+from lumina.security.http import oidc
+oidc.services.oidc_login_start  # the first use of the OIDC services
+after = loaded("authlib", "joserfc")
+print(json.dumps({"before": before, "after": after}))
+"""
+
+
+def _probe(**env: str) -> dict:
+    environment = {
+        key: value
+        for key, value in os.environ.items()
+        if not key.startswith(("LUMINA_", "CELERY_")) and key not in ("REDIS_URL",)
+    }
+    environment.update(PYTHONPATH=str(ROOT), **env)
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        cwd=ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_oidc_celery_and_redis_libraries_load_only_when_used():
+    result = _probe(LUMINA_EVENT_TRANSPORT="inprocess")
+
+    assert result["before"] == {
+        "authlib": False,
+        "joserfc": False,
+        "celery": False,
+        "redis": False,
+    }
+    # The first use does load them: the check above is not blind.
+    assert result["after"] == {"authlib": True, "joserfc": True}
