@@ -156,3 +156,14 @@ def database_url_for_subprocess() -> str:
     user = params.get("user") or "postgres"
     password = f":{quote(params['password'], safe='')}" if params.get("password") else ""
     return f"postgresql://{user}{password}@{host_part}{port}/{params['dbname']}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_usage_writer_after_the_session(django_db_setup, django_db_blocker):
+    """A test that served a completion leaves usage buffered: write it while the test
+    database still exists, rather than at interpreter exit after it is gone."""
+    yield
+    from lumina.providers.services.usage import usage_writer_stop
+
+    with django_db_blocker.unblock():
+        usage_writer_stop(flush=True)

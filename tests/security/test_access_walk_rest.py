@@ -228,8 +228,16 @@ BODIES: dict[tuple[str, str], dict] = {
     ("PATCH", "api/v1/providers/<uuid:provider_id>/models/<uuid:model_id>"): {"enabled": False},
     ("POST", "api/v1/encryption/encrypt"): {"plaintext": "s3cret", "owner": OWNER},
     ("POST", "api/v1/encryption/decrypt"): {"ciphertext": "{ciphertext}", "owner": OWNER},
-    ("POST", "api/v1/providers/completion"): {"messages": [{"role": "user", "content": "hi"}]},
-    ("POST", "api/v1/providers/stream"): {"messages": [{"role": "user", "content": "hi"}]},
+    # By name: the walk's own provider is unreachable, and the echo model serves no pool
+    # that has a real chat model in it.
+    ("POST", "api/v1/providers/completion"): {
+        "model": "lumina-dev-chat",
+        "messages": [{"role": "user", "content": "hi"}],
+    },
+    ("POST", "api/v1/providers/stream"): {
+        "model": "lumina-dev-chat",
+        "messages": [{"role": "user", "content": "hi"}],
+    },
     ("POST", "api/v1/providers/budgets"): {
         "scope": "user",
         "subject_id": "{other}",
