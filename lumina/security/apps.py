@@ -50,6 +50,7 @@ class SecurityConfig(AppConfig):
         connect_user_invalidation()
         post_migrate.connect(_seed_builtin_roles, sender=self)
         _export_audit_head_periodically()
+        _publish_refused_tokens_periodically()
         from lumina.security.http.middleware import connect_sign_in_time
 
         connect_sign_in_time()
@@ -66,6 +67,18 @@ def _export_audit_head_periodically() -> None:
         run_periodically(
             "security.audit-head", settings.LUMINA_AUDIT_HEAD_INTERVAL, audit_head_export
         )
+
+
+def _publish_refused_tokens_periodically() -> None:
+    """Refused-token counts live in the web process: its own timer publishes them."""
+    from lumina.kernel import lifecycle
+    from lumina.security.services.token_refusals import (
+        refusals_timer_start,
+        refusals_timer_stop,
+    )
+
+    lifecycle.on_startup(refusals_timer_start, where=(lifecycle.WEB,))
+    lifecycle.on_shutdown(refusals_timer_stop, where=(lifecycle.WEB,))
 
 
 def _seed_builtin_roles(**kwargs) -> None:

@@ -154,3 +154,43 @@ async def test_websocket_handshake_refusals_are_counted():
     await database_sync_to_async(token_refusals.flush_all)()
     found = await database_sync_to_async(refusals)()
     assert found["address:192.0.2.44"]["count"] == 3
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_quiet_web_process_publishes_a_finished_minute_on_its_own(monkeypatch):
+    monkeypatch.setattr(token_refusals, "TIMER_SECONDS", 0.05)
+    last_minute = time.time() - token_refusals.WINDOW_SECONDS
+    token_refusals.refusal_record(
+        reason="unknown", raw=UNKNOWN, ip_address=ATTACKER, now=last_minute
+    )
+    assert not refusals()
+
+    token_refusals.refusals_timer_start()
+    try:
+        deadline = time.monotonic() + 10
+        while not refusals() and time.monotonic() < deadline:
+            time.sleep(0.05)
+    finally:
+        token_refusals.refusals_timer_stop()
+
+    assert refusals()[f"address:{ATTACKER}"]["count"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_stopping_the_web_process_publishes_the_current_minute_too():
+    token_refusals.refusal_record(reason="malformed", raw="lum_short", ip_address=ATTACKER)
+    token_refusals.refusals_timer_start()
+    assert not refusals()
+
+    token_refusals.refusals_timer_stop()
+
+    assert refusals()[f"address:{ATTACKER}"]["malformed"] == 1
+
+
+def test_the_web_process_starts_and_stops_the_timer():
+    from lumina.kernel import lifecycle
+
+    name = "lumina.security.services.token_refusals.refusals_timer_"
+    assert name + "start" in lifecycle.hooks("startup", lifecycle.WEB)
+    assert name + "stop" in lifecycle.hooks("shutdown", lifecycle.WEB)
+    assert name + "start" not in lifecycle.hooks("startup", lifecycle.WORKER)

@@ -9,7 +9,9 @@ chain. Each process counts its own requests, so N processes write up to N entrie
 one key and minute.
 
 A finished minute is published by the next token authentication in the process, refused
-or accepted (a comparison of two integers until then), or when the process exits. Memory
+or accepted (a comparison of two integers until then), by the web process's timer
+(``refusals_timer_start``, every ``TIMER_SECONDS``) when no request comes, or when the
+process exits. Memory
 is bounded: past ``MAX_KEYS`` distinct keys in a minute, further addresses count as
 ``address:*`` and further prefixes as ``prefix:*``.
 """
@@ -35,6 +37,7 @@ from lumina.security.events.tokens import ApiTokensRefused
 logger = structlog.get_logger(__name__)
 
 WINDOW_SECONDS = 60
+TIMER_SECONDS = 10.0  # how late a quiet process publishes a finished minute, at most
 MAX_KEYS = 1000  # per kind (addresses, prefixes) and window
 PREFIX_LENGTH = 12  # "lum_" and 8 characters: the display prefix tokens are known by
 REASONS = ("malformed", "unknown", "expired", "revoked")
@@ -172,4 +175,41 @@ def _flush_at_exit() -> None:
         return
     # The interpreter is going away: never raise.
     with contextlib.suppress(Exception):
+        flush_all()
+
+
+_timer: threading.Thread | None = None
+_timer_stop = threading.Event()
+
+
+def _tick() -> None:
+    while not _timer_stop.wait(TIMER_SECONDS):
+        try:
+            flush_due()
+        except Exception:
+            logger.warning(
+                "refused-token counts not published; kept for the next try", exc_info=True
+            )
+        finally:
+            connection.close()
+
+
+def refusals_timer_start() -> None:
+    """Publish finished minutes even when no further token comes (a web process hook)."""
+    global _timer
+    if _timer is not None and _timer.is_alive():
+        return
+    _timer_stop.clear()
+    _timer = threading.Thread(target=_tick, name="token-refusals", daemon=True)
+    _timer.start()
+
+
+def refusals_timer_stop() -> None:
+    """Stop the timer and publish what was counted, the current minute included."""
+    global _timer
+    _timer_stop.set()
+    if _timer is not None:
+        _timer.join(timeout=TIMER_SECONDS)
+        _timer = None
+    if _oldest is not None:
         flush_all()
