@@ -124,7 +124,10 @@ def test_a_failing_startup_hook_fails_the_asgi_start(own_hooks):
 
 
 def test_the_apps_register_their_hooks_from_ready():
-    assert lifecycle.hooks("startup", lifecycle.WEB) == ["lumina.kernel.relay.relay_start"]
+    assert lifecycle.hooks("startup", lifecycle.WEB) == [
+        "lumina.kernel.relay.relay_start",
+        "lumina.security.services.token_refusals.refusals_timer_start",
+    ]
     assert lifecycle.hooks("shutdown", lifecycle.WEB)[:2] == [
         "lumina.providers.apps.provider_sessions_close",
         "lumina.providers.apps.usage_write_buffered",
