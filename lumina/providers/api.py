@@ -13,11 +13,19 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from lumina.providers.selectors.registry import catalogue
+from lumina.providers.selectors.selection import is_development
 from lumina.providers.services.completion import (
     chat_complete,
     chat_prepare,
     embeddings_create,
     embeddings_prepare,
+)
+from lumina.providers.tokens import (
+    count_message_tokens,
+    count_message_tokens_async,
+    count_text_tokens,
+    count_text_tokens_async,
 )
 from lumina.providers.types import Capability, Strategy, Usage
 from lumina.security.api import Actor
@@ -29,8 +37,13 @@ __all__ = [
     "Usage",
     "complete",
     "complete_async",
+    "count_message_tokens",
+    "count_message_tokens_async",
+    "count_text_tokens",
+    "count_text_tokens_async",
     "embed",
     "embed_async",
+    "real_chat_model_available",
 ]
 
 # Ships with Lumina (ONNX int8 all-MiniLM-L6-v2, 384 dimensions): works with no provider.
@@ -97,3 +110,13 @@ def complete(
 ) -> dict[str, Any]:
     """``complete_async`` for synchronous callers (not from inside an event loop)."""
     return _run(complete_async(messages, actor=actor, model=model, strategy=strategy, **options))
+
+
+def real_chat_model_available() -> bool:
+    """Whether an enabled chat model other than the development echo model is configured:
+    callers with a deterministic fallback (summaries, fact extraction) use a model only
+    then, since the echo model would answer "You said: …"."""
+    return any(
+        d.usable and Capability.CHAT in d.capabilities and not is_development(d)
+        for d in catalogue().deployments
+    )

@@ -30,3 +30,19 @@ def test_complete_uses_the_development_model_and_is_recorded():
     usage_flush()
     [row] = usage_rows()
     assert (row.operation, row.model, row.user_id) == ("chat", "lumina-dev-chat", None)
+
+
+def test_token_counts_are_exposed_with_the_chat_overhead():
+    assert api.count_text_tokens("") == 0
+    assert api.count_text_tokens("hello world") == 2
+    one = api.count_message_tokens([{"role": "user", "content": "hello world"}])
+    # 3 per message + the role's token + 3 priming the reply.
+    assert one == 2 + 3 + 1 + 3
+
+
+def test_a_real_chat_model_is_told_apart_from_the_echo_model():
+    from tests.providers.factories import DeploymentFactory
+
+    assert api.real_chat_model_available() is False  # only the development echo model
+    DeploymentFactory(name="gpt-4o-mini")
+    assert api.real_chat_model_available() is True
