@@ -1,0 +1,11 @@
+"""The memory context's routes under /api/v1/, gathered from each area's module."""
+
+urlpatterns: list = []
+
+# --- Vectors (mv) ----------------------------------------------------------------------
+
+# --- Memory records, import, search (mc) -------------------------------------------------
+
+# --- Compression, auto-recording (mx) ----------------------------------------------------
+
+# --- Topics and graph (mg) -------------------------------------------------------------

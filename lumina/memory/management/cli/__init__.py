@@ -1,0 +1,18 @@
+"""Sub-commands of ``manage.py memory``, one module per area.
+
+Each module has ``register(commands)``, which adds its parsers to the ``memory``
+command's sub-parsers and sets ``handler=function(command, **options)`` on each.
+``stats`` is shared: each area adds a function to ``STATS`` returning its lines.
+"""
+
+from collections.abc import Callable
+
+STATS: list[Callable[[], list[str]]] = []
+
+AREAS: list = []
+
+# --- Vectors (mv) ----------------------------------------------------------------------
+
+# --- Memory records, import, consolidate, purge (mc) --------------------------------------
+
+# --- Topics and graph (mg) -------------------------------------------------------------
