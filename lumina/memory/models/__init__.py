@@ -1,8 +1,10 @@
 """The memory context's tables, one module per area."""
 
 # --- Vectors (mv) ----------------------------------------------------------------------
+from lumina.memory.models.vectors import *  # noqa: F403
 
 # --- Memory records (mc) -----------------------------------------------------------------
+from lumina.memory.models.records import *  # noqa: F403
 
 # --- Compression (mx) -------------------------------------------------------------------
 from lumina.memory.models.compression import *  # noqa: F403
