@@ -26,6 +26,7 @@ __all__ = ["ClusteredTopic", "Clustering", "c_tf_idf", "cluster"]
 _cluster = lazy_module("sklearn.cluster")
 _metrics = lazy_module("sklearn.metrics")
 _text = lazy_module("sklearn.feature_extraction.text")
+_WORDS = r"(?u)\b[a-zA-Z][a-zA-Z\-]+\b"  # words of letters, no numbers
 
 SEED = 0
 MIN_TOPIC_SIZE = 2
@@ -91,7 +92,7 @@ def c_tf_idf(
     vectorizer = _text.CountVectorizer(
         stop_words="english",
         ngram_range=(1, 2),
-        token_pattern=r"(?u)\b[a-zA-Z][a-zA-Z\-]+\b",
+        token_pattern=_WORDS,
         lowercase=True,
     )
     try:
