@@ -52,4 +52,12 @@ class RecordNotFoundError(NotFoundError):
 # --- Compression, auto-recording (mx) ----------------------------------------------------
 
 
+class SegmentNotFoundError(NotFoundError):
+    code = "segment_not_found"
+
+    def __init__(self, segment_id: str) -> None:
+        message = f"No segment with id '{segment_id}'."
+        super().__init__(message, fields={"segment_id": [message]})
+
+
 # --- Topics and graph (mg) -------------------------------------------------------------
