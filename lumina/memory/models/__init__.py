@@ -10,3 +10,4 @@ from lumina.memory.models.records import *  # noqa: F403
 from lumina.memory.models.compression import *  # noqa: F403
 
 # --- Topics and graph (mg) -------------------------------------------------------------
+from lumina.memory.models.topics import *  # noqa: F403
