@@ -281,6 +281,9 @@ class Needs:
     estimated_output_tokens: int = 0
     # Money left in the caller's budget: candidates that would exceed it are skipped.
     budget_remaining: Decimal | None = None
+    # Embeddings: the context window bounds each input, not the batch (then only
+    # ``min_context_window``, the longest input, is checked against it).
+    context_per_input: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

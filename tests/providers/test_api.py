@@ -46,3 +46,12 @@ def test_a_real_chat_model_is_told_apart_from_the_echo_model():
     assert api.real_chat_model_available() is False  # only the development echo model
     DeploymentFactory(name="gpt-4o-mini")
     assert api.real_chat_model_available() is True
+
+
+def test_a_batch_of_embedding_inputs_may_exceed_the_window_of_one():
+    # all-MiniLM-L6-v2 reads 256 tokens per input; a batch of 40 inputs of ~12 tokens each
+    # is within its window, however many tokens the batch holds together.
+    texts = [f"sentence number {n} about a ferry to Tangier in June" for n in range(40)]
+    assert api.count_message_tokens([{"role": "user", "content": " ".join(texts)}]) > 256
+    vectors = api.embed(texts, actor=MEMORY)
+    assert len(vectors) == 40

@@ -241,7 +241,11 @@ def _rank(
     estimated_in = needs.estimated_input_tokens
     estimated_out = needs.estimated_output_tokens
     estimated = bool(estimated_in or estimated_out)
-    context_needed = max(needs.min_context_window, estimated_in + estimated_out)
+    context_needed = (
+        needs.min_context_window
+        if needs.context_per_input
+        else max(needs.min_context_window, estimated_in + estimated_out)
+    )
     wanted = needs.capabilities
     max_price = needs.max_price
     budget = needs.budget_remaining

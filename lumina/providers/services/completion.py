@@ -539,8 +539,11 @@ async def embeddings_prepare(*, actor: Actor, body: Any, request_id: str) -> Cal
     texts = [body["input"]] if isinstance(body["input"], str) else body["input"]
     tokens = await count_texts_tokens_async(texts)
     call.estimated_input = tokens
+    longest = max(texts, key=len, default="")
     needs = Needs(
         capabilities=frozenset({Capability.EMBEDDINGS}),
+        min_context_window=await count_text_tokens_async(longest),
+        context_per_input=True,
         estimated_input_tokens=tokens,
         strategy=Strategy.BALANCED,
     )
