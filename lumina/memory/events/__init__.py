@@ -7,3 +7,4 @@ from lumina.memory.events.vectors import *  # noqa: F403
 from lumina.memory.events.records import *  # noqa: F403
 
 # --- Topics and graph (mg) -------------------------------------------------------------
+from lumina.memory.events.topics import *  # noqa: F403
