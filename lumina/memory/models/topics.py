@@ -54,6 +54,9 @@ class Topic(models.Model):
     keywords = ArrayField(models.CharField(max_length=100), default=list, blank=True)
     keyword_weights = ArrayField(models.FloatField(), default=list, blank=True)
     size = models.PositiveIntegerField(default=0)
+    # How many records the scope held when these topics were extracted: the handler
+    # extracts again once the scope has grown by a share of it.
+    extracted_from = models.PositiveIntegerField(default=0)
     # Mean of the members' normalised embeddings: new records join the nearest leaf.
     centroid = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
