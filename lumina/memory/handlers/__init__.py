@@ -5,3 +5,4 @@
 # --- Auto-recording (mx) -----------------------------------------------------------------
 
 # --- Topics and graph (mg) -------------------------------------------------------------
+from lumina.memory.handlers import topics  # noqa: F401

@@ -1,0 +1,306 @@
+"""Topics of a scope: extracted on request, kept current as records arrive.
+
+``topics_extract`` clusters a scope's embedded records (``topic_clustering``) and replaces
+that scope's topics in one transaction, publishing ``TopicsExtracted``. Between
+extractions, ``topics_assign`` (called by the ``MemoryStored`` handler) puts each new
+embedded record into the nearest leaf topic of every scope it belongs to that has topics,
+when it is close enough, and moves that topic's centroid; a scope that has grown
+by a third since its topics were extracted is extracted again, so keywords follow
+what is being talked about without a full pass on every turn.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+import numpy as np
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from lumina.kernel.bus import publish
+from lumina.memory.errors import CollectionNotFoundError, InvalidInputError
+from lumina.memory.events.topics import TopicsExtracted
+from lumina.memory.models.records import EMBEDDING_DIMENSIONS, Layer, MemoryRecord
+from lumina.memory.models.topics import Topic, TopicMembership, TopicScope
+from lumina.memory.models.vectors import Collection, VectorRecord
+from lumina.memory.services.record_access import WRITE, owner_resolve
+from lumina.memory.services.topic_clustering import cluster
+from lumina.memory.topics_types import TopicDTO, TopicExtraction
+from lumina.security.api import Actor
+
+__all__ = ["scope_resolve", "topic_to_dto", "topics_assign", "topics_extract"]
+
+CLUSTERED_LAYERS = (Layer.WORKING, Layer.EPISODIC, Layer.SEMANTIC)
+# The newest records of a scope that one extraction clusters.
+MAX_RECORDS = 20_000
+# A new record joins the nearest leaf only when at least this similar to its centroid.
+ASSIGN_MIN_SIMILARITY = 0.25
+# Re-extract a scope in the handler once this share of its size arrived since.
+REFRESH_SHARE = 1 / 3
+# Above this size a scope is re-extracted only on request (REST, CLI), not in a handler.
+REFRESH_MAX_RECORDS = 5_000
+
+
+def scope_resolve(*, owner_id: uuid.UUID, scope: str, key: str) -> tuple[str, str]:
+    """``(scope, scope_key)`` as stored: a collection is named by the caller, kept by id."""
+    if scope not in TopicScope.values:
+        raise InvalidInputError("scope", f"Choose one of: {', '.join(TopicScope.values)}.")
+    key = (key or "").strip()
+    if scope == TopicScope.USER:
+        if key:
+            raise InvalidInputError("key", "A user's topics take no key.")
+        return scope, ""
+    if not key:
+        raise InvalidInputError("key", f"Name the {scope} whose topics these are.")
+    if len(key) > 200:
+        raise InvalidInputError("key", "At most 200 characters.")
+    if scope == TopicScope.COLLECTION:
+        collection = Collection.objects.filter(owner_id=owner_id, name=key).first()
+        if collection is None:
+            raise CollectionNotFoundError(key)
+        return scope, str(collection.id)
+    return scope, key
+
+
+def _records(owner_id: uuid.UUID, scope: str, scope_key: str):
+    rows = MemoryRecord.objects.filter(
+        owner_id=owner_id,
+        layer__in=CLUSTERED_LAYERS,
+        expired_at__isnull=True,
+        superseded_at__isnull=True,
+        embedding__isnull=False,
+    )
+    if scope == TopicScope.AGENT:
+        rows = rows.filter(agent_id=scope_key)
+    elif scope == TopicScope.SESSION:
+        rows = rows.filter(session_id=scope_key)
+    return rows
+
+
+def _label(keywords: Sequence[str], index: int) -> str:
+    return ", ".join(keywords[:3]) if keywords else f"topic {index + 1}"
+
+
+def topic_to_dto(topic: Topic, children: Sequence[uuid.UUID] = ()) -> TopicDTO:
+    return TopicDTO(
+        id=topic.id,
+        owner_id=topic.owner_id,
+        scope=topic.scope,
+        scope_key=topic.scope_key,
+        parent_id=topic.parent_id,
+        level=topic.level,
+        label=topic.label,
+        keywords=tuple(topic.keywords),
+        keyword_weights=tuple(topic.keyword_weights),
+        size=topic.size,
+        children=tuple(children),
+        updated_at=topic.updated_at,
+    )
+
+
+def topics_extract(
+    *, actor: Actor, scope: str, key: str = "", user_id: uuid.UUID | None = None
+) -> TopicExtraction:
+    """Cluster the scope's records into topics, replacing its previous topics."""
+    owner_id = owner_resolve(actor, action=WRITE, user_id=user_id)
+    scope, scope_key = scope_resolve(owner_id=owner_id, scope=scope, key=key)
+    return _extract(owner_id=owner_id, scope=scope, scope_key=scope_key, actor_id=actor.user_id)
+
+
+def _load(owner_id: uuid.UUID, scope: str, scope_key: str):
+    """(member ids, texts, embeddings, member kind) of the scope, newest first."""
+    if scope == TopicScope.COLLECTION:
+        collection = Collection.objects.get(id=scope_key)
+        column = f"vector_{collection.active_slot}"
+        rows = list(
+            VectorRecord.objects.filter(collection=collection, **{f"{column}__isnull": False})
+            .order_by("-id")
+            .values_list("id", "text", column)[:MAX_RECORDS]
+        )
+        return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], "vector"
+    rows = list(
+        _records(owner_id, scope, scope_key)
+        .order_by("-occurred_at", "id")
+        .values_list("id", "text", "embedding")[:MAX_RECORDS]
+    )
+    return [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], "record"
+
+
+def _extract(
+    *, owner_id: uuid.UUID, scope: str, scope_key: str, actor_id: uuid.UUID | None
+) -> TopicExtraction:
+    ids, texts, embeddings, member_kind = _load(owner_id, scope, scope_key)
+    result = cluster(texts, np.asarray(embeddings, dtype=np.float32)) if ids else None
+    now = timezone.now()
+    with transaction.atomic():
+        Topic.objects.filter(owner_id=owner_id, scope=scope, scope_key=scope_key).delete()
+        topics: dict[int, Topic] = {}
+        if result is not None:
+            vectors = np.asarray(embeddings, dtype=np.float32)
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.where(norms == 0, 1.0, norms)
+            # Parents first, so leaves can point at them.
+            for clustered in sorted(result.topics, key=lambda t: -t.level):
+                centroid = vectors[list(clustered.members)].mean(axis=0)
+                topic = Topic(
+                    owner_id=owner_id,
+                    scope=scope,
+                    scope_key=scope_key,
+                    parent=topics.get(clustered.parent) if clustered.parent is not None else None,
+                    level=clustered.level,
+                    label=_label(clustered.keywords, clustered.index)[:200],
+                    keywords=[k[:100] for k in clustered.keywords],
+                    keyword_weights=list(clustered.weights),
+                    size=len(clustered.members),
+                    extracted_from=len(ids),
+                    centroid=centroid.tolist() if len(centroid) == EMBEDDING_DIMENSIONS else None,
+                    created_at=now,
+                    updated_at=now,
+                )
+                topic.save()
+                topics[clustered.index] = topic
+            memberships = []
+            for clustered in result.topics:
+                if clustered.level != 0:
+                    continue
+                topic = topics[clustered.index]
+                centroid = vectors[list(clustered.members)].mean(axis=0)
+                centroid /= np.linalg.norm(centroid) or 1.0
+                for position in clustered.members:
+                    similarity = float(vectors[position] @ centroid)
+                    member = {
+                        "record_id" if member_kind == "record" else "vector_id": ids[position]
+                    }
+                    memberships.append(
+                        TopicMembership(topic=topic, similarity=round(similarity, 6), **member)
+                    )
+            TopicMembership.objects.bulk_create(memberships, batch_size=2000)
+        publish(
+            TopicsExtracted(
+                owner_id=owner_id,
+                scope=scope,
+                scope_key=scope_key,
+                topic_ids=tuple(t.id for t in topics.values()),
+                record_count=len(ids),
+                actor_id=actor_id,
+            )
+        )
+    children: dict[uuid.UUID, list[uuid.UUID]] = {}
+    for topic in topics.values():
+        if topic.parent_id is not None:
+            children.setdefault(topic.parent_id, []).append(topic.id)
+    ordered = sorted(topics.values(), key=lambda t: (-t.level, -t.size, str(t.id)))
+    return TopicExtraction(
+        owner_id=owner_id,
+        scope=scope,
+        scope_key=scope_key,
+        record_count=len(ids),
+        silhouette=None if result is None else result.silhouette,
+        topics=tuple(topic_to_dto(t, children.get(t.id, ())) for t in ordered),
+    )
+
+
+def topics_assign(*, record_ids: Sequence[uuid.UUID]) -> int:
+    """Put new embedded records into the nearest leaf topic of each scope they belong to.
+
+    Returns how many memberships were added. Scopes without topics are left alone: their
+    topics come from an extraction. A scope that grew by ``REFRESH_SHARE`` since its
+    topics were made (and is not larger than ``REFRESH_MAX_RECORDS``) is extracted again.
+    """
+    records = list(
+        MemoryRecord.objects.filter(
+            id__in=list(record_ids),
+            layer__in=CLUSTERED_LAYERS,
+            embedding__isnull=False,
+            expired_at__isnull=True,
+        ).values_list("id", "owner_id", "agent_id", "session_id", "embedding")
+    )
+    if not records:
+        return 0
+    wanted = Q(pk__in=[])
+    for _, owner_id, agent_id, session_id, _ in records:
+        wanted |= Q(owner_id=owner_id, scope=TopicScope.USER, scope_key="")
+        if agent_id:
+            wanted |= Q(owner_id=owner_id, scope=TopicScope.AGENT, scope_key=agent_id)
+        if session_id:
+            wanted |= Q(owner_id=owner_id, scope=TopicScope.SESSION, scope_key=session_id)
+    leaves = list(
+        Topic.objects.filter(wanted, level=0, centroid__isnull=False).values_list(
+            "id", "owner_id", "scope", "scope_key", "centroid", "size"
+        )
+    )
+    if not leaves:
+        return 0
+    by_scope: dict[tuple[uuid.UUID, str, str], list[tuple[uuid.UUID, np.ndarray]]] = {}
+    for topic_id, owner_id, scope, scope_key, centroid, _ in leaves:
+        vector = np.asarray(centroid, dtype=np.float32)
+        vector /= np.linalg.norm(vector) or 1.0
+        by_scope.setdefault((owner_id, scope, scope_key), []).append((topic_id, vector))
+    already = set(
+        TopicMembership.objects.filter(
+            record_id__in=[r[0] for r in records], topic_id__in=[leaf[0] for leaf in leaves]
+        ).values_list("record_id", "topic__scope", "topic__scope_key")
+    )
+    memberships: list[TopicMembership] = []
+    arrivals: set[tuple[uuid.UUID, str, str]] = set()
+    sums: dict[uuid.UUID, np.ndarray] = {}
+    for record_id, owner_id, agent_id, session_id, embedding in records:
+        vector = np.asarray(embedding, dtype=np.float32)
+        vector /= np.linalg.norm(vector) or 1.0
+        scopes = [(owner_id, TopicScope.USER.value, "")]
+        if agent_id:
+            scopes.append((owner_id, TopicScope.AGENT.value, agent_id))
+        if session_id:
+            scopes.append((owner_id, TopicScope.SESSION.value, session_id))
+        for key in scopes:
+            if key not in by_scope or (record_id, key[1], key[2]) in already:
+                continue
+            arrivals.add(key)
+            similarity, topic_id = max(
+                ((float(vector @ centroid), topic_id) for topic_id, centroid in by_scope[key]),
+                key=lambda pair: pair[0],
+            )
+            if similarity < ASSIGN_MIN_SIMILARITY:
+                continue
+            memberships.append(
+                TopicMembership(topic_id=topic_id, record_id=record_id, similarity=similarity)
+            )
+            sums[topic_id] = sums.get(topic_id, 0) + vector
+    now = timezone.now()
+    with transaction.atomic():
+        created = TopicMembership.objects.bulk_create(memberships, ignore_conflicts=True)
+        added: dict[uuid.UUID, int] = {}
+        for membership in memberships:
+            added[membership.topic_id] = added.get(membership.topic_id, 0) + 1
+        size_of = {leaf[0]: leaf[5] for leaf in leaves}
+        centroid_of = {leaf[0]: np.asarray(leaf[4], dtype=np.float32) for leaf in leaves}
+        for topic_id, count in added.items():
+            # Running mean of the members' normalised embeddings.
+            size = size_of[topic_id]
+            centroid = (centroid_of[topic_id] * size + sums[topic_id]) / (size + count)
+            Topic.objects.filter(id=topic_id).update(
+                size=F("size") + count, centroid=centroid.tolist(), updated_at=now
+            )
+            parent = Topic.objects.filter(id=topic_id).values_list("parent_id", flat=True)[0]
+            if parent is not None:
+                Topic.objects.filter(id=parent).update(size=F("size") + count, updated_at=now)
+    for key in arrivals:
+        _maybe_refresh(key)
+    return len(created)
+
+
+def _maybe_refresh(key: tuple[uuid.UUID, str, str]) -> None:
+    owner_id, scope, scope_key = key
+    extracted_from = (
+        Topic.objects.filter(owner_id=owner_id, scope=scope, scope_key=scope_key, level=0)
+        .values_list("extracted_from", flat=True)
+        .first()
+    )
+    if extracted_from is None:
+        return
+    total = _records(owner_id, scope, scope_key).count()
+    grown = total - extracted_from
+    if total <= REFRESH_MAX_RECORDS and grown >= max(3, extracted_from * REFRESH_SHARE):
+        _extract(owner_id=owner_id, scope=scope, scope_key=scope_key, actor_id=None)
