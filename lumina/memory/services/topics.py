@@ -20,17 +20,35 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from lumina.kernel.bus import publish
-from lumina.memory.errors import CollectionNotFoundError, InvalidInputError
+from lumina.kernel.errors import NotFoundError
+from lumina.memory.errors import InvalidInputError
 from lumina.memory.events.topics import TopicsExtracted
 from lumina.memory.models.records import EMBEDDING_DIMENSIONS, Layer, MemoryRecord
 from lumina.memory.models.topics import Topic, TopicMembership, TopicScope
 from lumina.memory.models.vectors import Collection, VectorRecord
-from lumina.memory.services.record_access import WRITE, owner_resolve
+from lumina.memory.selectors.topics import (
+    graph_read,
+    scope_resolve,
+    topic_children,
+    topic_list,
+    topic_members,
+    topic_to_dto,
+)
+from lumina.memory.services.entity_extraction import normalize
+from lumina.memory.services.record_access import READ, WRITE, may_see, owner_resolve
 from lumina.memory.services.topic_clustering import cluster
-from lumina.memory.topics_types import TopicDTO, TopicExtraction
+from lumina.memory.topics_types import Graph, TopicDTO, TopicExtraction, TopicMemberDTO
 from lumina.security.api import Actor
 
-__all__ = ["scope_resolve", "topic_to_dto", "topics_assign", "topics_extract"]
+__all__ = [
+    "TopicNotFoundError",
+    "graph_get",
+    "topic_get",
+    "topic_members_get",
+    "topics_assign",
+    "topics_extract",
+    "topics_get",
+]
 
 CLUSTERED_LAYERS = (Layer.WORKING, Layer.EPISODIC, Layer.SEMANTIC)
 # The newest records of a scope that one extraction clusters.
@@ -41,27 +59,6 @@ ASSIGN_MIN_SIMILARITY = 0.25
 REFRESH_SHARE = 1 / 3
 # Above this size a scope is re-extracted only on request (REST, CLI), not in a handler.
 REFRESH_MAX_RECORDS = 5_000
-
-
-def scope_resolve(*, owner_id: uuid.UUID, scope: str, key: str) -> tuple[str, str]:
-    """``(scope, scope_key)`` as stored: a collection is named by the caller, kept by id."""
-    if scope not in TopicScope.values:
-        raise InvalidInputError("scope", f"Choose one of: {', '.join(TopicScope.values)}.")
-    key = (key or "").strip()
-    if scope == TopicScope.USER:
-        if key:
-            raise InvalidInputError("key", "A user's topics take no key.")
-        return scope, ""
-    if not key:
-        raise InvalidInputError("key", f"Name the {scope} whose topics these are.")
-    if len(key) > 200:
-        raise InvalidInputError("key", "At most 200 characters.")
-    if scope == TopicScope.COLLECTION:
-        collection = Collection.objects.filter(owner_id=owner_id, name=key).first()
-        if collection is None:
-            raise CollectionNotFoundError(key)
-        return scope, str(collection.id)
-    return scope, key
 
 
 def _records(owner_id: uuid.UUID, scope: str, scope_key: str):
@@ -81,23 +78,6 @@ def _records(owner_id: uuid.UUID, scope: str, scope_key: str):
 
 def _label(keywords: Sequence[str], index: int) -> str:
     return ", ".join(keywords[:3]) if keywords else f"topic {index + 1}"
-
-
-def topic_to_dto(topic: Topic, children: Sequence[uuid.UUID] = ()) -> TopicDTO:
-    return TopicDTO(
-        id=topic.id,
-        owner_id=topic.owner_id,
-        scope=topic.scope,
-        scope_key=topic.scope_key,
-        parent_id=topic.parent_id,
-        level=topic.level,
-        label=topic.label,
-        keywords=tuple(topic.keywords),
-        keyword_weights=tuple(topic.keyword_weights),
-        size=topic.size,
-        children=tuple(children),
-        updated_at=topic.updated_at,
-    )
 
 
 def topics_extract(
@@ -304,3 +284,63 @@ def _maybe_refresh(key: tuple[uuid.UUID, str, str]) -> None:
     grown = total - extracted_from
     if total <= REFRESH_MAX_RECORDS and grown >= max(3, extracted_from * REFRESH_SHARE):
         _extract(owner_id=owner_id, scope=scope, scope_key=scope_key, actor_id=None)
+
+
+class TopicNotFoundError(NotFoundError):
+    code = "topic_not_found"
+
+    def __init__(self, topic_id: object) -> None:
+        message = f"No topic with id '{topic_id}'."
+        super().__init__(message, fields={"topic_id": [message]})
+
+
+def topics_get(
+    *, actor: Actor, scope: str = TopicScope.USER, key: str = "", user_id: uuid.UUID | None = None
+) -> list[TopicDTO]:
+    """A scope's topics, of the caller's memory (anyone's with ``memory.manage``)."""
+    owner_id = owner_resolve(actor, action=READ, user_id=user_id)
+    scope, scope_key = scope_resolve(owner_id=owner_id, scope=scope, key=key)
+    return topic_list(owner_id=owner_id, scope=scope, scope_key=scope_key)
+
+
+def _visible_topic(actor: Actor, topic_id: uuid.UUID) -> Topic:
+    """The topic, or a 404 alike for one that does not exist and one the caller may not see."""
+    topic = Topic.objects.filter(id=topic_id).first()
+    if topic is None or not may_see(actor, topic.owner_id, action=READ):
+        raise TopicNotFoundError(topic_id)
+    return topic
+
+
+def topic_get(*, actor: Actor, topic_id: uuid.UUID) -> TopicDTO:
+    topic = _visible_topic(actor, topic_id)
+    return topic_to_dto(topic, topic_children(topic))
+
+
+def topic_members_get(
+    *, actor: Actor, topic_id: uuid.UUID, limit: int = 100
+) -> list[TopicMemberDTO]:
+    if not 1 <= limit <= 1000:
+        raise InvalidInputError("limit", "Between 1 and 1000.")
+    return topic_members(topic=_visible_topic(actor, topic_id), limit=limit)
+
+
+def graph_get(
+    *,
+    actor: Actor,
+    user_id: uuid.UUID | None = None,
+    session_id: str = "",
+    entity: str = "",
+    min_weight: float = 1.0,
+    kinds: tuple[str, ...] = (),
+    limit: int = 200,
+) -> Graph:
+    """The caller's entity graph (anyone's with ``memory.manage``) for visualization."""
+    owner_id = owner_resolve(actor, action=READ, user_id=user_id)
+    return graph_read(
+        owner_id=owner_id,
+        session_id=session_id,
+        entity_key=normalize(entity) if entity else "",
+        min_weight=min_weight,
+        kinds=kinds,
+        limit=limit,
+    )
