@@ -1,8 +1,9 @@
 """Subscriptions of the memory context, imported from the app's ``ready()``."""
 
 # --- Memory records (mc) -----------------------------------------------------------------
-
 # --- Auto-recording (mx) -----------------------------------------------------------------
-
 # --- Topics and graph (mg) -------------------------------------------------------------
-from lumina.memory.handlers import topics  # noqa: F401
+from lumina.memory.handlers import (
+    records,  # noqa: F401
+    topics,  # noqa: F401
+)
