@@ -78,7 +78,8 @@ class StoreOutcome:
     pending: bool
 
 
-def record_dto(row: MemoryRecord) -> MemoryRecordDTO:
+def record_dto(row: MemoryRecord, *, embedded: bool | None = None) -> MemoryRecordDTO:
+    """``embedded``: say so when the embedding column was left out of the query."""
     return MemoryRecordDTO(
         id=row.id,
         owner_id=row.owner_id,
@@ -104,7 +105,7 @@ def record_dto(row: MemoryRecord) -> MemoryRecordDTO:
         extracted_by=row.extracted_by,
         expires_at=row.expires_at,
         expired_at=row.expired_at,
-        embedded=row.embedding is not None,
+        embedded=row.embedding is not None if embedded is None else embedded,
     )
 
 

@@ -1,0 +1,412 @@
+"""Memory search: hybrid (default), vector, text or graph, time-aware, every hit explained.
+
+Retrievers, one SQL statement each over the same eligible set (owner, scope, layers,
+filters, and what was believed: now, or ``as_of``):
+
+- ``vector``: cosine similarity to the question's embedding through the HNSW index, with
+  pgvector's iterative scan so filters still leave enough candidates;
+- ``text``: PostgreSQL full text (GIN), any of the question's words, ranked by cover
+  density;
+- ``time``: when the question names a period ("last spring", "in 2023", "before the
+  move"), the vector ranking again, restricted to what was said (or held true) then.
+
+They are fused by reciprocal rank fusion with per-query weights into a relevance in
+[0, 1]. The score is relevance × recency × importance × time: recency halves with the
+scope's half-life down to a floor (an old memory still answers a question about it), a
+period in the question replaces recency by whether the record falls in that period, and a
+fact that no longer holds counts less unless the question is about its time. ``graph``
+mode hands the hybrid ranking to the entity graph (``graph_search``), which pulls in
+connected records from other sessions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+import uuid
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from django.db import connection, transaction
+from django.db.models import BooleanField, ExpressionWrapper, F, FloatField, Q, QuerySet
+from django.db.models.expressions import RawSQL
+from django.utils import timezone
+from pgvector.django import CosineDistance
+
+from lumina.memory.errors import InvalidInputError
+from lumina.memory.models.records import TEXT_SEARCH_CONFIG, Layer, MemoryRecord
+from lumina.memory.records_types import SearchHit, SearchResult, TimeWindow
+from lumina.memory.services import policy
+from lumina.memory.services.record_access import READ, owner_resolve
+from lumina.memory.services.record_embedding import embed_texts
+from lumina.memory.services.records import record_dto
+from lumina.memory.services.timeparse import time_windows
+from lumina.memory.services.vector_filters import compile_filter
+from lumina.security.api import Actor
+
+HYBRID, VECTOR, TEXT, GRAPH = "hybrid", "vector", "text", "graph"
+MODES = (HYBRID, VECTOR, TEXT, GRAPH)
+RETRIEVERS = ("vector", "text", "time")
+MAX_K = 100
+MAX_QUERY = 4000
+RRF_K = 60
+EF_SEARCH = 100
+RECENCY_FLOOR = 0.6
+OUTSIDE_PERIOD = 0.5
+NO_LONGER_TRUE = 0.8
+SEARCH_LAYERS = (Layer.WORKING, Layer.EPISODIC, Layer.SEMANTIC)
+_TSQUERY = f"replace(plainto_tsquery('{TEXT_SEARCH_CONFIG}', %s)::text, ' & ', ' | ')::tsquery"
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchQuery:
+    query: str
+    k: int = 10
+    mode: str = HYBRID
+    layers: tuple[str, ...] = SEARCH_LAYERS
+    session_id: str | None = None
+    agent_id: str | None = None
+    metadata: Mapping[str, Any] | None = None  # the filter language of vector collections
+    occurred_after: dt.datetime | None = None
+    occurred_before: dt.datetime | None = None
+    as_of: dt.datetime | None = None
+    valid_at: dt.datetime | None = None
+    now: dt.datetime | None = None  # what "last spring" is relative to
+    weights: Mapping[str, float] | None = None
+    time_aware: bool = True
+    ef_search: int = EF_SEARCH
+
+
+def _check(q: SearchQuery) -> None:
+    if not isinstance(q.query, str) or not q.query.strip():
+        raise InvalidInputError("query", "The query must not be empty.")
+    if len(q.query) > MAX_QUERY:
+        raise InvalidInputError("query", f"At most {MAX_QUERY} characters.")
+    if q.mode not in MODES:
+        raise InvalidInputError("mode", f"One of {', '.join(MODES)}.")
+    if not 1 <= q.k <= MAX_K:
+        raise InvalidInputError("k", f"Between 1 and {MAX_K}.")
+    unknown = [layer for layer in q.layers if layer not in Layer.values]
+    if unknown or not q.layers:
+        raise InvalidInputError("layers", f"Layers among {', '.join(Layer.values)}.")
+    for name, weight in (q.weights or {}).items():
+        if name not in RETRIEVERS:
+            raise InvalidInputError("weights", f"Unknown retriever '{name}'.")
+        if not isinstance(weight, int | float) or not math.isfinite(weight) or weight < 0:
+            raise InvalidInputError("weights", f"The weight of '{name}' must be ≥ 0.")
+    if (
+        q.occurred_after is not None
+        and q.occurred_before is not None
+        and q.occurred_after >= q.occurred_before
+    ):
+        raise InvalidInputError("occurred_after", "Must be before occurred_before.")
+    if not 10 <= q.ef_search <= 1000:
+        raise InvalidInputError("ef_search", "Between 10 and 1000.")
+
+
+def _known_metadata_fields(owner_id: uuid.UUID) -> set[str]:
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT DISTINCT jsonb_object_keys(metadata) FROM memory_memoryrecord "
+            "WHERE owner_id = %s AND jsonb_typeof(metadata) = 'object'",
+            [owner_id],
+        )
+        return {row[0] for row in cursor.fetchall()}
+
+
+def eligible(owner_id: uuid.UUID, q: SearchQuery) -> QuerySet[MemoryRecord]:
+    """The records a search may return: the owner's, in scope, believed at the time asked."""
+    rows = MemoryRecord.objects.filter(owner_id=owner_id, layer__in=list(q.layers))
+    if q.session_id is not None:
+        rows = rows.filter(session_id=q.session_id)
+    if q.agent_id is not None:
+        rows = rows.filter(agent_id=q.agent_id)
+    if q.occurred_after is not None:
+        rows = rows.filter(occurred_at__gte=q.occurred_after)
+    if q.occurred_before is not None:
+        rows = rows.filter(occurred_at__lt=q.occurred_before)
+    if q.as_of is not None:
+        rows = rows.filter(recorded_at__lte=q.as_of).filter(
+            Q(superseded_at__isnull=True) | Q(superseded_at__gt=q.as_of),
+            Q(expired_at__isnull=True) | Q(expired_at__gt=q.as_of),
+        )
+    else:
+        rows = rows.filter(superseded_at__isnull=True, expired_at__isnull=True)
+    if q.valid_at is not None:
+        rows = rows.filter(
+            Q(valid_from__isnull=True) | Q(valid_from__lte=q.valid_at),
+            Q(valid_to__isnull=True) | Q(valid_to__gt=q.valid_at),
+        )
+    if q.metadata:
+        compiled = compile_filter(
+            dict(q.metadata), known_fields=_known_metadata_fields(owner_id), where="metadata"
+        )
+        rows = rows.filter(
+            ExpressionWrapper(
+                RawSQL(compiled.sql, compiled.params),  # noqa: S611 (compiled with parameters)
+                output_field=BooleanField(),
+            )
+        )
+    return rows
+
+
+def _in_window(rows: QuerySet[MemoryRecord], window: TimeWindow) -> QuerySet[MemoryRecord]:
+    """Said in the window, or (facts) held true during some of it."""
+    said = Q()
+    held = Q(valid_from__isnull=False)
+    if window.start is not None:
+        said &= Q(occurred_at__gte=window.start)
+        held &= Q(valid_to__isnull=True) | Q(valid_to__gt=window.start)
+    if window.end is not None:
+        said &= Q(occurred_at__lt=window.end)
+        held &= Q(valid_from__lt=window.end)
+    return rows.filter(said | held)
+
+
+def _vector_ranking(
+    rows: QuerySet[MemoryRecord], embedding: Sequence[float], limit: int
+) -> list[tuple[uuid.UUID, float]]:
+    ranked = (
+        rows.filter(embedding__isnull=False)
+        .annotate(distance=CosineDistance("embedding", list(embedding)))
+        .order_by("distance")
+        .values_list("id", "distance")[:limit]
+    )
+    # Iterative scans return rows in relaxed order: sort them exactly.
+    found = sorted(((rid, 1.0 - float(d)) for rid, d in ranked), key=lambda x: -x[1])
+    return found
+
+
+def _text_ranking(
+    rows: QuerySet[MemoryRecord], text: str, limit: int
+) -> list[tuple[uuid.UUID, float]]:
+    matches = RawSQL(f"search @@ {_TSQUERY}", [text])  # noqa: S611 (a constant, a parameter)
+    ranked = (
+        rows.annotate(
+            text_rank=RawSQL(  # noqa: S611 (a constant with a parameter)
+                f"ts_rank_cd(search, {_TSQUERY}, 32)", [text], output_field=FloatField()
+            )
+        )
+        .filter(ExpressionWrapper(matches, output_field=BooleanField()))
+        .order_by("-text_rank", "-occurred_at")
+        .values_list("id", "text_rank")[:limit]
+    )
+    return [(rid, float(rank)) for rid, rank in ranked]
+
+
+def _resolve_anchors(
+    owner_id: uuid.UUID, windows: list[TimeWindow], base: QuerySet[MemoryRecord]
+) -> list[TimeWindow]:
+    """ "before the move": when the best text match of "move" was said."""
+    resolved = []
+    for window in windows:
+        if not window.anchor:
+            resolved.append(window)
+            continue
+        best = _text_ranking(base, window.anchor, 1)
+        if not best:
+            continue
+        said = MemoryRecord.objects.filter(id=best[0][0]).values_list("occurred_at", flat=True)[0]
+        if window.kind == "before":
+            resolved.append(dataclasses.replace(window, end=said))
+        else:
+            resolved.append(dataclasses.replace(window, start=said))
+    return resolved
+
+
+def _recency(age_days: float, half_life_days: float) -> float:
+    return RECENCY_FLOOR + (1 - RECENCY_FLOOR) * 0.5 ** (max(age_days, 0.0) / half_life_days)
+
+
+def _window_text(window: TimeWindow) -> str:
+    start = window.start.date().isoformat() if window.start else "…"
+    end = window.end.date().isoformat() if window.end else "…"
+    return f"'{window.phrase}' ({start} – {end})"
+
+
+def _touches(row: MemoryRecord, window: TimeWindow) -> bool:
+    def inside(moment: dt.datetime) -> bool:
+        return (window.start is None or moment >= window.start) and (
+            window.end is None or moment < window.end
+        )
+
+    if inside(row.occurred_at):
+        return True
+    if row.valid_from is None:
+        return False
+    starts_before_end = window.end is None or row.valid_from < window.end
+    ends_after_start = window.start is None or row.valid_to is None or row.valid_to > window.start
+    return starts_before_end and ends_after_start
+
+
+def memory_search(
+    *, actor: Actor, search: SearchQuery, user_id: uuid.UUID | None = None
+) -> SearchResult:
+    owner_id = owner_resolve(actor, action=READ, user_id=user_id)
+    _check(search)
+    return search_records(owner_id=owner_id, search=search)
+
+
+def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> SearchResult:
+    """The search itself, for an owner the caller was already authorised for."""
+    q = search
+    now = q.now or q.as_of or timezone.now()
+    windows: list[TimeWindow] = []
+    text = q.query.strip()
+    if q.time_aware:
+        windows, remaining = time_windows(text, now=now)
+        text = remaining or text
+    weights = {"vector": 1.0, "text": 1.0, "time": 1.0, **(q.weights or {})}
+    base = eligible(owner_id, q)
+    if windows:
+        windows = _resolve_anchors(owner_id, windows, base)
+    depth = max(q.k * 4, 40)
+
+    embedding = None
+    if q.mode in (HYBRID, VECTOR, GRAPH):
+        embedding = embed_texts([q.query.strip()])[0]
+    rankings: dict[str, list[tuple[uuid.UUID, float]]] = {}
+    with transaction.atomic():
+        if embedding is not None:
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    f"SET LOCAL hnsw.ef_search = {int(max(q.ef_search, depth))}; "
+                    "SET LOCAL hnsw.iterative_scan = relaxed_order"
+                )
+            if weights["vector"] > 0:
+                rankings["vector"] = _vector_ranking(base, embedding, depth)
+        if q.mode in (HYBRID, TEXT, GRAPH) and weights["text"] > 0:
+            rankings["text"] = _text_ranking(base, text, depth)
+        bounded = [w for w in windows if w.start is not None or w.end is not None]
+        if bounded and weights["time"] > 0 and q.mode != TEXT:
+            in_period = base
+            period = Q()
+            for window in bounded:
+                period |= Q(id__in=_in_window(base, window).values("id"))
+            in_period = base.filter(period)
+            if embedding is not None:
+                rankings["time"] = _vector_ranking(in_period, embedding, depth)
+            else:
+                rankings["time"] = _text_ranking(in_period, text, depth)
+
+    fused: dict[uuid.UUID, float] = {}
+    components: dict[uuid.UUID, dict[str, float]] = {}
+    total_weight = 0.0
+    for name, ranking in rankings.items():
+        weight = weights[name]
+        total_weight += weight
+        for rank, (record_id, score) in enumerate(ranking, start=1):
+            fused[record_id] = fused.get(record_id, 0.0) + weight / (RRF_K + rank)
+            parts = components.setdefault(record_id, {})
+            parts[name] = round(score, 6)
+            parts[f"{name}_rank"] = rank
+    best = total_weight / (RRF_K + 1) if total_weight else 1.0
+
+    graph_info: dict[uuid.UUID, Any] = {}
+    order = sorted(fused, key=lambda r: (-fused[r], str(r)))
+    if q.mode == GRAPH and order:
+        from lumina.memory.services.graph_search import graph_search
+
+        expanded = graph_search(
+            owner_id=owner_id,
+            hybrid=order,
+            eligible=base,
+            query_text=q.query,
+            query_embedding=embedding,
+            k=depth,
+        )
+        top = max((g.score for g in expanded), default=1.0) or 1.0
+        for g in expanded:
+            graph_info[g.record_id] = g
+            # The graph's fused ranking replaces the hybrid one, on the same 0..1 scale.
+            fused[g.record_id] = g.score / top * best
+            components.setdefault(g.record_id, {})["graph"] = round(g.graph_score, 6)
+        keep = {g.record_id for g in expanded}
+        fused = {rid: score for rid, score in fused.items() if rid in keep}
+
+    rows = {
+        row.id: row
+        for row in MemoryRecord.objects.filter(id__in=list(fused))
+        .defer("search")
+        .annotate(has_embedding=ExpressionWrapper(Q(embedding__isnull=False), BooleanField()))
+        .defer("embedding")
+    }
+    policies = policy.policies_for(owner_id)
+    hits: list[SearchHit] = []
+    for record_id, rrf in fused.items():
+        row = rows.get(record_id)
+        if row is None:
+            continue
+        parts = dict(components.get(record_id, {}))
+        why: list[str] = []
+        relevance = min(rrf / best, 1.0)
+        if "vector" in parts:
+            why.append(
+                f"close in meaning to the question (cosine {parts['vector']:.2f}, "
+                f"rank {int(parts['vector_rank'])})"
+            )
+        if "text" in parts:
+            why.append(f"shares words with the question (rank {int(parts['text_rank'])})")
+        importance = 0.75 + 0.5 * row.importance
+        half_life = policies[policy.scope_of(agent_id=row.agent_id, session_id=row.session_id)]
+        if row.layer == Layer.PINNED:
+            recency = 1.0
+        else:
+            moment = max(row.occurred_at, row.last_accessed_at or row.occurred_at)
+            age = (now - moment).total_seconds() / 86400
+            recency = _recency(age, half_life.half_life_days)
+        time_factor = 1.0
+        if windows:
+            matched = [w for w in windows if (w.start or w.end) and _touches(row, w)]
+            if matched:
+                why.append(f"from the period asked about: {_window_text(matched[0])}")
+                recency = 1.0
+            elif any(w.start or w.end for w in windows):
+                time_factor = OUTSIDE_PERIOD
+                asked = ", ".join(_window_text(w) for w in windows)
+                why.append(f"outside the period asked about ({asked})")
+        validity = 1.0
+        if row.layer == Layer.SEMANTIC:
+            since = (row.valid_from or row.occurred_at).date().isoformat()
+            if row.valid_to is not None and row.valid_to <= now and time_factor == 1.0:
+                if not windows:
+                    validity = NO_LONGER_TRUE
+                why.append(f"a fact that held from {since} until {row.valid_to.date().isoformat()}")
+            else:
+                why.append(f"a fact, true since {since}")
+            if row.provenance:
+                why.append(f"from {len(row.provenance)} turn(s)")
+        elif row.layer == Layer.WORKING:
+            where = f" in session '{row.session_id}'" if row.session_id else ""
+            why.append(f"said by {row.speaker or 'someone'}{where} on {row.occurred_at.date()}")
+        elif row.layer == Layer.EPISODIC:
+            why.append("a summary of earlier turns")
+        graph = graph_info.get(record_id)
+        if graph is not None and graph.link > 0:
+            why.append(f"linked through {', '.join(graph.via[:3]) or 'the graph'}")
+        if q.as_of is not None:
+            why.append(f"believed on {q.as_of.isoformat()}")
+        score = relevance * recency * importance * time_factor * validity
+        parts.update(
+            relevance=round(relevance, 6),
+            recency=round(recency, 6),
+            importance=round(importance, 6),
+            time=round(time_factor, 6),
+            validity=round(validity, 6),
+        )
+        dto = record_dto(row, embedded=row.has_embedding)
+        hits.append(SearchHit(record=dto, score=round(score, 6), scores=parts, why=tuple(why)))
+    hits.sort(key=lambda hit: (-hit.score, str(hit.record.id)))
+    hits = hits[: q.k]
+    if hits and q.as_of is None:
+        MemoryRecord.objects.filter(id__in=[hit.record.id for hit in hits]).update(
+            access_count=F("access_count") + 1, last_accessed_at=timezone.now()
+        )
+    return SearchResult(
+        hits=tuple(hits),
+        mode=q.mode,
+        query=q.query,
+        time_windows=tuple(windows),
+        reference_time=now,
+    )
