@@ -9,3 +9,6 @@ urlpatterns: list = []
 # --- Compression, auto-recording (mx) ----------------------------------------------------
 
 # --- Topics and graph (mg) -------------------------------------------------------------
+from lumina.memory.http import topics  # noqa: E402
+
+urlpatterns += topics.urlpatterns

@@ -15,7 +15,7 @@ import dataclasses
 import json
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 __all__ = [
     "ENTITY_KINDS",
@@ -509,6 +509,9 @@ class ExtractedRelation:
 class Extraction:
     entities: tuple[ExtractedEntity, ...]
     relations: tuple[ExtractedRelation, ...]
+    # Lone capitalised words at a sentence start ("Ana moved…", "Keep trying…"): names
+    # only if known from elsewhere; pass them back as ``known`` to count them.
+    deferred: tuple[str, ...] = ()
 
     def keys(self) -> set[str]:
         return {entity.key for entity in self.entities}
@@ -543,8 +546,9 @@ def _sentence_starts(text: str) -> set[int]:
     return starts
 
 
-def _capitalised_phrases(text: str) -> Iterable[tuple[str, int]]:
-    """Runs of capitalised words (joined by 'of', 'de', '&' …), with where each starts."""
+def _capitalised_phrases(text: str) -> Iterable[tuple[str, int, bool]]:
+    """Runs of capitalised words (joined by 'of', 'de', '&' …): each with where it
+    starts and whether it is one word opening a sentence."""
     token = re.compile(r"[A-Za-zÀ-ÖØ-öø-ÿ][\w'’\-]*|&|\S")
     tokens = [(m.group(), m.start()) for m in token.finditer(text)]
     starts = _sentence_starts(text)
@@ -606,8 +610,15 @@ def _speaker_key(speaker: str | None) -> ExtractedEntity | None:
     return ExtractedEntity(name=name, key=key, kind="person")
 
 
-def extract(text: str, *, speaker: str | None = None) -> Extraction:
-    """Entities and relations in ``text`` said by ``speaker`` (a person entity when named)."""
+def extract(
+    text: str, *, speaker: str | None = None, known: Collection[str] = frozenset()
+) -> Extraction:
+    """Entities and relations in ``text`` said by ``speaker`` (a person entity when named).
+
+    ``known``: entity keys already seen (in other texts or the owner's graph); a lone
+    capitalised word at a sentence start counts as a name only if it is known or written
+    capitalised elsewhere in ``text``.
+    """
     text = text or ""
     entities: dict[str, ExtractedEntity] = {}
     relations: dict[tuple[str, str, str], ExtractedRelation] = {}
@@ -629,12 +640,15 @@ def extract(text: str, *, speaker: str | None = None) -> Extraction:
                 ExtractedRelation(source=source, target=target, kind=kind, evidence=evidence[:200]),
             )
 
+    deferred: list[str] = []
     capitalised = list(_capitalised_phrases(text))
     mid_sentence = {normalize(p) for p, _, initial in capitalised if not initial}
     for phrase, position, initial in capitalised:
         # A lone capitalised word at a sentence start counts only if the text also
         # capitalises it elsewhere, or it is not an ordinary word we know.
-        if initial and normalize(phrase) not in mid_sentence and len(phrase) <= 3:
+        key = normalize(phrase)
+        if initial and key not in mid_sentence and key not in known:
+            deferred.append(key)
             continue
         add(phrase, _kind_of(phrase, text, position))
 
@@ -677,6 +691,7 @@ def extract(text: str, *, speaker: str | None = None) -> Extraction:
     return Extraction(
         entities=tuple(entities[k] for k in keys),
         relations=tuple(relations[k] for k in sorted(relations)),
+        deferred=tuple(sorted(set(deferred) - set(keys))),
     )
 
 

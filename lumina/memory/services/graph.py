@@ -83,11 +83,35 @@ def _merge(rules: Extraction, llm: Extraction) -> Extraction:
     return Extraction(entities=tuple(entities.values()), relations=tuple(relations.values()))
 
 
+def _rules(records: Sequence[MemoryRecord]) -> dict[uuid.UUID, Extraction]:
+    """The deterministic reading of each record, with sentence-opening names counted when
+    the batch or the owner's graph already knows them."""
+    first = {r.id: extract(r.text, speaker=r.speaker or None) for r in records}
+    known: dict[uuid.UUID, set[str]] = {}
+    deferred: dict[uuid.UUID, set[str]] = {}
+    for record in records:
+        known.setdefault(record.owner_id, set()).update(first[record.id].keys())
+        deferred.setdefault(record.owner_id, set()).update(first[record.id].deferred)
+    for owner_id, keys in deferred.items():
+        unknown = keys - known[owner_id]
+        if unknown:
+            known[owner_id].update(
+                Entity.objects.filter(owner_id=owner_id, key__in=list(unknown)).values_list(
+                    "key", flat=True
+                )
+            )
+    for record in records:
+        if set(first[record.id].deferred) & known[record.owner_id]:
+            first[record.id] = extract(
+                record.text, speaker=record.speaker or None, known=known[record.owner_id]
+            )
+    return first
+
+
 def _read(
-    record: MemoryRecord, llm: LlmCall | None, errors: list[ExtractionError]
+    record: MemoryRecord, rules: Extraction, llm: LlmCall | None, errors: list[ExtractionError]
 ) -> tuple[Extraction, str]:
     speaker = record.speaker or None
-    rules = extract(record.text, speaker=speaker)
     if llm is None:
         return rules, "rules"
     try:
@@ -150,7 +174,8 @@ def _index_chunk(record_ids: Sequence[uuid.UUID], llm: LlmCall | None) -> GraphI
     if not records:
         return GraphIndexResult(0, 0, 0, 0, 0)
     errors: list[ExtractionError] = []
-    readings = [(record, *_read(record, llm, errors)) for record in records]
+    rules = _rules(records)
+    readings = [(record, *_read(record, rules[record.id], llm, errors)) for record in records]
     now = timezone.now()
     with transaction.atomic():
         # Entities: one upsert per owner and key; names and kinds of new ones win.

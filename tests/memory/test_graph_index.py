@@ -1,0 +1,170 @@
+"""The entity graph kept current from MemoryStored: entities, mentions, typed relations with
+provenance, idempotence, and LLM answers that are checked and recorded when malformed."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lumina.memory.models.records import ExtractionError, Layer, MemoryRecord
+from lumina.memory.models.topics import Entity, EntityMention, Relation, RelationEvidence
+from lumina.memory.services.graph import graph_index_records, graph_rebuild
+from tests.memory.graph_support import HISTORY, by_text, store_history
+
+pytestmark = pytest.mark.django_db
+
+
+def relation(owner_id, source, kind, target):
+    return Relation.objects.filter(
+        owner_id=owner_id, source__key=source, target__key=target, kind=kind
+    ).first()
+
+
+def test_stored_records_are_read_into_the_graph_by_the_handler(
+    people, django_capture_on_commit_callbacks
+):
+    owner = people.developer.id
+    with django_capture_on_commit_callbacks(execute=True):
+        records = store_history(owner)
+    ana = Entity.objects.get(owner_id=owner, key="ana")
+    assert ana.kind == "person"
+    # Ana is named in five turns of three sessions: the mentions say which.
+    mentioned_in = set(EntityMention.objects.filter(entity=ana).values_list("record_id", flat=True))
+    assert by_text(records, "Farfetch").id in mentioned_in
+    assert by_text(records, "moved to Lisbon").id in mentioned_in
+    assert ana.mention_count == len(mentioned_in) == 5
+    assert {r.session_id for r in MemoryRecord.objects.filter(id__in=mentioned_in)} == {
+        "s1",
+        "s3",
+        "s4",
+    }
+    family = relation(owner, "caroline", "family", "ana")
+    assert family is not None
+    assert family.weight == 1
+    evidence = RelationEvidence.objects.get(relation=family)
+    assert evidence.record_id == by_text(records, "My sister Ana").id
+    assert evidence.quote == "My sister Ana"
+    pet = relation(owner, "melanie", "pet", "biscuit")
+    assert pet is not None
+    co = relation(owner, "ana", "mentioned_with", "lisbon")
+    assert co is not None
+    assert co.weight == 3  # "moved to Lisbon", "Farfetch … Lisbon office", "visit Ana in Lisbon"
+    assert ana.first_seen_at == by_text(records, "getting married").occurred_at
+    assert ana.last_seen_at == by_text(records, "visit Ana").occurred_at
+
+
+def test_indexing_again_changes_nothing(people):
+    owner = people.developer.id
+    records = store_history(owner, announce=False)
+    ids = [r.id for r in records]
+    graph_index_records(record_ids=ids, llm=False)
+
+    def snapshot():
+        return (
+            sorted(Entity.objects.filter(owner_id=owner).values_list("key", "mention_count")),
+            sorted(
+                Relation.objects.filter(owner_id=owner).values_list(
+                    "source__key", "target__key", "kind", "weight"
+                )
+            ),
+            EntityMention.objects.filter(record_id__in=ids).count(),
+        )
+
+    before = snapshot()
+    assert before[2] > 0
+    graph_index_records(record_ids=ids[:7], llm=False)
+    graph_index_records(record_ids=ids, llm=False)
+    assert snapshot() == before
+    graph_rebuild(owner_id=owner)
+    assert snapshot() == before
+
+
+def test_graphs_of_two_owners_stay_apart(people):
+    store_history(people.developer.id, announce=False)
+    others = store_history(people.other_developer.id, HISTORY[:3], announce=False)
+    graph_index_records(
+        record_ids=list(MemoryRecord.objects.values_list("id", flat=True)), llm=False
+    )
+    theirs = Entity.objects.get(owner_id=people.other_developer.id, key="ana")
+    mine = Entity.objects.get(owner_id=people.developer.id, key="ana")
+    assert theirs.id != mine.id
+    assert set(EntityMention.objects.filter(entity=theirs).values_list("record_id", flat=True)) <= {
+        r.id for r in others
+    }
+
+
+def test_pinned_blocks_stay_out_of_the_graph(people):
+    block = MemoryRecord.objects.create(
+        owner_id=people.developer.id, layer=Layer.PINNED, label="human", text="Name: Ana Lima"
+    )
+    assert graph_index_records(record_ids=[block.id], llm=False).records == 0
+    assert not Entity.objects.filter(owner_id=people.developer.id).exists()
+
+
+def test_llm_reading_adds_to_the_rules(people):
+    owner = people.developer.id
+    record = store_history(owner, [("s9", "Caroline", "ana is a nurse in lisbon")], announce=False)[
+        0
+    ]
+
+    def model(text, speaker):
+        assert speaker == "Caroline"
+        return json.dumps(
+            {
+                "entities": [
+                    {"name": "Ana", "kind": "person"},
+                    {"name": "Lisbon", "kind": "place"},
+                ],
+                "relations": [{"source": "Ana", "target": "Lisbon", "kind": "lives_in"}],
+            }
+        )
+
+    result = graph_index_records(record_ids=[record.id], llm=model)
+    assert result.extraction_errors == 0
+    found = relation(owner, "ana", "lives_in", "lisbon")
+    assert found is not None
+    assert found.extracted_by == "llm"
+    assert Entity.objects.get(owner_id=owner, key="lisbon").kind == "place"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    ["Ana lives in Lisbon.", '{"entities": "Ana"}', '{"relations": [{"source": 3}]}'],
+)
+def test_malformed_llm_answer_is_recorded_and_the_rules_reading_kept(people, answer):
+    owner = people.developer.id
+    record = store_history(
+        owner, [("s9", "Caroline", "My sister Ana moved to Lisbon.")], announce=False
+    )[0]
+    result = graph_index_records(record_ids=[record.id], llm=lambda text, speaker: answer)
+    assert result.extraction_errors == 1
+    error = ExtractionError.objects.get(owner_id=owner)
+    assert error.extractor == "graph-llm"
+    assert error.turn_ids == [record.id]
+    assert error.raw_output == answer
+    # Nothing dropped: the deterministic reading is in the graph.
+    assert relation(owner, "caroline", "family", "ana") is not None
+    assert relation(owner, "caroline", "lives_in", "lisbon") is not None
+
+
+def test_a_failing_chat_model_is_recorded_without_its_error_text(people):
+    owner = people.developer.id
+    record = store_history(owner, [("s9", "Caroline", "My sister Ana.")], announce=False)[0]
+
+    def down(text, speaker):
+        raise ConnectionError("upstream said: key sk-secret is invalid")
+
+    assert graph_index_records(record_ids=[record.id], llm=down).extraction_errors == 1
+    error = ExtractionError.objects.get(owner_id=owner)
+    assert "sk-secret" not in error.error
+    assert "ConnectionError" in error.error
+    assert relation(owner, "caroline", "family", "ana") is not None
+
+
+def test_without_a_real_chat_model_no_model_is_called(people, monkeypatch):
+    from lumina.memory.services import graph
+
+    monkeypatch.setattr(graph, "_llm_answer", lambda *a: pytest.fail("called a model"))
+    record = store_history(people.developer.id, [("s9", "Jo", "Hi Ana")], announce=False)[0]
+    assert graph_index_records(record_ids=[record.id]).records == 1
