@@ -7,6 +7,9 @@ urlpatterns: list = []
 # --- Memory records, import, search (mc) -------------------------------------------------
 
 # --- Compression, auto-recording (mx) ----------------------------------------------------
+from lumina.memory.http import compression  # noqa: E402
+
+urlpatterns += compression.urlpatterns
 
 # --- Topics and graph (mg) -------------------------------------------------------------
 from lumina.memory.http import topics  # noqa: E402
