@@ -26,6 +26,7 @@ from lumina.memory.events.topics import TopicsExtracted
 from lumina.memory.models.records import EMBEDDING_DIMENSIONS, Layer, MemoryRecord
 from lumina.memory.models.topics import Topic, TopicMembership, TopicScope
 from lumina.memory.models.vectors import Collection, VectorRecord
+from lumina.memory.selectors.record_access import READ, WRITE, may_see, owner_resolve
 from lumina.memory.selectors.topics import (
     graph_read,
     scope_resolve,
@@ -35,10 +36,9 @@ from lumina.memory.selectors.topics import (
     topic_to_dto,
 )
 from lumina.memory.services.entity_extraction import normalize
-from lumina.memory.services.record_access import READ, WRITE, may_see, owner_resolve
 from lumina.memory.services.topic_clustering import cluster
 from lumina.memory.topics_types import Graph, TopicDTO, TopicExtraction, TopicMemberDTO
-from lumina.security.api import Actor
+from lumina.security.api import Actor, require
 
 __all__ = [
     "TopicNotFoundError",
@@ -304,7 +304,9 @@ def topics_get(
 
 
 def _visible_topic(actor: Actor, topic_id: uuid.UUID) -> Topic:
-    """The topic, or a 404 alike for one that does not exist and one the caller may not see."""
+    """The topic, or a 404 alike for one that does not exist and one the caller may not see
+    (a caller without ``memory.read`` at all is refused first, with 403)."""
+    require(actor, READ)
     topic = Topic.objects.filter(id=topic_id).first()
     if topic is None or not may_see(actor, topic.owner_id, action=READ):
         raise TopicNotFoundError(topic_id)
