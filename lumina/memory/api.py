@@ -130,6 +130,140 @@ def vectors_search(*, actor: _Actor, collection: Ref, **query: _Any) -> SearchRe
 
 
 # --- Memory records, import, search (mc) -------------------------------------------------
+# Memories of a user (``user_id``: another user's, with memory.manage): turns, imports,
+# facts, pinned blocks and search. See docs/memory.md.
+
+
+from lumina.memory.records_types import (  # noqa: E402
+    ExtractionErrorDTO,
+    FactDecision,
+    ImportResult,
+    MemoryHit,
+    MemoryRecordDTO,
+    MemorySearchResult,
+    ScopePolicyDTO,
+    TimeWindow,
+    TurnResult,
+)
+from lumina.memory.selectors import records as _record_reads  # noqa: E402
+from lumina.memory.services import imports as _imports  # noqa: E402
+from lumina.memory.services import pinned as _pinned  # noqa: E402
+from lumina.memory.services import policy as _policy  # noqa: E402
+from lumina.memory.services import records as _records  # noqa: E402
+from lumina.memory.services import search as _search  # noqa: E402
+
+__all__ += [
+    "ExtractionErrorDTO",
+    "FactDecision",
+    "ImportResult",
+    "MemoryHit",
+    "MemoryRecordDTO",
+    "MemorySearchResult",
+    "ScopePolicyDTO",
+    "TimeWindow",
+    "TurnResult",
+    "extraction_errors",
+    "memories_export",
+    "memories_import",
+    "memory_get",
+    "memory_history",
+    "memory_list",
+    "memory_search",
+    "pinned_create",
+    "pinned_list",
+    "pinned_remove",
+    "pinned_update",
+    "scope_policies",
+    "scope_policy_set",
+    "turn_record",
+]
+
+
+def turn_record(*, actor: _Actor, text: str, **turn: _Any) -> TurnResult:
+    """Record one turn now (speaker, session_id, agent_id, occurred_at, metadata,
+    importance, user_id); embedded before it is stored, 503 if the model is down."""
+    return _records.turn_record(actor=actor, text=text, **turn)
+
+
+def memories_import(
+    *, actor: _Actor, text: str, fmt: str = "json", **defaults: _Any
+) -> ImportResult:
+    """Import a JSON or JSONL history (``fmt``); defaults: user_id, agent_id, session_id."""
+    return _imports.records_import(actor=actor, text=text, fmt=fmt, **defaults)
+
+
+def memories_export(*, actor: _Actor, **options: _Any) -> list[str]:
+    """JSONL lines of the turns (``include_facts``: and facts); ``user_id``."""
+    return list(_imports.records_export(actor=actor, **options))
+
+
+def memory_search(
+    *, actor: _Actor, query: str, user_id: _uuid.UUID | None = None, **options: _Any
+) -> MemorySearchResult:
+    """Options: k, mode (hybrid/vector/text/graph), layers, session_id, agent_id, metadata
+    (a filter), occurred_after/before, as_of, valid_at, now, weights, time_aware."""
+    if "layers" in options:
+        options["layers"] = tuple(options["layers"])
+    search = _search.SearchQuery(query=query, **options)
+    return _search.memory_search(actor=actor, search=search, user_id=user_id)
+
+
+def memory_list(*, actor: _Actor, **filters: _Any) -> list[MemoryRecordDTO]:
+    """Filters: user_id, layer, session_id, agent_id, as_of, include_expired,
+    include_superseded, occurred_after, occurred_before."""
+    return _record_reads.record_list(actor=actor, **filters)
+
+
+def memory_get(*, actor: _Actor, record_id: _uuid.UUID) -> MemoryRecordDTO:
+    return _record_reads.record_get(actor=actor, record_id=record_id)
+
+
+def memory_history(*, actor: _Actor, record_id: _uuid.UUID) -> list[MemoryRecordDTO]:
+    """Every version of a fact or pinned block, oldest belief first."""
+    return _record_reads.record_history(actor=actor, record_id=record_id)
+
+
+def extraction_errors(
+    *, actor: _Actor, user_id: _uuid.UUID | None = None
+) -> list[ExtractionErrorDTO]:
+    return _record_reads.extraction_error_list(actor=actor, user_id=user_id)
+
+
+def pinned_list(*, actor: _Actor, user_id: _uuid.UUID | None = None) -> list[MemoryRecordDTO]:
+    return _pinned.pinned_list(actor=actor, user_id=user_id)
+
+
+def pinned_create(*, actor: _Actor, label: str, text: str, **options: _Any) -> MemoryRecordDTO:
+    return _pinned.pinned_create(actor=actor, label=label, text=text, **options)
+
+
+def pinned_update(*, actor: _Actor, block_id: _uuid.UUID, **changes: _Any) -> MemoryRecordDTO:
+    return _pinned.pinned_update(actor=actor, block_id=block_id, **changes)
+
+
+def pinned_remove(*, actor: _Actor, block_id: _uuid.UUID) -> None:
+    _pinned.pinned_remove(actor=actor, block_id=block_id)
+
+
+def scope_policies(*, actor: _Actor, user_id: _uuid.UUID | None = None) -> list[ScopePolicyDTO]:
+    return _policy.scope_policy_list(actor=actor, user_id=user_id)
+
+
+def scope_policy_set(
+    *,
+    actor: _Actor,
+    scope: str,
+    ttl_days: float | None,
+    half_life_days: float = 180.0,
+    user_id: _uuid.UUID | None = None,
+) -> ScopePolicyDTO:
+    return _policy.scope_policy_set(
+        actor=actor,
+        scope=scope,
+        ttl_days=ttl_days,
+        half_life_days=half_life_days,
+        user_id=user_id,
+    )
 
 
 # --- Compression, auto-recording (mx) ----------------------------------------------------

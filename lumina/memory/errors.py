@@ -49,6 +49,16 @@ class RecordNotFoundError(NotFoundError):
 # --- Memory records, import, search (mc) -------------------------------------------------
 
 
+class MemoryNotFoundError(NotFoundError):
+    """No such memory record, or one the caller may not see (the same answer)."""
+
+    code = "memory_not_found"
+
+    def __init__(self, record_id: object) -> None:
+        message = f"No memory record '{record_id}'."
+        super().__init__(message, fields={"id": [message]})
+
+
 # --- Compression, auto-recording (mx) ----------------------------------------------------
 
 

@@ -99,7 +99,7 @@ class TimeWindow:
 
 
 @dataclasses.dataclass(frozen=True)
-class SearchHit:
+class MemoryHit:
     record: MemoryRecordDTO
     score: float
     # Each component of the score: per-retriever scores and ranks, relevance, recency,
@@ -109,8 +109,8 @@ class SearchHit:
 
 
 @dataclasses.dataclass(frozen=True)
-class SearchResult:
-    hits: tuple[SearchHit, ...]
+class MemorySearchResult:
+    hits: tuple[MemoryHit, ...]
     mode: str
     query: str
     time_windows: tuple[TimeWindow, ...] = ()

@@ -5,6 +5,9 @@ urlpatterns: list = []
 # --- Vectors (mv) ----------------------------------------------------------------------
 
 # --- Memory records, import, search (mc) -------------------------------------------------
+from lumina.memory.http import records  # noqa: E402
+
+urlpatterns += records.urlpatterns
 
 # --- Compression, auto-recording (mx) ----------------------------------------------------
 from lumina.memory.http import compression  # noqa: E402

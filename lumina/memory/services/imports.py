@@ -26,7 +26,7 @@ from typing import Any
 from lumina.memory.errors import InvalidInputError
 from lumina.memory.models.records import Layer, MemoryRecord
 from lumina.memory.records_types import ImportResult
-from lumina.memory.services.record_access import READ, WRITE, owner_resolve
+from lumina.memory.selectors.record_access import READ, WRITE, owner_resolve
 from lumina.memory.services.records import TurnInput, turn_check, turns_store
 from lumina.security.api import Actor
 

@@ -15,7 +15,7 @@ from django.utils import timezone
 from lumina.memory.errors import InvalidInputError
 from lumina.memory.models.records import Layer, ScopeKind, ScopePolicy
 from lumina.memory.records_types import ScopePolicyDTO
-from lumina.memory.services.record_access import READ, WRITE, owner_resolve
+from lumina.memory.selectors.record_access import READ, WRITE, owner_resolve
 from lumina.security.api import Actor
 
 DEFAULT_TTL_DAYS: dict[str, float | None] = {

@@ -36,7 +36,9 @@ from lumina.memory.events.records import (
     RecordsEmbedPending,
 )
 from lumina.memory.models.records import Layer, MemoryRecord
-from lumina.memory.records_types import FactDecision, MemoryRecordDTO, TurnResult
+from lumina.memory.records_types import FactDecision, TurnResult
+from lumina.memory.selectors.record_access import WRITE, owner_resolve
+from lumina.memory.selectors.records import record_dto
 from lumina.memory.services import policy
 from lumina.memory.services.consolidation import consolidate
 from lumina.memory.services.facts import (
@@ -46,7 +48,6 @@ from lumina.memory.services.facts import (
     llm_extract,
     rules_extract,
 )
-from lumina.memory.services.record_access import WRITE, owner_resolve
 from lumina.memory.services.record_embedding import BATCH, embed_texts
 from lumina.security.api import Actor
 
@@ -76,37 +77,6 @@ class StoreOutcome:
     existing: list[MemoryRecord]
     facts: list[FactDecision]
     pending: bool
-
-
-def record_dto(row: MemoryRecord, *, embedded: bool | None = None) -> MemoryRecordDTO:
-    """``embedded``: say so when the embedding column was left out of the query."""
-    return MemoryRecordDTO(
-        id=row.id,
-        owner_id=row.owner_id,
-        agent_id=row.agent_id,
-        session_id=row.session_id,
-        layer=row.layer,
-        speaker=row.speaker,
-        label=row.label,
-        text=row.text,
-        external_id=row.external_id,
-        fact_key=row.fact_key,
-        metadata=dict(row.metadata or {}),
-        occurred_at=row.occurred_at,
-        importance=row.importance,
-        access_count=row.access_count,
-        last_accessed_at=row.last_accessed_at,
-        valid_from=row.valid_from,
-        valid_to=row.valid_to,
-        recorded_at=row.recorded_at,
-        superseded_at=row.superseded_at,
-        superseded_by=row.superseded_by_id,
-        provenance=tuple(row.provenance or ()),
-        extracted_by=row.extracted_by,
-        expires_at=row.expires_at,
-        expired_at=row.expired_at,
-        embedded=row.embedding is not None if embedded is None else embedded,
-    )
 
 
 def turn_check(turn: TurnInput, *, where: str = "") -> None:

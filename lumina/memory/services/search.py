@@ -36,11 +36,11 @@ from pgvector.django import CosineDistance
 
 from lumina.memory.errors import InvalidInputError
 from lumina.memory.models.records import TEXT_SEARCH_CONFIG, Layer, MemoryRecord
-from lumina.memory.records_types import SearchHit, SearchResult, TimeWindow
+from lumina.memory.records_types import MemoryHit, MemorySearchResult, TimeWindow
+from lumina.memory.selectors.record_access import READ, owner_resolve
+from lumina.memory.selectors.records import record_dto
 from lumina.memory.services import policy
-from lumina.memory.services.record_access import READ, owner_resolve
 from lumina.memory.services.record_embedding import embed_texts
-from lumina.memory.services.records import record_dto
 from lumina.memory.services.timeparse import time_windows
 from lumina.memory.services.vector_filters import compile_filter
 from lumina.security.api import Actor
@@ -242,13 +242,13 @@ def _touches(row: MemoryRecord, window: TimeWindow) -> bool:
 
 def memory_search(
     *, actor: Actor, search: SearchQuery, user_id: uuid.UUID | None = None
-) -> SearchResult:
+) -> MemorySearchResult:
     owner_id = owner_resolve(actor, action=READ, user_id=user_id)
     _check(search)
     return search_records(owner_id=owner_id, search=search)
 
 
-def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> SearchResult:
+def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchResult:
     """The search itself, for an owner the caller was already authorised for."""
     q = search
     now = q.now or q.as_of or timezone.now()
@@ -333,7 +333,7 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> SearchResult:
         .defer("embedding")
     }
     policies = policy.policies_for(owner_id)
-    hits: list[SearchHit] = []
+    hits: list[MemoryHit] = []
     for record_id, rrf in fused.items():
         row = rows.get(record_id)
         if row is None:
@@ -396,14 +396,14 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> SearchResult:
             validity=round(validity, 6),
         )
         dto = record_dto(row, embedded=row.has_embedding)
-        hits.append(SearchHit(record=dto, score=round(score, 6), scores=parts, why=tuple(why)))
+        hits.append(MemoryHit(record=dto, score=round(score, 6), scores=parts, why=tuple(why)))
     hits.sort(key=lambda hit: (-hit.score, str(hit.record.id)))
     hits = hits[: q.k]
     if hits and q.as_of is None:
         MemoryRecord.objects.filter(id__in=[hit.record.id for hit in hits]).update(
             access_count=F("access_count") + 1, last_accessed_at=timezone.now()
         )
-    return SearchResult(
+    return MemorySearchResult(
         hits=tuple(hits),
         mode=q.mode,
         query=q.query,
