@@ -27,6 +27,7 @@ from django.urls import URLResolver, get_resolver
 from rest_framework.test import APIClient
 
 from lumina.kernel.models import OutboxEvent
+from lumina.memory.models.compression import CompressedSegment
 from lumina.providers.models.usage import Budget
 from lumina.security.api import encrypt_secret
 from lumina.security.models.oidc import IdentityProvider
@@ -45,8 +46,11 @@ SYSTEM = Actor.system("tests")
 PUBLIC = "public"  # anyone, signed in or not
 SIGNED_IN = "signed in"  # any signed-in caller, on their own things
 OWNER = "tests.Walk:1:secret"
+# A policy to walk the policy routes with. Its address is not the one the walk's callers
+# are authorised from (tests.security.rbac_support), or it would refuse memory.read to
+# them in ``lacking`` while their requests, from 127.0.0.1, are allowed.
 POLICY = 'forbid (principal, action == Lumina::Action::"memory.read", resource) ' + (
-    'when { context.ip == "203.0.113.7" };'
+    'when { context.ip == "198.51.100.7" };'
 )
 
 
@@ -178,6 +182,8 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "api/v1/providers/budgets"): "providers.change",
     ("PATCH", "api/v1/providers/budgets/<uuid:budget_id>"): "providers.change",
     ("DELETE", "api/v1/providers/budgets/<uuid:budget_id>"): "providers.change",
+    ("POST", "api/v1/compression/compress"): "memory.write",
+    ("GET", "api/v1/compression/segments/<uuid:segment_id>/expand"): "memory.read",
 }
 
 
@@ -250,6 +256,26 @@ BODIES: dict[tuple[str, str], dict] = {
     },
     ("POST", "api/v1/sessions/revoke"): {"user_id": "{other}"},
 }
+BODIES[("POST", "api/v1/compression/compress")] = {
+    "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
+    "budget": 100,
+}
+
+
+def _own_segment(user) -> dict[str, str]:
+    segment = CompressedSegment.objects.create(
+        owner_id=user.pk, turns=[{"role": "user", "content": "hi"}], first_index=0, last_index=0
+    )
+    return {"segment_id": str(segment.id)}
+
+
+# Routes on things only their owner (or a manager) sees: each caller gets one of its own,
+# so nothing but authorisation can refuse the holder (someone else's is a 404 to anyone
+# without the managing permission: tests/memory covers those).
+OWNED = {
+    ("GET", "api/v1/compression/segments/<uuid:segment_id>/expand"): _own_segment,
+}
+
 QUERIES: dict[tuple[str, str], dict] = {
     ("GET", "api/v1/providers/costs"): {"since": "2026-01-01"},
 }
@@ -303,6 +329,8 @@ class World:
             "slug": identity_provider.slug,
             "identity_provider_id": str(identity_provider.id),
             "ciphertext": encrypt_secret("s3cret", owner=OWNER),
+            # Nobody's: OWNED routes give each signed-in caller one of its own.
+            "segment_id": "00000000-0000-4000-8000-000000000000",
         }
 
     def own(self, user) -> dict[str, str]:
@@ -327,6 +355,8 @@ class World:
 
     def call(self, caller: Caller | None, method: str, route: str, **overrides) -> int:
         values = {**self.values, **self.fill(dict(overrides.get("path", {})), self.values)}
+        if caller is not None and (method, route) in OWNED:
+            values.update(OWNED[(method, route)](caller.user))
         if route.startswith("api/v1/auth/oauth/providers/"):
             values.setdefault("provider_id", values["identity_provider_id"])
             values["provider_id"] = values["identity_provider_id"]

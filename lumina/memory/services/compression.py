@@ -315,7 +315,8 @@ def context_compress(
 
     retrieved: list[tuple[str, str]] = []
     memory_message = None
-    if memories and question and _retrievers and room > 0:
+    # Memories are read for the caller: without memory.read, none are added.
+    if memories and question and _retrievers and room > 0 and authorize(actor, "memory.read"):
         allowance = min(room, max(int((budget - fixed_cost) * MEMORY_SHARE), 0))
         for retriever in _retrievers:
             for memory_id, text in retriever(actor, question, session, 5):
