@@ -13,7 +13,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
 app = Celery("lumina")
 app.config_from_object("django.conf:settings", namespace="CELERY")
-app.autodiscover_tasks(["lumina.kernel", "lumina.security"])
+app.autodiscover_tasks(["lumina.kernel", "lumina.security", "lumina.memory"])
 
 
 # The contexts' lifecycle hooks (lumina.kernel.lifecycle) for a worker: a prefork pool's

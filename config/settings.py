@@ -213,6 +213,10 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": ENV.lumina_outbox_relay_interval,
     },
 }
+CELERY_BEAT_SCHEDULE["expire-memories"] = {
+    "task": "lumina.memory.tasks.expire_memories",
+    "schedule": 300.0,
+}
 if LUMINA_AUDIT_HEAD_INTERVAL:
     CELERY_BEAT_SCHEDULE["export-audit-head"] = {
         "task": "lumina.security.tasks.export_audit_head",

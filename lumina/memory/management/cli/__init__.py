@@ -14,5 +14,9 @@ AREAS: list = []
 # --- Vectors (mv) ----------------------------------------------------------------------
 
 # --- Memory records, import, consolidate, purge (mc) --------------------------------------
+from lumina.memory.management.cli import records as _records  # noqa: E402
+
+AREAS.append(_records)
+STATS.append(_records.stats_lines)
 
 # --- Topics and graph (mg) -------------------------------------------------------------
