@@ -49,8 +49,9 @@ def test_compress_and_expand_over_rest(developer_client):
 
 
 def test_budget_smaller_than_the_system_prompt_is_a_400_naming_budget(developer_client):
-    messages = [{"role": "system", "content": "You are a meticulous assistant. " * 20}] + [
-        {"role": "user", "content": "hello"}
+    messages = [
+        {"role": "system", "content": "You are a meticulous assistant. " * 20},
+        {"role": "user", "content": "hello"},
     ]
     response = developer_client.post(COMPRESS, {"messages": messages, "budget": 30}, format="json")
     assert response.status_code == 400
