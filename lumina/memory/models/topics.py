@@ -133,13 +133,15 @@ class Entity(models.Model):
 
 
 class EntityMention(models.Model):
-    """A record that names an entity."""
+    """A record that names an entity, or (``weight`` < 1) refers to it by a pronoun right
+    after a turn of its session that named it."""
 
     id = models.BigAutoField(primary_key=True)
     entity = models.ForeignKey(Entity, on_delete=models.CASCADE, related_name="mentions")
     record = models.ForeignKey(
         "memory.MemoryRecord", on_delete=models.CASCADE, related_name="entity_mentions"
     )
+    weight = models.FloatField(default=1.0)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["entity", "record"], name="memmention_once")]
