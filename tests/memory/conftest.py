@@ -6,19 +6,21 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
 
 import pytest
 from rest_framework.test import APIClient
 
+from lumina.security.models.users import User
 from lumina.security.types import Actor
-from tests.security.rbac_support import actor_for, give_role, make_user
+from tests.security.rbac_support import actor_for, give_role
 
 SYSTEM = Actor.system("tests")
 
 
 def user_with_role(role: str | None, **extra):
-    user = make_user(**extra)
+    # No password: hashing one costs most of a test's set-up.
+    user = User.objects.create_user(f"{uuid.uuid4().hex[:10]}@example.com", None, **extra)
     if role is not None:
         give_role(user, role)
     return user
@@ -34,26 +36,32 @@ def actor_as(user) -> Actor:
     return actor_for(user)
 
 
-@dataclass
 class People:
-    nobody: object  # signed in, no role
-    viewer: object
-    developer: object
-    other_developer: object
-    admin: object
-    staff: object  # is_staff, no role: staff grants nothing
+    """Users created on first use: ``nobody`` (signed in, no role), ``viewer``,
+    ``developer``, ``other_developer``, ``admin`` and ``staff`` (is_staff, no role:
+    staff grants nothing)."""
+
+    ROLES = {
+        "nobody": (None, {}),
+        "viewer": ("Viewer", {}),
+        "developer": ("Developer", {}),
+        "other_developer": ("Developer", {}),
+        "admin": ("Admin", {}),
+        "staff": (None, {"is_staff": True}),
+    }
+
+    def __getattr__(self, name: str):
+        if name not in self.ROLES:
+            raise AttributeError(name)
+        role, extra = self.ROLES[name]
+        user = user_with_role(role, **extra)
+        setattr(self, name, user)
+        return user
 
 
 @pytest.fixture
 def people(db) -> People:
-    return People(
-        nobody=user_with_role(None),
-        viewer=user_with_role("Viewer"),
-        developer=user_with_role("Developer"),
-        other_developer=user_with_role("Developer"),
-        admin=user_with_role("Admin"),
-        staff=user_with_role(None, is_staff=True),
-    )
+    return People()
 
 
 @pytest.fixture
@@ -92,3 +100,26 @@ def _usage_ledger_in_the_foreground(settings):
     yield
     usage._buffer.clear()
     usage._events.clear()
+
+
+@pytest.fixture(autouse=True)
+def _fresh_registry_caches():
+    """A catalogue cached by a rolled-back test must not serve the next (as in tests/providers)."""
+    from lumina.providers.selectors.registry import catalogue_clear_local, endpoint_cache_clear
+
+    catalogue_clear_local()
+    endpoint_cache_clear()
+    yield
+    catalogue_clear_local()
+    endpoint_cache_clear()
+
+
+@pytest.fixture
+def embedder_down(db):
+    """The shipped local embedding model is switched off: embeddings answer 503."""
+    from lumina.providers.models.registry import Provider
+    from lumina.providers.selectors.registry import catalogue_clear_local, endpoint_cache_clear
+
+    assert Provider.objects.filter(name="local").update(enabled=False) == 1
+    catalogue_clear_local()
+    endpoint_cache_clear()

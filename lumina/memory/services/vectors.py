@@ -274,6 +274,10 @@ def _index_create(collection: Collection, slot: int, *, concurrently: bool, dime
     dimension = int(dimension or collection.dimension)
     table = VectorRecord._meta.db_table
     with connection.cursor() as cursor:
+        if connection.in_atomic_block:
+            # CREATE INDEX refuses to run while deferred foreign-key checks are pending.
+            cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+            cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         # The whole graph in memory makes the build several times faster.
         cursor.execute("SET maintenance_work_mem = '1GB'")
         cursor.execute(
