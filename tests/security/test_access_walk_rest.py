@@ -28,6 +28,7 @@ from rest_framework.test import APIClient
 
 from lumina.kernel.models import OutboxEvent
 from lumina.memory.models.compression import CompressedSegment
+from lumina.memory.models.vectors import Collection, VectorRecord
 from lumina.providers.models.usage import Budget
 from lumina.security.api import encrypt_secret
 from lumina.security.models.oidc import IdentityProvider
@@ -276,6 +277,49 @@ OWNED = {
     ("GET", "api/v1/compression/segments/<uuid:segment_id>/expand"): _own_segment,
 }
 
+# Vector collections: each caller gets a collection of its own (another user's is a 404
+# to anyone without memory.manage: tests/memory/test_vectors_http.py).
+VECTORS = "api/v1/vectors/collections"
+ROUTES.update(
+    {
+        ("GET", VECTORS): "memory.read",
+        ("POST", VECTORS): "memory.write",
+        ("GET", f"{VECTORS}/<str:collection>"): "memory.read",
+        ("PATCH", f"{VECTORS}/<str:collection>"): "memory.write",
+        ("DELETE", f"{VECTORS}/<str:collection>"): "memory.write",
+        ("POST", f"{VECTORS}/<str:collection>/reindex"): "memory.write",
+        ("POST", f"{VECTORS}/<str:collection>/records"): "memory.write",
+        ("GET", f"{VECTORS}/<str:collection>/records/<str:record_id>"): "memory.read",
+        ("DELETE", f"{VECTORS}/<str:collection>/records/<str:record_id>"): "memory.write",
+        ("POST", f"{VECTORS}/<str:collection>/fetch"): "memory.read",
+        ("POST", f"{VECTORS}/<str:collection>/delete"): "memory.write",
+        ("POST", f"{VECTORS}/<str:collection>/search"): "memory.read",
+    }
+)
+BODIES[("POST", VECTORS)] = {"name": "walked", "embedding_model": "", "dimension": 2}
+BODIES[("PATCH", f"{VECTORS}/<str:collection>")] = {"description": "walked"}
+BODIES[("POST", f"{VECTORS}/<str:collection>/records")] = {
+    "records": [{"id": "w2", "vector": [0.6, 0.8]}]
+}
+BODIES[("POST", f"{VECTORS}/<str:collection>/fetch")] = {"ids": ["w"]}
+BODIES[("POST", f"{VECTORS}/<str:collection>/delete")] = {"ids": ["w"]}
+BODIES[("POST", f"{VECTORS}/<str:collection>/search")] = {"vector": [1, 0], "k": 1}
+
+
+def _own_collection(user) -> dict[str, str]:
+    collection, _ = Collection.objects.get_or_create(
+        name="walk", owner_id=user.pk, defaults={"embedding_model": "", "dimension": 2}
+    )
+    VectorRecord.objects.get_or_create(
+        collection=collection, external_id="w", defaults={"vector_0": [1.0, 0.0]}
+    )
+    return {"collection": "walk", "record_id": "w"}
+
+
+for _method, _route in list(ROUTES):
+    if _route.startswith(f"{VECTORS}/<str:collection>"):
+        OWNED[(_method, _route)] = _own_collection
+
 QUERIES: dict[tuple[str, str], dict] = {
     ("GET", "api/v1/providers/costs"): {"since": "2026-01-01"},
 }
@@ -331,6 +375,8 @@ class World:
             "ciphertext": encrypt_secret("s3cret", owner=OWNER),
             # Nobody's: OWNED routes give each signed-in caller one of its own.
             "segment_id": "00000000-0000-4000-8000-000000000000",
+            "collection": "nobodys",
+            "record_id": "nobodys",
         }
 
     def own(self, user) -> dict[str, str]:

@@ -3,6 +3,9 @@
 urlpatterns: list = []
 
 # --- Vectors (mv) ----------------------------------------------------------------------
+from lumina.memory.http import vectors  # noqa: E402
+
+urlpatterns += vectors.urlpatterns
 
 # --- Memory records, import, search (mc) -------------------------------------------------
 from lumina.memory.http import records  # noqa: E402
