@@ -4,6 +4,7 @@
 # --- Auto-recording (mx) -----------------------------------------------------------------
 # --- Topics and graph (mg) -------------------------------------------------------------
 from lumina.memory.handlers import (
+    autorecord,  # noqa: F401
     records,  # noqa: F401
     topics,  # noqa: F401
 )

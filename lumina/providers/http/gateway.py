@@ -147,7 +147,13 @@ class Gateway:
     async def chat_completions(self, exchange: Exchange) -> None:
         actor = await exchange.authenticate()
         body = await exchange.json_body()
-        call = await chat_prepare(actor=actor, body=body, request_id=exchange.request_id)
+        session = exchange.headers.get(b"x-lumina-memory-session")
+        call = await chat_prepare(
+            actor=actor,
+            body=body,
+            request_id=exchange.request_id,
+            memory_session=session.decode("latin-1") if session is not None else None,
+        )
         exchange.call = call
         if not body.get("stream"):
             result = await chat_complete(call)

@@ -24,7 +24,7 @@ from lumina.kernel.errors import ApplicationError, PermissionDeniedError
 from lumina.providers import metrics
 from lumina.providers.adapters import adapter_for
 from lumina.providers.adapters.base import UpstreamError
-from lumina.providers.events.completion import CompletionGenerated
+from lumina.providers.events.completion import CompletionGenerated, CompletionTranscript
 from lumina.providers.resilience import (
     attempt_calls,
     attempt_stream,
@@ -67,6 +67,9 @@ logger = structlog.get_logger(__name__)
 
 # Output tokens assumed for pricing a request that sets no max_tokens, before it runs.
 DEFAULT_OUTPUT_ESTIMATE = 256
+# A token carrying this scope has its completions published for recording (memory's).
+RECORD_SCOPE = "memory.record"
+MAX_SESSION_CHARS = 200
 
 
 class ProviderFailedError(ApplicationError):
@@ -138,6 +141,9 @@ class Call:
         self.estimated_input = 0
         self.finished = False
         self.finish_reason: str | None = None
+        # Opted in to recording: (session, "token" | "header"); the reply's text.
+        self.record: tuple[str, str] | None = None
+        self.reply = ""
 
     # -- before any provider is called ---------------------------------------------
 
@@ -328,6 +334,8 @@ class Call:
                     latency_ms=round(entry.latency_ms, 2),
                 )
             )
+            if self.record is not None:
+                usage_event_submit(self._transcript(deployment.name))
         if self.admission is not None:
             await budget_settle(self.admission, tokens=usage.total_tokens, cost=cost)
         provider = deployment.provider.name if deployment else ""
@@ -342,6 +350,62 @@ class Call:
             if cost:
                 metrics.COST.labels(provider, model).inc(float(cost))
         return entry
+
+    def _transcript(self, model: str) -> CompletionTranscript:
+        session, opt_in = self.record
+        scopes = self.actor.scopes
+        messages = tuple(
+            {
+                "role": str(message.get("role")),
+                "name": message.get("name") if isinstance(message.get("name"), str) else "",
+                "content": _text_of(message.get("content")),
+            }
+            for message in self.body["messages"]
+        )
+        return CompletionTranscript(
+            id=uuid.uuid4(),
+            occurred_at=self.occurred_at,
+            request_id=self.request_id,
+            user_id=self.actor.user_id,
+            token_id=self.actor.token_id,
+            token_scopes=tuple(sorted(scopes)) if scopes is not None else None,
+            opt_in=opt_in,
+            session=session,
+            model=model,
+            messages=messages,
+            reply=self.reply,
+        )
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        )
+    return ""
+
+
+def recording_opt_in(actor: Actor, session: str | None) -> tuple[str, str] | None:
+    """(session, how) when this request's completion is to be published for recording.
+
+    ``session`` is the ``X-Lumina-Memory-Session`` header's value; a token carrying the
+    ``memory.record`` scope opts in without it, into a session named after the token.
+    """
+    if session is not None:
+        if not session or len(session) > MAX_SESSION_CHARS or not session.isprintable():
+            raise InvalidRequestError(
+                f"X-Lumina-Memory-Session is 1 to {MAX_SESSION_CHARS} printable characters.",
+                param="X-Lumina-Memory-Session",
+                code="invalid_memory_session",
+            )
+        return session, "header"
+    if actor.scopes is not None and RECORD_SCOPE in actor.scopes and actor.token_id:
+        return f"token-{actor.token_id}", "token"
+    return None
 
 
 def _refused_request(error: UpstreamError) -> bool:
@@ -384,12 +448,22 @@ async def _chat_needs(body: dict[str, Any], strategy: Strategy | None) -> Needs:
 
 
 async def chat_prepare(
-    *, actor: Actor, body: Any, request_id: str, strategy: Strategy | None = None
+    *,
+    actor: Actor,
+    body: Any,
+    request_id: str,
+    strategy: Strategy | None = None,
+    memory_session: str | None = None,
 ) -> Call:
-    """Check, authorise, select and admit a chat request; raises before any provider call."""
+    """Check, authorise, select and admit a chat request; raises before any provider call.
+
+    ``memory_session``: the ``X-Lumina-Memory-Session`` header, if sent (see
+    ``recording_opt_in``)."""
     body = chat_request_check(body)
+    record = recording_opt_in(actor, memory_session)
     await authorize_use(actor)
     call = Call(actor=actor, body=body, request_id=request_id, operation="chat", strategy=strategy)
+    call.record = record
     needs = await _chat_needs(body, strategy)
     call.estimated_input = needs.estimated_input_tokens
     await call.prepare(needs)
@@ -407,6 +481,7 @@ async def chat_complete(call: Call) -> dict[str, Any]:
         body = completion.body
         choices = body.get("choices") or [{}]
         call.finish_reason = choices[0].get("finish_reason")
+        call.reply = _text_of((choices[0].get("message") or {}).get("content"))
         if call.usage.estimated or "usage" not in body:
             body = {**body, "usage": call.usage.to_openai()}
         return body
@@ -486,6 +561,7 @@ async def chat_stream(call: Call) -> AsyncIterator[dict[str, Any]]:
             await upstream.aclose()
         if call.usage is None and call.status is not UsageStatus.REJECTED:
             call.usage = await call.estimated_usage("".join(text_parts))
+        call.reply = "".join(text_parts)
         metrics.IN_FLIGHT.labels("chat").dec()
         await call.finish()
 
