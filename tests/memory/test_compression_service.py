@@ -272,3 +272,34 @@ def test_user_text_posing_as_a_system_instruction_stays_a_quoted_user_line(devel
             if "SYSTEM:" in line:
                 assert line.startswith("- user: "), "quoted with its real speaker"
     assert not any(c.startswith("SYSTEM:") for c in system_messages)
+
+
+def test_memories_relevant_to_the_question_are_added_dated_and_within_budget(developer_actor):
+    import datetime as dt
+
+    from lumina.memory import api as memory
+
+    memory.turn_record(
+        actor=developer_actor,
+        text="The ferry to Tangier was moved to the 21st of June, gate B.",
+        speaker="user",
+        session_id="last-year",
+        occurred_at=dt.datetime(2025, 5, 2, 10, 0, tzinfo=dt.UTC),
+    )
+    messages = conversation(60)
+    budget = providers.count_message_tokens(messages) // 3
+    result = context_compress(actor=developer_actor, messages=messages, budget=budget)
+    assert result.tokens_after <= budget
+    assert len(result.memories) >= 1
+    block = next(m for m in result.messages if m["content"].startswith("Memories that may"))
+    line = "[2025-05-02] user: The ferry to Tangier was moved to the 21st of June"
+    assert line in block["content"]
+    # The block sits just before the turns kept verbatim.
+    position = list(result.messages).index(block)
+    assert result.messages[position + 1] == messages[result.kept[1]]
+
+    without = context_compress(
+        actor=developer_actor, messages=messages, budget=budget, memories=False
+    )
+    assert without.memories == ()
+    assert not any(m["content"].startswith("Memories") for m in without.messages)
