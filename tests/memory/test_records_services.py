@@ -40,7 +40,8 @@ def test_a_turn_is_stored_embedded_with_its_metadata_and_time(people):
     assert (row.layer, row.speaker, row.session_id) == (Layer.WORKING, "Anna", "s1")
     assert row.occurred_at == when(2023, 4, 2)
     assert row.metadata == {"channel": "phone"}
-    assert row.embedding is not None and len(row.embedding) == 384
+    assert row.embedding is not None
+    assert len(row.embedding) == 384
     assert row.owner_id == people.developer.pk
 
 
@@ -48,7 +49,8 @@ def test_recording_the_same_turn_twice_stores_it_once(people):
     actor = actor_as(people.developer)
     first = turn_record(actor=actor, text="Hello", speaker="Anna", occurred_at=when(2023))
     again = turn_record(actor=actor, text="Hello", speaker="Anna", occurred_at=when(2023))
-    assert first.created and not again.created
+    assert first.created
+    assert not again.created
     assert again.record.id == first.record.id
     assert MemoryRecord.objects.filter(owner_id=people.developer.pk).count() == 1
 
@@ -67,7 +69,8 @@ def test_a_contradicting_fact_supersedes_the_old_one_and_deletes_nothing(people)
     current = facts(people.developer.pk)
     lisbon_then = next(row for row in current if "Lisbon" in row.text)
     berlin = next(row for row in current if "Berlin" in row.text)
-    assert berlin.valid_to is None and berlin.valid_from == when(2024, 5)
+    assert berlin.valid_to is None
+    assert berlin.valid_from == when(2024, 5)
     # What held is kept as history: Lisbon until Berlin began.
     assert (lisbon_then.valid_from, lisbon_then.valid_to) == (when(2022, 3), when(2024, 5))
     original = MemoryRecord.objects.get(
@@ -120,7 +123,8 @@ def test_a_refinement_updates_and_keeps_the_old_wording(people):
     assert fact.text == "Cy works at Acme Robotics"
     assert fact.valid_from == when(2023)  # the same truth, better worded
     old = MemoryRecord.objects.get(text="Cy works at Acme")
-    assert old.superseded_by_id == fact.id and old.valid_to is None
+    assert old.superseded_by_id == fact.id
+    assert old.valid_to is None
 
 
 def test_an_older_statement_imported_late_is_kept_as_history(people):
@@ -131,4 +135,5 @@ def test_an_older_statement_imported_late_is_kept_as_history(people):
     rome = MemoryRecord.objects.get(text="Di lives in Rome")
     assert (rome.valid_from, rome.valid_to) == (when(2020), when(2024))
     oslo = MemoryRecord.objects.get(text="Di lives in Oslo")
-    assert oslo.valid_to is None and oslo.superseded_at is None
+    assert oslo.valid_to is None
+    assert oslo.superseded_at is None

@@ -87,7 +87,10 @@ def subject_of(speaker: str) -> str:
 # --- Rules -------------------------------------------------------------------------------
 
 _VALUE = r"(?P<value>[^.,;!?\n]{1,80}?)"
-_END = r"(?=\s+(?:and|but|because|since|so|which|who|where|when|though|although)\b|[.,;!?\n]|$)"
+_END = (
+    r"(?=\s+(?:and|but|because|since|so|which|who|where|when|while|though|although|for|as|"
+    r"with|near|during|after|before|until|at)\b|[.,;!?\n]|$)"
+)
 _I = r"(?:^|[.!?]\s+|\b)(?:i|we)"
 _IM = r"(?:i\s*'?\s*m|i\s+am|we\s*'?\s*re|we\s+are)"
 _FAMILY = (

@@ -10,8 +10,9 @@ filters, and what was believed: now, or ``as_of``):
 - ``time``: when the question names a period ("last spring", "in 2023", "before the
   move"), the vector ranking again, restricted to what was said (or held true) then.
 
-They are fused by reciprocal rank fusion with per-query weights into a relevance in
-[0, 1]. The score is relevance × recency × importance × time: recency halves with the
+They are fused by relative score fusion (each retriever's scores over its best, averaged
+with per-query weights) into a relevance in [0, 1]; each hit still reports its rank in
+every retriever. The score is relevance × recency × importance × time: recency halves with the
 scope's half-life down to a floor (an old memory still answers a question about it), a
 period in the question replaces recency by whether the record falls in that period, and a
 fact that no longer holds counts less unless the question is about its time. ``graph``
@@ -29,7 +30,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import BooleanField, ExpressionWrapper, F, FloatField, Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, F, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from pgvector.django import CosineDistance
@@ -50,10 +51,10 @@ MODES = (HYBRID, VECTOR, TEXT, GRAPH)
 RETRIEVERS = ("vector", "text", "time")
 MAX_K = 100
 MAX_QUERY = 4000
-RRF_K = 60
 EF_SEARCH = 100
-RECENCY_FLOOR = 0.6
+RECENCY_FLOOR = 0.8
 OUTSIDE_PERIOD = 0.5
+HELD_IN_PERIOD = 0.85  # a fact that held then, though said at another time
 NO_LONGER_TRUE = 0.8
 SEARCH_LAYERS = (Layer.WORKING, Layer.EPISODIC, Layer.SEMANTIC)
 _TSQUERY = f"replace(plainto_tsquery('{TEXT_SEARCH_CONFIG}', %s)::text, ' & ', ' | ')::tsquery"
@@ -181,18 +182,35 @@ def _vector_ranking(
 def _text_ranking(
     rows: QuerySet[MemoryRecord], text: str, limit: int
 ) -> list[tuple[uuid.UUID, float]]:
-    matches = RawSQL(f"search @@ {_TSQUERY}", [text])  # noqa: S611 (a constant, a parameter)
-    ranked = (
-        rows.annotate(
-            text_rank=RawSQL(  # noqa: S611 (a constant with a parameter)
-                f"ts_rank_cd(search, {_TSQUERY}, 32)", [text], output_field=FloatField()
-            )
+    """Records sharing any of the question's words, rarer words weighing more.
+
+    PostgreSQL's ranking has no document frequency, so "Sam" (in every other turn) would
+    count as much as "hiking"; each word here weighs ln(1 + matches / matches of it),
+    counted among the records that match any word, times the cover density rank."""
+    eligible_sql, eligible_params = rows.values("id", "search").query.sql_with_params()
+    sql = f"""
+        WITH words AS (
+            SELECT DISTINCT quote_literal(lexeme)::tsquery AS word
+            FROM unnest(tsvector_to_array(to_tsvector('{TEXT_SEARCH_CONFIG}', %s))) AS lexeme
+        ),
+        matches AS (
+            SELECT e.id, e.search FROM ({eligible_sql}) AS e WHERE e.search @@ {_TSQUERY}
+        ),
+        weights AS (
+            SELECT words.word, ln(1 + (SELECT count(*) FROM matches)::float / count(*)) AS idf
+            FROM matches JOIN words ON matches.search @@ words.word
+            GROUP BY words.word
         )
-        .filter(ExpressionWrapper(matches, output_field=BooleanField()))
-        .order_by("-text_rank", "-occurred_at")
-        .values_list("id", "text_rank")[:limit]
-    )
-    return [(rid, float(rank)) for rid, rank in ranked]
+        SELECT matches.id,
+               sum(weights.idf) * (1 + ts_rank_cd(matches.search, {_TSQUERY}, 32)) AS score
+        FROM matches JOIN weights ON matches.search @@ weights.word
+        GROUP BY matches.id, matches.search
+        ORDER BY score DESC, matches.id
+        LIMIT %s
+    """  # noqa: S608 (constants and the ORM's parameterised SQL)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [text, *eligible_params, text, text, limit])
+        return [(rid, float(score)) for rid, score in cursor.fetchall()]
 
 
 def _resolve_anchors(
@@ -225,13 +243,15 @@ def _window_text(window: TimeWindow) -> str:
     return f"'{window.phrase}' ({start} – {end})"
 
 
-def _touches(row: MemoryRecord, window: TimeWindow) -> bool:
-    def inside(moment: dt.datetime) -> bool:
-        return (window.start is None or moment >= window.start) and (
-            window.end is None or moment < window.end
-        )
+def _said_in(row: MemoryRecord, window: TimeWindow) -> bool:
+    moment = row.occurred_at
+    return (window.start is None or moment >= window.start) and (
+        window.end is None or moment < window.end
+    )
 
-    if inside(row.occurred_at):
+
+def _touches(row: MemoryRecord, window: TimeWindow) -> bool:
+    if _said_in(row, window):
         return True
     if row.valid_from is None:
         return False
@@ -290,18 +310,25 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             else:
                 rankings["time"] = _text_ranking(in_period, text, depth)
 
+    # Relative score fusion: each retriever's scores divided by its best, weighted and
+    # averaged. Unlike rank fusion it keeps how much better the best match is: a turn that
+    # alone has the question's rare word is not levelled with ones sharing only a name.
     fused: dict[uuid.UUID, float] = {}
     components: dict[uuid.UUID, dict[str, float]] = {}
-    total_weight = 0.0
+    total_weight = sum(weights[name] for name in rankings)
     for name, ranking in rankings.items():
         weight = weights[name]
-        total_weight += weight
-        for rank, (record_id, score) in enumerate(ranking, start=1):
-            fused[record_id] = fused.get(record_id, 0.0) + weight / (RRF_K + rank)
+        top = max((score for _, score in ranking), default=0.0)
+        previous, rank = None, 0
+        for position, (record_id, score) in enumerate(ranking, start=1):
+            if score != previous:  # ties share a rank
+                previous, rank = score, position
+            share = max(score, 0.0) / top if top > 0 else 0.0
+            fused[record_id] = fused.get(record_id, 0.0) + weight * share
             parts = components.setdefault(record_id, {})
             parts[name] = round(score, 6)
             parts[f"{name}_rank"] = rank
-    best = total_weight / (RRF_K + 1) if total_weight else 1.0
+    best = total_weight or 1.0
 
     graph_info: dict[uuid.UUID, Any] = {}
     order = sorted(fused, key=lambda r: (-fused[r], str(r)))
@@ -316,14 +343,18 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             query_embedding=embedding,
             k=depth,
         )
-        top = max((g.score for g in expanded), default=1.0) or 1.0
+        top = max((g.graph_score for g in expanded), default=0.0) or 1.0
+        graph_fused = {}
         for g in expanded:
             graph_info[g.record_id] = g
-            # The graph's fused ranking replaces the hybrid one, on the same 0..1 scale.
-            fused[g.record_id] = g.score / top * best
-            components.setdefault(g.record_id, {})["graph"] = round(g.graph_score, 6)
-        keep = {g.record_id for g in expanded}
-        fused = {rid: score for rid, score in fused.items() if rid in keep}
+            # Half hybrid relevance, half the graph's (similarity lifted by entity links):
+            # a record only the graph found competes on its links and meaning.
+            share = fused.get(g.record_id, 0.0) / best
+            graph_fused[g.record_id] = (share + g.graph_score / top) / 2 * best
+            parts = components.setdefault(g.record_id, {})
+            parts["graph"] = round(g.graph_score, 6)
+            parts["graph_link"] = round(g.link, 6)
+        fused = graph_fused
 
     rows = {
         row.id: row
@@ -334,13 +365,13 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
     }
     policies = policy.policies_for(owner_id)
     hits: list[MemoryHit] = []
-    for record_id, rrf in fused.items():
+    for record_id, fused_score in fused.items():
         row = rows.get(record_id)
         if row is None:
             continue
         parts = dict(components.get(record_id, {}))
         why: list[str] = []
-        relevance = min(rrf / best, 1.0)
+        relevance = min(fused_score / best, 1.0)
         if "vector" in parts:
             why.append(
                 f"close in meaning to the question (cosine {parts['vector']:.2f}, "
@@ -348,20 +379,26 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             )
         if "text" in parts:
             why.append(f"shares words with the question (rank {int(parts['text_rank'])})")
-        importance = 0.75 + 0.5 * row.importance
+        importance = 0.9 + 0.2 * row.importance
         half_life = policies[policy.scope_of(agent_id=row.agent_id, session_id=row.session_id)]
         if row.layer == Layer.PINNED:
             recency = 1.0
         else:
-            moment = max(row.occurred_at, row.last_accessed_at or row.occurred_at)
-            age = (now - moment).total_seconds() / 86400
+            # From when it was said: counting accesses too would let whatever a search
+            # returned once outrank the rest from then on.
+            age = (now - row.occurred_at).total_seconds() / 86400
             recency = _recency(age, half_life.half_life_days)
         time_factor = 1.0
         if windows:
-            matched = [w for w in windows if (w.start or w.end) and _touches(row, w)]
-            if matched:
-                why.append(f"from the period asked about: {_window_text(matched[0])}")
+            said = [w for w in windows if (w.start or w.end) and _said_in(row, w)]
+            held = [w for w in windows if (w.start or w.end) and _touches(row, w)]
+            if said:
+                why.append(f"from the period asked about: {_window_text(said[0])}")
                 recency = 1.0
+            elif held:
+                why.append(f"held during the period asked about: {_window_text(held[0])}")
+                recency = 1.0
+                time_factor = HELD_IN_PERIOD
             elif any(w.start or w.end for w in windows):
                 time_factor = OUTSIDE_PERIOD
                 asked = ", ".join(_window_text(w) for w in windows)
@@ -369,7 +406,7 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
         validity = 1.0
         if row.layer == Layer.SEMANTIC:
             since = (row.valid_from or row.occurred_at).date().isoformat()
-            if row.valid_to is not None and row.valid_to <= now and time_factor == 1.0:
+            if row.valid_to is not None and row.valid_to <= now:
                 if not windows:
                     validity = NO_LONGER_TRUE
                 why.append(f"a fact that held from {since} until {row.valid_to.date().isoformat()}")

@@ -1,0 +1,211 @@
+"""``POST /api/v1/memory/search``: hybrid, vector, text and graph modes; time-aware;
+filters; ``as_of``; every hit explained; nothing of another user's leaks."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from rest_framework.test import APIClient
+
+from lumina.memory.models.records import Layer, MemoryRecord
+from lumina.memory.services.expiry import records_expire_due
+from lumina.memory.services.imports import records_import
+from tests.memory.conftest import actor_as, client_as
+from tests.memory.records_support import history_json, history_jsonl
+
+pytestmark = pytest.mark.django_db
+
+URL = "/api/v1/memory/search"
+NOW = "2024-09-01T00:00:00Z"
+
+
+@pytest.fixture
+def history(people):
+    records_import(actor=actor_as(people.developer), text=history_json(), fmt="json")
+    return people.developer
+
+
+def search(client, **body):
+    body.setdefault("now", NOW)
+    return client.post(URL, body, format="json")
+
+
+def texts(response) -> list[str]:
+    assert response.status_code == 200, response.content
+    return [hit["record"]["text"] for hit in response.json()["hits"]]
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "vector", "text", "graph"])
+def test_each_mode_finds_the_turn_that_answers(history, mode):
+    response = search(client_as(history), query="pottery teacher", mode=mode, k=3)
+    found = texts(response)
+    assert any("pottery classes" in text for text in found), found
+    assert response.json()["mode"] == mode
+
+
+def test_every_hit_explains_itself(history):
+    response = search(client_as(history), query="Where did Sam go hiking?", k=5)
+    [top, *_] = response.json()["hits"]
+    assert "Sintra" in top["record"]["text"]
+    assert top["layer"] == "working"
+    scores = top["scores"]
+    assert {"vector", "vector_rank", "text", "text_rank", "relevance", "recency",
+            "importance"} <= set(scores)  # fmt: skip
+    assert top["score"] == pytest.approx(
+        scores["relevance"]
+        * scores["recency"]
+        * scores["importance"]
+        * scores["time"]
+        * scores["validity"],
+        rel=1e-3,
+    )
+    assert any("close in meaning" in why for why in top["why"])
+    assert any("shares words" in why for why in top["why"])
+    assert any("said by Sam" in why for why in top["why"])
+    assert top["record"]["metadata"] == {}
+    assert top["record"]["occurred_at"].startswith("2023-03-10")
+
+
+def test_a_question_about_a_period_prefers_what_was_said_then(history):
+    client = client_as(history)
+    # "summer" words exist in 2024; the question asks about spring 2023.
+    spring = search(client, query="What did Sam do in spring 2023?", k=3).json()
+    assert spring["time_windows"][0]["start"].startswith("2023-03-01")
+    top = spring["hits"][0]
+    assert top["record"]["occurred_at"][:7] in ("2023-03", "2023-04", "2023-05")
+    assert any("period asked about" in why for why in top["why"])
+
+    summer = search(client, query="What did we do last summer?", k=3).json()
+    assert summer["time_windows"][0]["phrase"] == "last summer"
+    assert summer["hits"][0]["record"]["occurred_at"].startswith("2024-07")
+
+
+def test_before_the_move_means_before_the_turn_that_mentions_it(history):
+    response = search(client_as(history), query="Where did Sam live before the move?", k=5)
+    body = response.json()
+    [window] = body["time_windows"]
+    assert window["kind"] == "before"
+    assert window["anchor"] == "move"
+    assert window["end"].startswith("2023-11-05")
+    top = body["hits"][0]["record"]
+    assert "Lisbon" in top["text"]
+
+
+def test_facts_and_their_history_answer_as_of(history):
+    client = client_as(history)
+    now = search(client, query="Where does Sam live?", layers=["semantic"], k=3).json()
+    first = now["hits"][0]
+    assert first["record"]["text"] == "Sam lives in Berlin"
+    assert any("a fact, true since 2023-11-05" in why for why in first["why"])
+    lisbon = next(h for h in now["hits"] if "Lisbon" in h["record"]["text"])
+    assert lisbon["record"]["valid_to"].startswith("2023-11-05")
+    assert lisbon["scores"]["validity"] < 1  # no longer true: counts less
+    # Valid time: what held in mid-2023.
+    then = search(
+        client, query="Where does Sam live?", layers=["semantic"], valid_at="2023-06-01T00:00:00Z"
+    )
+    assert [t for t in texts(then) if "lives" in t] == ["Sam lives in Lisbon"]
+
+
+def test_filters_on_metadata_and_time_range(people):
+    records_import(actor=actor_as(people.developer), text=history_jsonl(), fmt="jsonl")
+    client = client_as(people.developer)
+    found = search(client, query="dog", filter={"topic": "life"}, k=20)
+    assert texts(found)
+    assert all(hit["record"]["metadata"]["topic"] == "life" for hit in found.json()["hits"])
+    ranged = search(
+        client,
+        query="anything at all",
+        occurred_after="2024-01-01T00:00:00Z",
+        occurred_before="2025-01-01T00:00:00Z",
+        k=20,
+    )
+    assert ranged.json()["hits"]
+    assert all(hit["record"]["occurred_at"].startswith("2024") for hit in ranged.json()["hits"])
+
+
+def test_a_filter_on_a_field_no_record_has_is_a_400_naming_it(history):
+    response = search(client_as(history), query="dog", filter={"colour": "red"})
+    assert response.status_code == 400
+    assert any("colour" in " ".join(v) or "colour" in k
+               for k, v in response.json()["error"]["fields"].items())  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"query": ""}, "query"),
+        ({"query": "   "}, "query"),
+        ({"query": "x", "k": 0}, "k"),
+        ({"query": "x", "k": 101}, "k"),
+        ({"query": "x", "mode": "psychic"}, "mode"),
+        ({"query": "x", "layers": ["dreams"]}, "layers"),
+        ({"query": "x", "weights": {"vector": -1}}, "weights"),
+        ({"query": "x", "weights": {"gut": 1}}, "weights"),
+        ({"query": "x", "as_of": "yesterday-ish"}, "as_of"),
+        ({"query": "x", "filter": {"$or": "nope"}}, "metadata"),
+        ({"query": "x", "occurred_after": "2024-01-01T00:00:00Z",
+          "occurred_before": "2023-01-01T00:00:00Z"}, "occurred_after"),
+        ({"k": 3}, "query"),
+    ],
+)  # fmt: skip
+def test_bad_search_input_is_a_400_naming_the_field(history, body, field):
+    response = client_as(history).post(URL, body, format="json")
+    assert response.status_code == 400, response.content
+    fields = response.json()["error"]["fields"]
+    assert any(name.startswith(field) for name in fields), fields
+
+
+def test_expired_memories_leave_search_but_stay_until_purged(history):
+    client = client_as(history)
+    assert any("Pixel" in t for t in texts(search(client, query="Pixel the dog")))
+    before_expiry = dt.datetime.now(dt.UTC).isoformat()
+    MemoryRecord.objects.filter(owner_id=history.pk, text__contains="Pixel").update(
+        expires_at=dt.datetime(2020, 1, 1, tzinfo=dt.UTC)
+    )
+    assert records_expire_due() >= 2
+    assert not any("Pixel" in t for t in texts(search(client, query="Pixel the dog")))
+    assert MemoryRecord.objects.filter(owner_id=history.pk, text__contains="Pixel").exists()
+    # What was believed before it expired still answers as_of.
+    old = search(client, query="Pixel the dog", as_of=before_expiry)
+    assert any("Pixel" in t for t in texts(old))
+
+
+def test_search_counts_accesses(history):
+    client = client_as(history)
+    top = search(client, query="Sintra hiking", k=1).json()["hits"][0]["record"]
+    row = MemoryRecord.objects.get(id=top["id"])
+    assert row.access_count == 1
+    assert row.last_accessed_at is not None
+
+
+def test_another_users_memories_are_refused_and_never_leak(history, people):
+    stranger = client_as(people.other_developer)
+    mine = search(stranger, query="Where does Sam live?", k=10)
+    assert mine.status_code == 200
+    assert mine.json()["hits"] == []
+    refused = search(stranger, query="Where does Sam live?", user_id=str(history.pk))
+    assert refused.status_code == 403
+    assert "Lisbon" not in refused.content.decode()
+    assert "Sam" not in refused.content.decode()
+    managed = search(client_as(people.admin), query="Where does Sam live?", user_id=str(history.pk))
+    assert any("Berlin" in t for t in texts(managed))
+
+
+@pytest.mark.parametrize(
+    ("who", "status"), [("nobody", 403), ("staff", 403), ("viewer", 200), ("developer", 200)]
+)
+def test_search_needs_memory_read(people, who, status):
+    response = search(client_as(getattr(people, who)), query="anything")
+    assert response.status_code == status
+
+
+def test_search_refuses_anonymous_callers():
+    assert APIClient().post(URL, {"query": "x"}, format="json").status_code in (401, 403)
+
+
+def test_a_staff_viewer_cannot_read_another_users_memories(history, people):
+    response = search(client_as(people.viewer), query="Sam", user_id=str(history.pk))
+    assert response.status_code == 403
+    assert MemoryRecord.objects.filter(owner_id=history.pk, layer=Layer.WORKING).exists()
