@@ -28,6 +28,7 @@ from rest_framework.test import APIClient
 
 from lumina.kernel.models import OutboxEvent
 from lumina.memory.models.compression import CompressedSegment
+from lumina.memory.models.records import MemoryRecord
 from lumina.memory.models.vectors import Collection, VectorRecord
 from lumina.providers.models.usage import Budget
 from lumina.security.api import encrypt_secret
@@ -277,6 +278,56 @@ OWNED = {
     ("GET", "api/v1/compression/segments/<uuid:segment_id>/expand"): _own_segment,
 }
 
+# Memory records: each caller gets a turn and a pinned block of its own (another user's
+# is a 404 to anyone without memory.manage: tests/memory/test_records_api.py).
+ROUTES.update(
+    {
+        ("POST", "api/v1/memory/turns"): "memory.write",
+        ("POST", "api/v1/memory/import"): "memory.write",
+        ("POST", "api/v1/memory/search"): "memory.read",
+        ("GET", "api/v1/memory/records"): "memory.read",
+        ("GET", "api/v1/memory/records/<uuid:memory_id>"): "memory.read",
+        ("GET", "api/v1/memory/records/<uuid:memory_id>/history"): "memory.read",
+        ("GET", "api/v1/memory/extraction-errors"): "memory.read",
+        ("GET", "api/v1/memory/pinned"): "memory.read",
+        ("POST", "api/v1/memory/pinned"): "memory.write",
+        ("GET", "api/v1/memory/pinned/<uuid:block_id>"): "memory.read",
+        ("PATCH", "api/v1/memory/pinned/<uuid:block_id>"): "memory.write",
+        ("DELETE", "api/v1/memory/pinned/<uuid:block_id>"): "memory.write",
+        ("GET", "api/v1/memory/policies"): "memory.read",
+        ("PUT", "api/v1/memory/policies/<str:scope>"): "memory.write",
+    }
+)
+BODIES.update(
+    {
+        ("POST", "api/v1/memory/turns"): {"text": "walked", "speaker": "walker"},
+        ("POST", "api/v1/memory/import"): {"turns": [{"text": "walked", "speaker": "walker"}]},
+        ("POST", "api/v1/memory/search"): {"query": "walked"},
+        ("POST", "api/v1/memory/pinned"): {"label": "walked", "text": "walked"},
+        ("PATCH", "api/v1/memory/pinned/<uuid:block_id>"): {"text": "walked again"},
+        ("PUT", "api/v1/memory/policies/<str:scope>"): {"ttl_days": 30},
+    }
+)
+
+
+def _own_memory(user) -> dict[str, str]:
+    record = MemoryRecord.objects.create(owner_id=user.pk, layer="working", text="walked")
+    return {"memory_id": str(record.id)}
+
+
+def _own_block(user) -> dict[str, str]:
+    block = MemoryRecord.objects.create(
+        owner_id=user.pk, layer="pinned", label="walked", text="walked"
+    )
+    return {"block_id": str(block.id)}
+
+
+for _route in ("api/v1/memory/records/<uuid:memory_id>",
+               "api/v1/memory/records/<uuid:memory_id>/history"):  # fmt: skip
+    OWNED[("GET", _route)] = _own_memory
+for _method in ("GET", "PATCH", "DELETE"):
+    OWNED[(_method, "api/v1/memory/pinned/<uuid:block_id>")] = _own_block
+
 # Vector collections: each caller gets a collection of its own (another user's is a 404
 # to anyone without memory.manage: tests/memory/test_vectors_http.py).
 VECTORS = "api/v1/vectors/collections"
@@ -375,6 +426,9 @@ class World:
             "ciphertext": encrypt_secret("s3cret", owner=OWNER),
             # Nobody's: OWNED routes give each signed-in caller one of its own.
             "segment_id": "00000000-0000-4000-8000-000000000000",
+            "memory_id": "00000000-0000-4000-8000-000000000000",
+            "block_id": "00000000-0000-4000-8000-000000000000",
+            "scope": "session",
             "collection": "nobodys",
             "record_id": "nobodys",
         }

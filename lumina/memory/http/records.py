@@ -371,16 +371,16 @@ class RecordListApi(GenericAPIView):
 
 class RecordDetailApi(APIView):
     @extend_schema(responses=RecordOutput)
-    def get(self, request, record_id):
-        return Response(RecordOutput(record_get(actor=actor_of(request), record_id=record_id)).data)
+    def get(self, request, memory_id):
+        return Response(RecordOutput(record_get(actor=actor_of(request), record_id=memory_id)).data)
 
 
 class RecordHistoryApi(APIView):
     """Every version of a fact or pinned block, oldest belief first, with validity."""
 
     @extend_schema(responses=RecordOutput(many=True))
-    def get(self, request, record_id):
-        rows = record_history(actor=actor_of(request), record_id=record_id)
+    def get(self, request, memory_id):
+        rows = record_history(actor=actor_of(request), record_id=memory_id)
         return Response(RecordOutput(rows, many=True).data)
 
 
@@ -464,9 +464,9 @@ urlpatterns = [
     path("memory/import", ImportApi.as_view(), name="memory-import"),
     path("memory/search", SearchApi.as_view(), name="memory-search"),
     path("memory/records", RecordListApi.as_view(), name="memory-records"),
-    path("memory/records/<uuid:record_id>", RecordDetailApi.as_view(), name="memory-record"),
+    path("memory/records/<uuid:memory_id>", RecordDetailApi.as_view(), name="memory-record"),
     path(
-        "memory/records/<uuid:record_id>/history",
+        "memory/records/<uuid:memory_id>/history",
         RecordHistoryApi.as_view(),
         name="memory-record-history",
     ),
