@@ -14,12 +14,13 @@ Hybrid search fuses the vector and full-text rankings by reciprocal rank fusion,
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
-from django.db import connection, transaction
+from django.db import connection
 
 from lumina.memory.errors import InvalidInputError, RecordNotFoundError
 from lumina.memory.models.vectors import Collection, Distance, VectorRecord
@@ -137,6 +138,25 @@ def _similarity(distance: str, value: float) -> float:
     return -value
 
 
+Row = tuple[int, float, str, str, Any]  # pk, distance or rank, external id, text, metadata
+
+
+def _rows(cursor, sql: str, params: list[Any]) -> list[Row]:
+    """Rows of the one statement in ``sql`` that returns rows (the others set and reset
+    settings): one round trip whatever the number of statements."""
+    cursor.execute(sql, params)
+    while cursor.description is None:
+        if not cursor.cursor.nextset():
+            return []
+    rows = cursor.fetchall()
+    while cursor.cursor.nextset():
+        pass
+    return [
+        (pk, float(value), external_id, text, json.loads(meta) if isinstance(meta, str) else meta)
+        for pk, value, external_id, text, meta in rows
+    ]
+
+
 def _vector_ranking(
     collection: Collection,
     query: np.ndarray,
@@ -146,15 +166,20 @@ def _vector_ranking(
     condition: str,
     params: list[Any],
     filtered: bool,
-) -> tuple[list[tuple[int, float]], str]:
-    """(record id, distance) nearest first, and the plan used: "hnsw" or "exact"."""
+) -> tuple[list[Row], str]:
+    """Rows nearest first with their distance, and the plan used: "hnsw" or "exact".
+
+    Settings and the query travel as one multi-statement string: outside a transaction
+    it runs as one implicit transaction, so ``SET LOCAL`` lasts exactly that long; inside
+    one, the trailing statements put the settings back.
+    """
     table = VectorRecord._meta.db_table
     slot, dimension = collection.active_slot, collection.dimension
     operator = OPERATOR[collection.distance]
     column = f"vector_{slot}::vector({dimension})"
     where = f"collection_id = '{collection.id}'::uuid AND vector_{slot} IS NOT NULL AND {condition}"
     literal = vector_literal(query)
-    with transaction.atomic(), connection.cursor() as cursor:
+    with connection.cursor() as cursor:
         plan = "hnsw"
         if filtered:
             cursor.execute(
@@ -165,26 +190,34 @@ def _vector_ranking(
             if matching <= EXACT_BELOW:
                 plan = "exact"
         if plan == "hnsw":
-            settings = [f"SET LOCAL hnsw.ef_search = {int(ef_search)}"]
+            settings = {"hnsw.ef_search": str(int(ef_search))}
             if filtered:
                 # The planner underrates the graph walk under a filter; the walk is the
                 # plan we want once the filter is known not to be selective.
-                settings += [
-                    "SET LOCAL hnsw.iterative_scan = relaxed_order",
-                    f"SET LOCAL hnsw.max_scan_tuples = {MAX_SCAN_TUPLES}",
-                    "SET LOCAL enable_seqscan = off",
-                    "SET LOCAL enable_bitmapscan = off",
-                ]
-            cursor.execute("; ".join(settings))
+                settings.update(
+                    {
+                        "hnsw.iterative_scan": "relaxed_order",
+                        "hnsw.max_scan_tuples": str(MAX_SCAN_TUPLES),
+                        "enable_seqscan": "off",
+                        "enable_bitmapscan": "off",
+                    }
+                )
+            before = "".join(f"SET LOCAL {name} = {value}; " for name, value in settings.items())
+            after = (
+                "".join(f"; SET LOCAL {name} TO DEFAULT" for name in settings)
+                if connection.in_atomic_block
+                else ""
+            )
             # relaxed_order may hand rows back slightly out of order: sort the k again.
-            cursor.execute(
-                f"SELECT id, distance FROM (SELECT id, {column} {operator} %s::vector({dimension})"  # noqa: S608
-                f" AS distance FROM {table} WHERE {where} "
+            rows = _rows(
+                cursor,
+                f"{before}SELECT id, distance, external_id, text, metadata FROM ("  # noqa: S608
+                f"SELECT id, {column} {operator} %s::vector({dimension}) AS distance, "
+                f"external_id, text, metadata FROM {table} WHERE {where} "
                 f"ORDER BY {column} {operator} %s::vector({dimension}) LIMIT %s) AS hits "
-                f"ORDER BY distance, id",
+                f"ORDER BY distance, id{after}",
                 [literal, *params, literal, limit],
             )
-            rows = cursor.fetchall()
             if len(rows) < limit and filtered:
                 cursor.execute(
                     f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT %s) AS m",  # noqa: S608
@@ -192,37 +225,35 @@ def _vector_ranking(
                 )
                 if cursor.fetchone()[0] > len(rows):
                     plan = "exact"
-            # Back to the session's settings: the caller's transaction may go on.
-            cursor.execute(
-                "; ".join(f"{setting.split(' = ')[0]} TO DEFAULT" for setting in settings)
-            )
             if plan == "hnsw":
-                return [(row[0], float(row[1])) for row in rows], plan
+                return rows, plan
         # Adding zero keeps the planner off the index: an exact sort of the matches.
-        cursor.execute(
-            f"SELECT id, ({column} {operator} %s::vector({dimension})) + 0 AS distance "  # noqa: S608
-            f"FROM {table} WHERE {where} ORDER BY distance, id LIMIT %s",
+        return _rows(
+            cursor,
+            f"SELECT id, ({column} {operator} %s::vector({dimension})) + 0 AS distance, "  # noqa: S608
+            f"external_id, text, metadata FROM {table} WHERE {where} "
+            f"ORDER BY distance, id LIMIT %s",
             [literal, *params, limit],
-        )
-        return [(row[0], float(row[1])) for row in cursor.fetchall()], plan
+        ), plan
 
 
 def _text_ranking(
     collection: Collection, text: str, *, limit: int, condition: str, params: list[Any]
-) -> list[tuple[int, float]]:
-    """(record id, ts_rank_cd) best first. Any query word may match (OR), so a question
+) -> list[Row]:
+    """Rows best first with their ts_rank_cd. Any query word may match (OR), so a question
     phrased in full still finds the records that share some of its words."""
     table = VectorRecord._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT r.id, ts_rank_cd(r.search, q.query) AS rank FROM {table} r, "  # noqa: S608
+        return _rows(
+            cursor,
+            f"SELECT r.id, ts_rank_cd(r.search, q.query) AS rank, r.external_id, r.text, "  # noqa: S608
+            f"r.metadata FROM {table} r, "
             f"(SELECT NULLIF(replace(plainto_tsquery('english', %s)::text, ' & ', ' | '), '')"
             f"::tsquery AS query) q "
             f"WHERE r.collection_id = %s AND r.search @@ q.query AND {condition} "
             f"ORDER BY rank DESC, r.id LIMIT %s",
             [text, collection.id, *params, limit],
         )
-        return [(row[0], float(row[1])) for row in cursor.fetchall()]
 
 
 def _vectors_of(collection: Collection, ids: list[int]) -> dict[int, np.ndarray]:
@@ -329,7 +360,7 @@ def vectors_search(
             )
 
     depth = k if mode == "vector" and not mmr else pool
-    rankings: dict[str, list[tuple[int, float]]] = {}
+    rankings: dict[str, list[Row]] = {}
     plan = "none"
     if query_vector is not None:
         rankings["vector"], plan = _vector_ranking(
@@ -351,8 +382,11 @@ def vectors_search(
         )
 
     per_record: dict[int, dict[str, RetrieverScore]] = {}
+    records: dict[int, Row] = {}
     for name, ranking in rankings.items():
-        for rank, (pk, value) in enumerate(ranking, start=1):
+        for rank, row in enumerate(ranking, start=1):
+            pk, value = row[0], row[1]
+            records[pk] = row
             if name == "vector":
                 score = RetrieverScore(
                     rank=rank, score=_similarity(collection.distance, value), distance=value
@@ -367,7 +401,7 @@ def vectors_search(
     }
     if len(rankings) == 1:
         only = next(iter(rankings))
-        order = [pk for pk, _ in rankings[only]]
+        order = [row[0] for row in rankings[only]]
         final = {pk: per_record[pk][only].score for pk in order}
     else:
         order = sorted(fused, key=lambda pk: (-fused[pk], pk))
@@ -382,24 +416,17 @@ def vectors_search(
         mmr_scores = dict(picked)
     order = order[:k]
 
-    records = {
-        row["id"]: row
-        for row in VectorRecord.objects.filter(id__in=order).values(
-            "id", "external_id", "text", "metadata"
-        )
-    }
     hits = tuple(
         VectorHit(
-            id=records[pk]["external_id"],
-            text=records[pk]["text"],
-            metadata=records[pk]["metadata"],
+            id=records[pk][2],
+            text=records[pk][3],
+            metadata=records[pk][4],
             score=float(final[pk]),
             retrievers=per_record[pk],
             rrf=float(fused[pk]) if len(rankings) > 1 else None,
             mmr=mmr_scores.get(pk),
         )
         for pk in order
-        if pk in records
     )
     return SearchResult(
         collection=collection.name,
