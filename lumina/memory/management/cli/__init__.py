@@ -12,6 +12,10 @@ STATS: list[Callable[[], list[str]]] = []
 AREAS: list = []
 
 # --- Vectors (mv) ----------------------------------------------------------------------
+from lumina.memory.management.cli import vectors as _vectors  # noqa: E402
+
+AREAS.append(_vectors)
+STATS.append(_vectors.stats_lines)
 
 # --- Memory records, import, consolidate, purge (mc) --------------------------------------
 from lumina.memory.management.cli import records as _records  # noqa: E402
