@@ -27,6 +27,7 @@ from django.urls import URLResolver, reverse
 from django.utils import timezone
 
 from lumina.kernel.permissions import catalogue
+from lumina.memory.models.records import ExtractionError, MemoryRecord, ScopePolicy
 from lumina.providers.models.registry import Price
 from lumina.providers.models.usage import Budget, DailyUsage, UsageRecord
 from lumina.security.admin_site import LuminaAdminSite
@@ -91,6 +92,15 @@ ADMIN: dict[str, AdminPermissions] = {
         delete="providers.change",
     ),
 }
+# Memories: people see their own (everyone's with memory.manage); changes go through
+# the API and CLI, which keep history.
+ADMIN.update(
+    {
+        "memory.memoryrecord": P(view="memory.read"),
+        "memory.extractionerror": P(view="memory.read"),
+        "memory.scopepolicy": P(view="memory.read"),
+    }
+)
 STANDARD_PAGES = ("changelist", "add", "history", "delete", "change")
 # Pages a model admin adds to the standard ones, and the access each needs.
 CUSTOM_PAGES: dict[str, dict[str, str]] = {
@@ -176,6 +186,20 @@ def _object(label: str, owner):
             scope="user", subject_id=owner.pk, limit_usd=1
         ),
     }
+    makers.update(
+        {
+            "memory.memoryrecord": lambda: MemoryRecord.objects.create(
+                owner_id=owner.pk, layer="semantic", text="Walker lives in Porto",
+                fact_key="walker|lives_in", label="porto",
+            ),
+            "memory.extractionerror": lambda: ExtractionError.objects.create(
+                owner_id=owner.pk, extractor="llm", error="malformed answer"
+            ),
+            "memory.scopepolicy": lambda: ScopePolicy.objects.create(
+                owner_id=owner.pk, scope="session", ttl_days=7
+            ),
+        }
+    )  # fmt: skip
     return makers[label]()
 
 
