@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
@@ -125,6 +127,33 @@ def _information(sentence: str) -> float:
     return min(1.0, 0.25 * min(numbers, 2) + 0.2 * min(names, 3))
 
 
+# Sentence vectors kept between calls: a growing conversation is compressed again at
+# every turn, and its older sentences are the same each time. LRU, ~1.5 KB a sentence.
+EMBEDDING_CACHE_SIZE = 20_000
+_vectors: OrderedDict[str, np.ndarray] = OrderedDict()
+_vectors_lock = threading.Lock()
+
+
+def embed_sentences(texts: list[str]) -> np.ndarray:
+    """Unit vectors of ``texts`` (rows), embedding only those not seen lately."""
+    known: dict[str, np.ndarray] = {}
+    with _vectors_lock:
+        for text in texts:
+            vector = _vectors.get(text)
+            if vector is not None:
+                _vectors.move_to_end(text)
+                known[text] = vector
+    missing = list(dict.fromkeys(t for t in texts if t not in known))
+    if missing:
+        fresh = _unit_rows(np.asarray(providers.embed(missing, actor=MEMORY), dtype=np.float32))
+        known.update(zip(missing, fresh, strict=True))
+        with _vectors_lock:
+            _vectors.update(zip(missing, fresh, strict=True))
+            while len(_vectors) > EMBEDDING_CACHE_SIZE:
+                _vectors.popitem(last=False)
+    return np.vstack([known[text] for text in texts])
+
+
 def _jaccard(a: set[str], b: set[str]) -> float:
     return len(a & b) / len(a | b) if a and b else 0.0
 
@@ -142,7 +171,7 @@ class _Similarity:
         question_words = _words(question or "")
         texts = sentences + ([question] if question else [])
         try:
-            vectors = _unit_rows(np.asarray(providers.embed(texts, actor=MEMORY), dtype=float))
+            vectors = embed_sentences(texts)
         except ApplicationError as error:
             logger.warning("extractive summary without embeddings", code=error.code)
             vectors = None
