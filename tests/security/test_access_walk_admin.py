@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from lumina.kernel.permissions import catalogue
 from lumina.memory.models.records import ExtractionError, MemoryRecord, ScopePolicy
+from lumina.memory.models.vectors import Collection, VectorRecord
 from lumina.providers.models.registry import Price
 from lumina.providers.models.usage import Budget, DailyUsage, UsageRecord
 from lumina.security.admin_site import LuminaAdminSite
@@ -99,6 +100,16 @@ ADMIN.update(
         "memory.memoryrecord": P(view="memory.read"),
         "memory.extractionerror": P(view="memory.read"),
         "memory.scopepolicy": P(view="memory.read"),
+    }
+)
+# Vector collections: created, changed and deleted through the services (the HNSW index);
+# records are read-only here.
+ADMIN.update(
+    {
+        "memory.collection": P(
+            view="memory.read", add="memory.write", change="memory.write", delete="memory.write"
+        ),
+        "memory.vectorrecord": P(view="memory.read"),
     }
 )
 STANDARD_PAGES = ("changelist", "add", "history", "delete", "change")
@@ -200,6 +211,16 @@ def _object(label: str, owner):
             ),
         }
     )  # fmt: skip
+
+    def collection() -> Collection:
+        return Collection.objects.create(
+            name=f"walk-{uuid.uuid4().hex[:8]}", owner_id=owner.pk, embedding_model="", dimension=2
+        )
+
+    makers["memory.collection"] = collection
+    makers["memory.vectorrecord"] = lambda: VectorRecord.objects.create(
+        collection=collection(), external_id="w", vector_0=[1.0, 0.0]
+    )
     return makers[label]()
 
 
