@@ -7,6 +7,7 @@ user's forever; all fade with a half-life of 180 days. Pinned blocks never expir
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 
 from django.db import transaction
@@ -31,8 +32,23 @@ def scope_of(*, agent_id: str, session_id: str) -> str:
     return ScopeKind.SESSION if session_id else ScopeKind.AGENT if agent_id else ScopeKind.USER
 
 
-def policies_for(owner_id: uuid.UUID) -> dict[str, ScopePolicyDTO]:
+# Searches read the policies on every call; they change rarely, and a change made here
+# drops this process's copy at once (other processes' within CACHE_SECONDS).
+CACHE_SECONDS = 10.0
+_cache: dict[uuid.UUID, tuple[float, dict[str, ScopePolicyDTO]]] = {}
+
+
+def policies_for(owner_id: uuid.UUID, *, cached: bool = False) -> dict[str, ScopePolicyDTO]:
     """The owner's policy for every scope kind (stored rows over the defaults)."""
+    if cached:
+        hit = _cache.get(owner_id)
+        if hit is not None and time.monotonic() - hit[0] < CACHE_SECONDS:
+            return hit[1]
+        found = policies_for(owner_id)
+        if len(_cache) > 10_000:
+            _cache.clear()
+        _cache[owner_id] = (time.monotonic(), found)
+        return found
     stored = {row.scope: row for row in ScopePolicy.objects.filter(owner_id=owner_id)}
     found = {}
     for scope in ScopeKind.values:
@@ -77,6 +93,7 @@ def scope_policy_set(
         raise InvalidInputError("ttl_days", f"Between 0 (excluded) and {MAX_DAYS:g} days.")
     if not 0 < half_life_days <= MAX_DAYS:
         raise InvalidInputError("half_life_days", f"Between 0 (excluded) and {MAX_DAYS:g} days.")
+    _cache.pop(owner_id, None)
     with transaction.atomic():
         ScopePolicy.objects.update_or_create(
             owner_id=owner_id,

@@ -363,7 +363,7 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
         .annotate(has_embedding=ExpressionWrapper(Q(embedding__isnull=False), BooleanField()))
         .defer("embedding")
     }
-    policies = policy.policies_for(owner_id)
+    policies = policy.policies_for(owner_id, cached=True)
     hits: list[MemoryHit] = []
     for record_id, fused_score in fused.items():
         row = rows.get(record_id)
