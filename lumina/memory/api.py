@@ -267,6 +267,47 @@ def scope_policy_set(
 
 
 # --- Compression, auto-recording (mx) ----------------------------------------------------
+# Compression of chat messages to a token budget (segments that expand to their turns),
+# and episodic summaries of sessions.
+
+from lumina.memory.services import compression as _compression  # noqa: E402
+from lumina.memory.services import episodes as _episodes  # noqa: E402
+from lumina.memory.services.compression import (  # noqa: E402
+    CompressionDTO,
+    ExpandedDTO,
+    SegmentDTO,
+)
+
+__all__ += [
+    "CompressionDTO",
+    "ExpandedDTO",
+    "SegmentDTO",
+    "context_compress",
+    "segment_expand",
+    "session_summarize",
+]
+
+
+def context_compress(
+    *, actor: _Actor, messages: list[dict], budget: int, **options: _Any
+) -> CompressionDTO:
+    """Fit chat ``messages`` into ``budget`` tokens. Options: keep_recent, pinned, session,
+    memories (add relevant memories), summary ("auto", "llm", "extractive")."""
+    return _compression.context_compress(actor=actor, messages=messages, budget=budget, **options)
+
+
+def segment_expand(*, actor: _Actor, segment_id: _uuid.UUID, recursive: bool = True) -> ExpandedDTO:
+    """The original messages a compression segment replaced (nested ones too)."""
+    return _compression.segment_expand(actor=actor, segment_id=segment_id, recursive=recursive)
+
+
+def session_summarize(
+    *, actor: _Actor, session_id: str, user_id: _uuid.UUID | None = None, summary: str = "auto"
+) -> MemoryRecordDTO:
+    """An episodic summary of a session (recursive for long ones), made or updated now."""
+    return _episodes.session_summarize(
+        actor=actor, session_id=session_id, user_id=user_id, method=summary
+    )
 
 
 # --- Topics and graph (mg) -------------------------------------------------------------
