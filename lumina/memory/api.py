@@ -311,3 +311,57 @@ def session_summarize(
 
 
 # --- Topics and graph (mg) -------------------------------------------------------------
+
+from lumina.memory.services import topics as _topics  # noqa: E402
+from lumina.memory.topics_types import (  # noqa: E402
+    Graph,
+    GraphEdge,
+    GraphNode,
+    TopicDTO,
+    TopicExtraction,
+    TopicMemberDTO,
+)
+
+__all__ += [
+    "Graph",
+    "GraphEdge",
+    "GraphNode",
+    "TopicDTO",
+    "TopicExtraction",
+    "TopicMemberDTO",
+    "graph_get",
+    "topic_get",
+    "topic_members",
+    "topics_extract",
+    "topics_list",
+]
+
+
+def topics_extract(
+    *, actor: _Actor, scope: str = "user", key: str = "", user_id: _uuid.UUID | None = None
+) -> TopicExtraction:
+    """Cluster a scope's records (user, agent, session, or a collection by name) into
+    topics now, replacing the scope's previous topics."""
+    return _topics.topics_extract(actor=actor, scope=scope, key=key, user_id=user_id)
+
+
+def topics_list(
+    *, actor: _Actor, scope: str = "user", key: str = "", user_id: _uuid.UUID | None = None
+) -> list[TopicDTO]:
+    """A scope's topics, parents first."""
+    return _topics.topics_get(actor=actor, scope=scope, key=key, user_id=user_id)
+
+
+def topic_get(*, actor: _Actor, topic_id: _uuid.UUID) -> TopicDTO:
+    return _topics.topic_get(actor=actor, topic_id=topic_id)
+
+
+def topic_members(*, actor: _Actor, topic_id: _uuid.UUID, limit: int = 100) -> list[TopicMemberDTO]:
+    """A topic's records, closest to its centre first."""
+    return _topics.topic_members_get(actor=actor, topic_id=topic_id, limit=limit)
+
+
+def graph_get(*, actor: _Actor, user_id: _uuid.UUID | None = None, **options: _Any) -> Graph:
+    """The entity graph. Options: session_id, entity (and its neighbours), min_weight,
+    kinds (relation kinds), limit (entities)."""
+    return _topics.graph_get(actor=actor, user_id=user_id, **options)

@@ -541,7 +541,9 @@ def _clean_name(raw: str) -> str:
 
 def _sentence_starts(text: str) -> set[int]:
     starts = {0}
-    for match in re.finditer(r"[.!?]\s+|\n+|[\"“(]\s*", text):
+    # "Dr. Okafor": the period of a title ends no sentence.
+    ends = r"(?<!\bDr)(?<!\bMr)(?<!\bMs)(?<!\bMrs)(?<!\bProf)(?<!\bSt)[.!?]\s+"
+    for match in re.finditer(ends + r"|\n+|[\"“(]\s*", text):
         starts.add(match.end())
     return starts
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 
@@ -26,6 +27,7 @@ from lumina.memory.services.entity_extraction import (
     MalformedExtraction,
     extract,
     llm_prompt,
+    normalize,
     parse_llm_answer,
 )
 
@@ -167,9 +169,9 @@ def graph_index_records(
 
 def _index_chunk(record_ids: Sequence[uuid.UUID], llm: LlmCall | None) -> GraphIndexResult:
     records = list(
-        MemoryRecord.objects.filter(id__in=record_ids, layer__in=INDEXED_LAYERS).only(
-            "id", "owner_id", "text", "speaker", "occurred_at"
-        )
+        MemoryRecord.objects.filter(id__in=record_ids, layer__in=INDEXED_LAYERS)
+        .only("id", "owner_id", "text", "speaker", "occurred_at", "layer", "session_id")
+        .order_by("occurred_at", "recorded_at", "id")
     )
     if not records:
         return GraphIndexResult(0, 0, 0, 0, 0)
@@ -258,7 +260,8 @@ def _index_chunk(record_ids: Sequence[uuid.UUID], llm: LlmCall | None) -> GraphI
             ],
             ignore_conflicts=True,
         )
-        _recount(entity_ids=set(ids.values()), relation_ids=set(relation_ids.values()))
+        context = _context_mentions(records)
+        _recount(entity_ids=set(ids.values()) | context, relation_ids=set(relation_ids.values()))
         if errors:
             ExtractionError.objects.bulk_create(errors)
     return GraphIndexResult(
@@ -268,6 +271,67 @@ def _index_chunk(record_ids: Sequence[uuid.UUID], llm: LlmCall | None) -> GraphI
         relations=len(relation_ids),
         extraction_errors=len(errors),
     )
+
+
+# A turn that says "she", "they" or "there" most likely means someone or somewhere the
+# turns just before it named ("My sister Clara got the job" … "She's moving there").
+PRONOUN = re.compile(r"\b(?:he|she|him|her|his|hers|they|them|their|there)\b", re.I)
+CONTEXT_TURNS = 2
+CONTEXT_WEIGHT = 0.5
+
+
+def _context_mentions(records: Sequence[MemoryRecord]) -> set[uuid.UUID]:
+    """Weighted mentions of what the previous turns of the session named, for turns that
+    refer back by pronoun; returns the entities it touched."""
+    referring = [
+        r for r in records if r.layer == Layer.WORKING and r.session_id and PRONOUN.search(r.text)
+    ]
+    if not referring:
+        return set()
+    sessions: dict[tuple[uuid.UUID, str], list[dict]] = {}
+    for row in (
+        MemoryRecord.objects.filter(
+            owner_id__in={r.owner_id for r in referring},
+            session_id__in={r.session_id for r in referring},
+            layer=Layer.WORKING,
+        )
+        .order_by("occurred_at", "recorded_at", "id")
+        .values("id", "owner_id", "session_id", "speaker")
+    ):
+        sessions.setdefault((row["owner_id"], row["session_id"]), []).append(row)
+    before: dict[uuid.UUID, list[uuid.UUID]] = {}
+    speakers: dict[uuid.UUID, set[str]] = {}
+    for record in referring:
+        turns = sessions.get((record.owner_id, record.session_id), [])
+        position = next((i for i, t in enumerate(turns) if t["id"] == record.id), None)
+        if position:
+            before[record.id] = [
+                t["id"] for t in turns[max(0, position - CONTEXT_TURNS) : position]
+            ]
+            speakers[record.id] = {normalize(t["speaker"]) for t in turns if t["speaker"]}
+    named: dict[uuid.UUID, set[tuple[uuid.UUID, str]]] = {}
+    for record_id, entity_id, key in EntityMention.objects.filter(
+        record_id__in={i for ids in before.values() for i in ids}, weight=1.0
+    ).values_list("record_id", "entity_id", "entity__key"):
+        named.setdefault(record_id, set()).add((entity_id, key))
+    own: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for record_id, entity_id in EntityMention.objects.filter(
+        record_id__in=list(before)
+    ).values_list("record_id", "entity_id"):
+        own.setdefault(record_id, set()).add(entity_id)
+    mentions = [
+        EntityMention(entity_id=entity_id, record_id=record_id, weight=CONTEXT_WEIGHT)
+        for record_id, previous in before.items()
+        for entity_id in {
+            entity_id
+            for prior in previous
+            for entity_id, key in named.get(prior, ())
+            if key not in speakers[record_id]
+        }
+        - own.get(record_id, set())
+    ]
+    EntityMention.objects.bulk_create(mentions, ignore_conflicts=True)
+    return {m.entity_id for m in mentions}
 
 
 _RECOUNT_ENTITIES = """

@@ -10,9 +10,9 @@ in ``graph`` mode runs hybrid search first; this module then
 2. adds their neighbours through typed relations ("family", "lives_in" …) at half weight;
 3. collects the other records that mention any of them, within the same eligible set the
    search used (owner, scope, filters, ``as_of``), with a link score per record;
-4. ranks the union of hybrid candidates and linked records by similarity to the question
-   lifted by the link score, and fuses that ranking with the hybrid one by reciprocal
-   rank fusion, so the hybrid top stays on top and linked evidence climbs.
+4. ranks the linked records by link strength and closeness to the question, and fuses
+   that ranking with the hybrid one by reciprocal rank fusion: linked evidence climbs,
+   everything else keeps the order hybrid search gave it.
 
 Each result says which entities linked it and from which hits. Plain hybrid search never
 calls this module: all graph work is here.
@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from django.db import connection
 from django.db.models import QuerySet
 
-from lumina.memory.models.records import MemoryRecord
+from lumina.memory.models.records import Layer, MemoryRecord
 from lumina.memory.models.topics import Entity, EntityMention, Relation
 from lumina.memory.services.entity_extraction import extract, normalize
 
@@ -42,9 +42,13 @@ QUERY_ENTITY_WEIGHT = 1.5
 # An entity named by more than this share of the owner's records links nothing.
 MAX_ENTITY_SHARE = 0.2
 MAX_LINKED = 200
+# Turns on each side of a hit in its session, and how much being next to one counts
+# (times the strongest entity's weight, halved per step away).
+NEIGHBOURS = 2
+NEIGHBOUR_LINK = 0.5
 RRF_K = 60
-GRAPH_WEIGHT = 1.0
-LINK_LIFT = 0.5
+GRAPH_WEIGHT = 0.5
+MIN_CLOSENESS = 0.05
 # Relations that say something about how two entities are connected; co-mention is
 # already the mention walk itself.
 CO_MENTION = ("mentioned_with", "mentions")
@@ -90,6 +94,27 @@ def _similarities(
         return {row[0]: float(row[1]) for row in cursor.fetchall()}
 
 
+def _neighbours(
+    seeds: Sequence[uuid.UUID], eligible: QuerySet[MemoryRecord]
+) -> dict[uuid.UUID, float]:
+    """The turns just before and after each seed in its session, weighted by the seed's rank."""
+    found: dict[uuid.UUID, float] = {}
+    rows = MemoryRecord.objects.filter(id__in=seeds).exclude(session_id="")
+    for seed in rows.values("id", "owner_id", "session_id", "occurred_at"):
+        strength = 1.0 / (1 + seeds.index(seed["id"]))
+        same = eligible.filter(session_id=seed["session_id"], layer=Layer.WORKING).exclude(
+            id__in=seeds
+        )
+        earlier = same.filter(occurred_at__lt=seed["occurred_at"]).order_by("-occurred_at")
+        later = same.filter(occurred_at__gt=seed["occurred_at"]).order_by("occurred_at")
+        for side in (earlier, later):
+            for distance, record_id in enumerate(
+                side.values_list("id", flat=True)[:NEIGHBOURS], start=1
+            ):
+                found[record_id] = max(found.get(record_id, 0.0), strength / distance)
+    return found
+
+
 def graph_search(
     *,
     owner_id: uuid.UUID,
@@ -105,6 +130,7 @@ def graph_search(
     already applied); nothing outside it is read or returned.
     """
     seeds = list(hybrid[:SEEDS])
+    neighbours_of: dict[uuid.UUID, bool] = {}
     hybrid_rank = {record_id: rank for rank, record_id in enumerate(hybrid, start=1)}
     total = max(eligible.count(), 1)
     cap = max(3, int(total * MAX_ENTITY_SHARE))
@@ -150,47 +176,59 @@ def graph_search(
     link: dict[uuid.UUID, float] = defaultdict(float)
     via: dict[uuid.UUID, list[uuid.UUID]] = defaultdict(list)
     if weight:
-        for entity_id, record_id in (
+        for entity_id, record_id, strength in (
             EntityMention.objects.filter(entity_id__in=list(weight))
             .filter(record_id__in=eligible.values("id"))
             .exclude(record_id__in=seeds)
-            .values_list("entity_id", "record_id")
+            .values_list("entity_id", "record_id", "weight")
         ):
-            link[record_id] += weight[entity_id]
+            link[record_id] += weight[entity_id] * strength
             via[record_id].append(entity_id)
+    # The turns around a hit in its session: an answer often sits right after its question.
+    top_weight = max(weight.values(), default=1.0)
+    for record_id, strength in _neighbours(seeds, eligible).items():
+        link[record_id] += NEIGHBOUR_LINK * top_weight * strength
+        neighbours_of[record_id] = True
     linked = sorted(link, key=lambda r: (-link[r], str(r)))[:MAX_LINKED]
 
-    pool = list(dict.fromkeys([*hybrid, *linked]))
-    similarity = _similarities(pool, query_embedding)
+    # The graph's own ranking holds only linked records, by how strongly they are linked
+    # and how close they are to the question; fused with the hybrid ranking, it lifts
+    # linked evidence and leaves the order of everything else as hybrid search had it.
+    similarity = _similarities(linked, query_embedding)
     top_link = max((link[r] for r in linked), default=0.0) or 1.0
     graph_score = {}
-    for record_id in pool:
-        lift = 1.0 + LINK_LIFT * math.sqrt(link.get(record_id, 0.0) / top_link)
-        base = similarity.get(record_id)
-        if base is None:  # no embedding yet: rank by the hybrid order alone
-            base = 1.0 / (1 + hybrid_rank.get(record_id, len(pool)))
-        graph_score[record_id] = max(base, 0.0) * lift
-    graph_order = sorted(pool, key=lambda r: (-graph_score[r], str(r)))
+    for record_id in linked:
+        closeness = similarity.get(record_id)
+        if closeness is None:  # no embedding yet: the link alone
+            closeness = MIN_CLOSENESS
+        graph_score[record_id] = max(closeness, MIN_CLOSENESS) * math.sqrt(
+            link[record_id] / top_link
+        )
+    graph_order = sorted(linked, key=lambda r: (-graph_score[r], str(r)))
     graph_rank = {record_id: rank for rank, record_id in enumerate(graph_order, start=1)}
 
+    pool = list(dict.fromkeys([*hybrid, *linked]))
     fused = {}
     for record_id in pool:
-        score = GRAPH_WEIGHT / (RRF_K + graph_rank[record_id])
+        score = 0.0
         if record_id in hybrid_rank:
             score += 1.0 / (RRF_K + hybrid_rank[record_id])
+        if record_id in graph_rank:
+            score += GRAPH_WEIGHT / (RRF_K + graph_rank[record_id])
         fused[record_id] = score
     ordered = sorted(pool, key=lambda r: (-fused[r], str(r)))[:k]
 
     def names(record_id: uuid.UUID) -> tuple[str, ...]:
         found = sorted(via.get(record_id, []), key=lambda e: -weight[e])
-        return tuple(entities[e]["name"] for e in found)
+        named = tuple(entities[e]["name"] for e in found)
+        return (*named, "the turns around a hit") if record_id in neighbours_of else named
 
     return [
         GraphRanked(
             record_id=record_id,
             score=round(fused[record_id], 6),
             hybrid_rank=hybrid_rank.get(record_id),
-            graph_score=round(graph_score[record_id], 6),
+            graph_score=round(graph_score.get(record_id, 0.0), 6),
             link=round(link.get(record_id, 0.0), 6),
             via=names(record_id),
             seeds=tuple(

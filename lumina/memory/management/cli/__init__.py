@@ -24,3 +24,7 @@ AREAS.append(_records)
 STATS.append(_records.stats_lines)
 
 # --- Topics and graph (mg) -------------------------------------------------------------
+from lumina.memory.management.cli import topics as _topics  # noqa: E402
+
+AREAS.append(_topics)
+STATS.append(_topics.stats_lines)
