@@ -42,7 +42,9 @@ def embed_texts(texts: list[str], *, actor: Actor, model: str) -> list[list[floa
     except ApplicationError as error:
         raise _translate(error, model) from error
     except (OSError, TimeoutError) as error:
-        raise EmbeddingUnavailableError(f"The embedding model '{model}' is not available.") from error
+        raise EmbeddingUnavailableError(
+            f"The embedding model '{model}' is not available."
+        ) from error
     return _checked(vectors, len(texts), model)
 
 
@@ -54,5 +56,7 @@ async def embed_texts_async(texts: list[str], *, actor: Actor, model: str) -> li
     except ApplicationError as error:
         raise _translate(error, model) from error
     except (OSError, TimeoutError) as error:
-        raise EmbeddingUnavailableError(f"The embedding model '{model}' is not available.") from error
+        raise EmbeddingUnavailableError(
+            f"The embedding model '{model}' is not available."
+        ) from error
     return _checked(vectors, len(texts), model)

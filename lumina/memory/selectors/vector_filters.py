@@ -146,14 +146,9 @@ def _field(name: str, value: Any, where: str, state: _State, params: list[Any]) 
         elif operator in RANGE_OPERATORS:
             if isinstance(operand, bool) or not isinstance(operand, int | float | str):
                 raise InvalidInputError(here, f"{operator} compares with a number or a string.")
-            if (
-                isinstance(operand, float)
-                and operand != operand
-                or operand
-                in (
-                    float("inf"),
-                    float("-inf"),
-                )
+            if (isinstance(operand, float) and operand != operand) or operand in (
+                float("inf"),
+                float("-inf"),
             ):
                 raise InvalidInputError(here, f"{operator} needs a finite number.")
             params.append(f"{_jsonpath(path)} ? (@ {RANGE_OPERATORS[operator]} $v)")

@@ -22,17 +22,17 @@ from typing import Any
 import numpy as np
 from django.db import connection
 
+from lumina.memory.embedding import embed_texts
 from lumina.memory.errors import InvalidInputError, RecordNotFoundError
 from lumina.memory.models.vectors import Collection, Distance, VectorRecord
-from lumina.memory.services.embedding import embed_texts
-from lumina.memory.services.vector_filters import compile_filter
-from lumina.memory.services.vectors import (
+from lumina.memory.selectors.vector_access import (
     OPERATOR,
     collection_info,
     collection_resolve,
     vector_literal,
     vector_validate,
 )
+from lumina.memory.selectors.vector_filters import compile_filter
 from lumina.memory.vector_types import (
     CollectionInfo,
     RetrieverScore,

@@ -1,0 +1,95 @@
+"""Who may see a collection, and the checks every vector goes through.
+
+Shared by the read queries and the write use-cases: another user's collection is "not
+found" to a caller without ``memory.manage``, the same answer as a missing one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import numpy as np
+
+from lumina.memory.errors import CollectionNotFoundError, InvalidInputError
+from lumina.memory.models.vectors import Collection, Distance
+from lumina.memory.vector_types import CollectionInfo
+from lumina.security.api import Actor, authorize, require
+
+OPERATOR = {Distance.COSINE: "<=>", Distance.L2: "<->", Distance.IP: "<#>"}
+
+
+# --- Access -----------------------------------------------------------------------------
+
+
+def may_manage(actor: Actor) -> bool:
+    return bool(authorize(actor, "memory.manage"))
+
+
+def collection_resolve(
+    *, actor: Actor, ref: str | uuid.UUID, action: str, lock: bool = False
+) -> Collection:
+    """The collection ``ref`` names (the caller's own by name, or any visible one by id).
+
+    ``require`` raises 403 for a caller without ``action``; a collection the caller may
+    not see is 404, the same as one that does not exist.
+    """
+    require(actor, action)
+    queryset = Collection.objects.select_for_update() if lock else Collection.objects.all()
+    try:
+        key = ref if isinstance(ref, uuid.UUID) else uuid.UUID(str(ref))
+    except ValueError:
+        key = None
+    found = None
+    if key is not None:
+        found = queryset.filter(id=key).first()
+    if found is None and actor.user_id is not None:
+        found = queryset.filter(owner_id=actor.user_id, name=str(ref)).first()
+    if found is None or (found.owner_id != actor.user_id and not may_manage(actor)):
+        raise CollectionNotFoundError(str(ref)[:100])
+    return found
+
+
+def collection_info(collection: Collection) -> CollectionInfo:
+    return CollectionInfo(
+        id=collection.id,
+        name=collection.name,
+        owner_id=collection.owner_id,
+        description=collection.description,
+        embedding_model=collection.embedding_model,
+        dimension=collection.dimension,
+        distance=collection.distance,
+        hnsw_m=collection.hnsw_m,
+        hnsw_ef_construction=collection.hnsw_ef_construction,
+        default_ef_search=collection.default_ef_search,
+        record_count=collection.record_count,
+        metadata_fields=tuple(collection.metadata_fields),
+        reembedding_to=collection.pending_model or None,
+        created_at=collection.created_at,
+        updated_at=collection.updated_at,
+    )
+
+
+def vector_validate(value: Any, *, dimension: int, field: str = "vector") -> np.ndarray:
+    """``value`` as float32, or a 400 naming ``field``: wrong length, NaN, inf, non-numbers."""
+    if not isinstance(value, list | tuple | np.ndarray):
+        raise InvalidInputError(field, "A vector is a list of numbers.")
+    if len(value) != dimension:
+        raise InvalidInputError(
+            field, f"The vector has {len(value)} dimensions; the collection takes {dimension}."
+        )
+    if not isinstance(value, np.ndarray) and any(
+        isinstance(x, bool) or not isinstance(x, int | float) for x in value
+    ):
+        raise InvalidInputError(field, "A vector holds numbers only.")
+    with np.errstate(over="ignore"):
+        array = np.asarray(value, dtype=np.float32)
+    if not np.isfinite(array).all():
+        raise InvalidInputError(
+            field, "The vector holds NaN or an infinite value (or one too large for float32)."
+        )
+    return array
+
+
+def vector_literal(array: np.ndarray) -> str:
+    return "[" + ",".join(repr(float(x)) for x in array.tolist()) + "]"
