@@ -118,3 +118,29 @@ def test_bad_input_and_other_peoples_sessions(people):
         actor=actor_as(people.admin), session_id="mine", user_id=people.developer.pk
     )
     assert summary.owner_id == people.developer.pk
+
+
+SUMMARIZE = "/api/v1/memory/sessions/summarize"
+
+
+def test_summarize_over_rest_and_who_may(people):
+    from rest_framework.test import APIClient
+
+    from tests.memory.conftest import client_as
+
+    record_session(actor_as(people.developer), "trip", 5)
+    body = {"session_id": "trip"}
+    assert APIClient().post(SUMMARIZE, body, format="json").status_code in (401, 403)
+    for user in (people.nobody, people.staff, people.viewer):
+        assert client_as(user).post(SUMMARIZE, body, format="json").status_code == 403
+    response = client_as(people.developer).post(SUMMARIZE, body, format="json")
+    assert response.status_code == 200, response.content
+    assert response.json()["layer"] == "episodic"
+    assert len(response.json()["provenance"]) == 5
+    aimed = {"session_id": "trip", "user_id": str(people.developer.pk)}
+    response = client_as(people.other_developer).post(SUMMARIZE, aimed, format="json")
+    assert response.status_code == 403
+    assert client_as(people.admin).post(SUMMARIZE, aimed, format="json").status_code == 200
+    bad = client_as(people.developer).post(SUMMARIZE, {"session_id": ""}, format="json")
+    assert bad.status_code == 400
+    assert set(bad.json()["error"]["fields"]) == {"session_id"}

@@ -186,6 +186,7 @@ ROUTES: dict[tuple[str, str], str] = {
     ("DELETE", "api/v1/providers/budgets/<uuid:budget_id>"): "providers.change",
     ("POST", "api/v1/compression/compress"): "memory.write",
     ("GET", "api/v1/compression/segments/<uuid:segment_id>/expand"): "memory.read",
+    ("POST", "api/v1/memory/sessions/summarize"): "memory.write",
 }
 
 
@@ -262,6 +263,7 @@ BODIES[("POST", "api/v1/compression/compress")] = {
     "messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"}],
     "budget": 100,
 }
+BODIES[("POST", "api/v1/memory/sessions/summarize")] = {"session_id": "walked"}
 
 
 def _own_segment(user) -> dict[str, str]:

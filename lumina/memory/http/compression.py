@@ -1,4 +1,5 @@
-"""REST for compression: fit messages into a token budget; expand a replaced stretch."""
+"""REST for compression (fit messages into a token budget; expand a replaced stretch) and
+episodic session summaries."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from rest_framework import serializers
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from lumina.memory.http.records import USER_HELP, RecordOutput
 from lumina.memory.services.compression import (
     MAX_BUDGET,
     CompressionDTO,
@@ -15,6 +17,7 @@ from lumina.memory.services.compression import (
     context_compress,
     segment_expand,
 )
+from lumina.memory.services.episodes import session_summarize
 from lumina.security.api import actor_of
 
 
@@ -180,11 +183,44 @@ class ExpandApi(APIView):
         return Response(ExpandOutput(_expanded(result)).data)
 
 
+class SummarizeInput(serializers.Serializer):
+    session_id = serializers.CharField(max_length=200, help_text="The session to summarise.")
+    user_id = serializers.UUIDField(required=False, allow_null=True, help_text=USER_HELP)
+    summary = serializers.ChoiceField(
+        choices=["auto", "llm", "extractive"],
+        default="auto",
+        help_text="'auto': a chat model when a real one is configured, else extractive.",
+    )
+
+
+class SessionSummarizeApi(APIView):
+    """An episodic summary of a session, its turns as provenance; long sessions are
+    summarised by stretches, then the stretches' summaries. Summarising again after new
+    turns supersedes the previous summary (never deletes it)."""
+
+    @extend_schema(request=SummarizeInput, responses={200: RecordOutput})
+    def post(self, request):
+        data = SummarizeInput(data=request.data)
+        data.is_valid(raise_exception=True)
+        record = session_summarize(
+            actor=actor_of(request),
+            session_id=data.validated_data["session_id"],
+            user_id=data.validated_data.get("user_id"),
+            method=data.validated_data["summary"],
+        )
+        return Response(RecordOutput(record).data)
+
+
 urlpatterns = [
     path("compression/compress", CompressApi.as_view(), name="memory-compression-compress"),
     path(
         "compression/segments/<uuid:segment_id>/expand",
         ExpandApi.as_view(),
         name="memory-compression-expand",
+    ),
+    path(
+        "memory/sessions/summarize",
+        SessionSummarizeApi.as_view(),
+        name="memory-sessions-summarize",
     ),
 ]
