@@ -89,6 +89,8 @@ def test_jsonl_keeps_ids_times_and_extra_fields_as_metadata(people):
         ('{"text": "hi", "speaker": {"x": 1}}', "line 3.speaker", "string"),
         ("{not json", "line 3", "not JSON"),
         ("[1, 2]", "line 3", "object"),
+        ('{"text": "hi", "speaker": "a\\u0000b"}', "line 3.speaker", "NUL"),
+        ('{"text": "hi", "metadata": {"k": "\\u0000"}}', "line 3.metadata", "NUL"),
     ],
 )
 def test_one_bad_line_is_named_and_nothing_is_imported(people, line, field, words):

@@ -74,6 +74,8 @@ def test_a_turn_is_recorded_with_its_facts_and_announced(people):
         ({"text": "hi", "speaker": "s" * 201}, "speaker"),
         ({"speaker": "Ivy"}, "text"),
         ({"text": "hi", "user_id": "not-a-uuid"}, "user_id"),
+        ({"text": "hi", "metadata": {"a": "x\u0000y"}}, "metadata"),
+        ({"text": "hi", "speaker": "a\u0000b"}, "speaker"),
     ],
 )
 def test_bad_turns_are_400s_naming_the_field_and_store_nothing(people, body, field):

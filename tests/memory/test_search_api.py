@@ -148,6 +148,8 @@ def test_a_filter_on_a_field_no_record_has_is_a_400_naming_it(history):
         ({"query": "x", "occurred_after": "2024-01-01T00:00:00Z",
           "occurred_before": "2023-01-01T00:00:00Z"}, "occurred_after"),
         ({"k": 3}, "query"),
+        ({"query": "a\u0000b"}, "query"),
+        ({"query": "x", "filter": {"topic": "a\u0000"}}, "metadata"),
     ],
 )  # fmt: skip
 def test_bad_search_input_is_a_400_naming_the_field(history, body, field):
@@ -155,6 +157,12 @@ def test_bad_search_input_is_a_400_naming_the_field(history, body, field):
     assert response.status_code == 400, response.content
     fields = response.json()["error"]["fields"]
     assert any(name.startswith(field) for name in fields), fields
+
+
+@pytest.mark.parametrize("now", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
+def test_a_reference_time_at_the_calendars_edge_still_answers(history, now):
+    response = search(client_as(history), query="what did I do last spring in 2023?", now=now)
+    assert response.status_code == 200, response.content
 
 
 def test_expired_memories_leave_search_but_stay_until_purged(history):

@@ -166,11 +166,11 @@ class PolicyOutput(serializers.Serializer):
 # --- Input ------------------------------------------------------------------------------
 
 
-class OwnerInput(serializers.Serializer):
+class MemoryOwnerInput(serializers.Serializer):
     user_id = serializers.UUIDField(required=False, help_text=USER_HELP)
 
 
-class TurnInput(OwnerInput):
+class MemoryTurnInput(MemoryOwnerInput):
     text = serializers.CharField(max_length=MAX_TEXT, trim_whitespace=False)
     speaker = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     session_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
@@ -184,7 +184,7 @@ class TurnInput(OwnerInput):
     )
 
 
-class SearchInput(OwnerInput):
+class MemorySearchInput(MemoryOwnerInput):
     query = serializers.CharField(max_length=4000)
     k = serializers.IntegerField(min_value=1, max_value=MAX_K, default=10)
     mode = serializers.ChoiceField(choices=MODES, default="hybrid")
@@ -223,26 +223,26 @@ class SearchInput(OwnerInput):
     ef_search = serializers.IntegerField(min_value=10, max_value=1000, default=100)
 
 
-class PinnedCreateInput(OwnerInput):
+class MemoryPinnedCreateInput(MemoryOwnerInput):
     label = serializers.CharField(max_length=100)
     text = serializers.CharField(max_length=MAX_TEXT, trim_whitespace=False)
     agent_id = serializers.CharField(max_length=200, required=False, allow_blank=True, default="")
     metadata = serializers.DictField(required=False, default=dict)
 
 
-class PinnedUpdateInput(serializers.Serializer):
+class MemoryPinnedUpdateInput(serializers.Serializer):
     label = serializers.CharField(max_length=100, required=False)
     text = serializers.CharField(max_length=MAX_TEXT, required=False, trim_whitespace=False)
 
 
-class PolicyInput(OwnerInput):
+class MemoryPolicyInput(MemoryOwnerInput):
     ttl_days = serializers.FloatField(
         allow_null=True, min_value=0.001, max_value=36500, help_text="null: never expires."
     )
     half_life_days = serializers.FloatField(min_value=0.001, max_value=36500, default=180.0)
 
 
-class RecordFilter(OwnerInput):
+class MemoryRecordFilter(MemoryOwnerInput):
     layer = serializers.ChoiceField(choices=Layer.values, required=False)
     session_id = serializers.CharField(max_length=200, required=False)
     agent_id = serializers.CharField(max_length=200, required=False)
@@ -291,9 +291,9 @@ class TurnRecordApi(APIView):
     """Record one turn: embedded now (503 if the embedding model is down), facts extracted
     and consolidated. The same turn again (same text, speaker, scope and time) is a no-op."""
 
-    @extend_schema(request=TurnInput, responses={201: TurnOutput, 200: TurnOutput})
+    @extend_schema(request=MemoryTurnInput, responses={201: TurnOutput, 200: TurnOutput})
     def post(self, request):
-        data = _valid(TurnInput, request.data)
+        data = _valid(MemoryTurnInput, request.data)
         result = turn_record(actor=actor_of(request), **data)
         return Response(TurnOutput(result).data, status=201 if result.created else 200)
 
@@ -304,7 +304,7 @@ IMPORT_EXAMPLE = (
 )
 
 
-class ImportQuery(OwnerInput):
+class MemoryImportQuery(MemoryOwnerInput):
     agent_id = serializers.CharField(max_length=200, required=False, default="")
     session_id = serializers.CharField(max_length=200, required=False, default="")
 
@@ -330,7 +330,7 @@ class ImportApi(APIView):
         responses={201: ImportOutput, 202: ImportOutput},
     )
     def post(self, request):
-        query = _valid(ImportQuery, request.query_params)
+        query = _valid(MemoryImportQuery, request.query_params)
         body = request.data
         result = records_import(
             actor=actor_of(request), text=body["text"], fmt=body["format"], **query
@@ -343,9 +343,9 @@ class SearchApi(APIView):
     """Search memories: hybrid (default), vector, text or graph; time-aware ("last spring",
     "in 2023", "before the move"); each hit says why it is there."""
 
-    @extend_schema(request=SearchInput, responses=SearchOutput)
+    @extend_schema(request=MemorySearchInput, responses=SearchOutput)
     def post(self, request):
-        data = _valid(SearchInput, request.data)
+        data = _valid(MemorySearchInput, request.data)
         user_id = data.pop("user_id", None)
         metadata = data.pop("filter", None)
         layers = data.pop("layers", None)
@@ -361,9 +361,9 @@ class RecordListApi(GenericAPIView):
 
     serializer_class = RecordOutput
 
-    @extend_schema(parameters=[RecordFilter], responses=RecordOutput(many=True))
+    @extend_schema(parameters=[MemoryRecordFilter], responses=RecordOutput(many=True))
     def get(self, request):
-        filters = _valid(RecordFilter, request.query_params)
+        filters = _valid(MemoryRecordFilter, request.query_params)
         rows = record_list(actor=actor_of(request), **filters)
         page = self.paginate_queryset(rows)
         return self.get_paginated_response(RecordOutput(page, many=True).data)
@@ -389,7 +389,7 @@ class ExtractionErrorListApi(GenericAPIView):
 
     serializer_class = ExtractionErrorOutput
 
-    class FilterSerializer(OwnerInput):
+    class FilterSerializer(MemoryOwnerInput):
         unresolved = serializers.BooleanField(required=False, default=False)
 
     @extend_schema(parameters=[FilterSerializer], responses=ExtractionErrorOutput(many=True))
@@ -407,15 +407,15 @@ class ExtractionErrorListApi(GenericAPIView):
 class PinnedListCreateApi(APIView):
     """Pinned blocks, always placed in context; create one."""
 
-    @extend_schema(parameters=[OwnerInput], responses=RecordOutput(many=True))
+    @extend_schema(parameters=[MemoryOwnerInput], responses=RecordOutput(many=True))
     def get(self, request):
-        query = _valid(OwnerInput, request.query_params)
+        query = _valid(MemoryOwnerInput, request.query_params)
         rows = pinned_list(actor=actor_of(request), user_id=query.get("user_id"))
         return Response(RecordOutput(rows, many=True).data)
 
-    @extend_schema(request=PinnedCreateInput, responses={201: RecordOutput})
+    @extend_schema(request=MemoryPinnedCreateInput, responses={201: RecordOutput})
     def post(self, request):
-        data = _valid(PinnedCreateInput, request.data)
+        data = _valid(MemoryPinnedCreateInput, request.data)
         row = pinned_create(actor=actor_of(request), **data)
         return Response(RecordOutput(row).data, status=201)
 
@@ -427,9 +427,9 @@ class PinnedDetailApi(APIView):
     def get(self, request, block_id):
         return Response(RecordOutput(pinned_get(actor=actor_of(request), block_id=block_id)).data)
 
-    @extend_schema(request=PinnedUpdateInput, responses=RecordOutput)
+    @extend_schema(request=MemoryPinnedUpdateInput, responses=RecordOutput)
     def patch(self, request, block_id):
-        data = _valid(PinnedUpdateInput, request.data)
+        data = _valid(MemoryPinnedUpdateInput, request.data)
         row = pinned_update(actor=actor_of(request), block_id=block_id, **data)
         return Response(RecordOutput(row).data)
 
@@ -442,17 +442,17 @@ class PinnedDetailApi(APIView):
 class PolicyListApi(APIView):
     """Time to live and decay half-life per scope (user, agent, session)."""
 
-    @extend_schema(parameters=[OwnerInput], responses=PolicyOutput(many=True))
+    @extend_schema(parameters=[MemoryOwnerInput], responses=PolicyOutput(many=True))
     def get(self, request):
-        query = _valid(OwnerInput, request.query_params)
+        query = _valid(MemoryOwnerInput, request.query_params)
         rows = scope_policy_list(actor=actor_of(request), user_id=query.get("user_id"))
         return Response(PolicyOutput(rows, many=True).data)
 
 
 class PolicyDetailApi(APIView):
-    @extend_schema(request=PolicyInput, responses=PolicyOutput)
+    @extend_schema(request=MemoryPolicyInput, responses=PolicyOutput)
     def put(self, request, scope):
-        data = _valid(PolicyInput, request.data)
+        data = _valid(MemoryPolicyInput, request.data)
         if scope not in ScopeKind.values:
             raise InvalidInputError("scope", f"One of {', '.join(ScopeKind.values)}.")
         row = scope_policy_set(actor=actor_of(request), scope=scope, **data)

@@ -7,6 +7,7 @@ out of context and search, kept for audit until purged.
 
 from __future__ import annotations
 
+import json
 import uuid
 
 from django.db import IntegrityError, transaction
@@ -35,6 +36,8 @@ MAX_BLOCKS = 50
 def _check(label: str | None, text: str | None) -> None:
     if label is not None and (not label.strip() or len(label) > MAX_LABEL):
         raise InvalidInputError("label", f"A name of 1 to {MAX_LABEL} characters.")
+    if (label and "\x00" in label) or (text and "\x00" in text):
+        raise InvalidInputError("text" if text and "\x00" in text else "label", "No NUL.")
     if text is not None:
         if not text.strip():
             raise InvalidInputError("text", "The text must not be empty.")
@@ -75,6 +78,8 @@ def pinned_create(
 ) -> MemoryRecordDTO:
     owner_id = owner_resolve(actor, action=WRITE, user_id=user_id)
     _check(label, text)
+    if "\\u0000" in json.dumps(metadata or {}, default=str):
+        raise InvalidInputError("metadata", "Must not contain NUL characters.")
     count = MemoryRecord.objects.filter(
         owner_id=owner_id, layer=Layer.PINNED, superseded_at__isnull=True, expired_at__isnull=True
     ).count()

@@ -96,12 +96,24 @@ def turn_check(turn: TurnInput, *, where: str = "") -> None:
     for name, value in (("session_id", turn.session_id), ("agent_id", turn.agent_id)):
         if len(value) > MAX_SCOPE_ID:
             raise InvalidInputError(field(name), f"At most {MAX_SCOPE_ID} characters.")
+    for name, value in (
+        ("speaker", turn.speaker),
+        ("session_id", turn.session_id),
+        ("agent_id", turn.agent_id),
+        ("id", turn.external_id),
+    ):
+        if "\x00" in value:
+            raise InvalidInputError(field(name), "Must not contain NUL characters.")
     if not isinstance(turn.metadata, dict):
         raise InvalidInputError(field("metadata"), "The metadata must be a JSON object.")
     try:
-        size = len(json.dumps(turn.metadata, allow_nan=False).encode())
+        encoded = json.dumps(turn.metadata, allow_nan=False)
     except (TypeError, ValueError):
         raise InvalidInputError(field("metadata"), "The metadata must be plain JSON.") from None
+    if "\\u0000" in encoded:
+        # PostgreSQL's jsonb cannot hold NUL.
+        raise InvalidInputError(field("metadata"), "Must not contain NUL characters.")
+    size = len(encoded.encode())
     if size > MAX_METADATA_BYTES:
         raise InvalidInputError(field("metadata"), f"At most {MAX_METADATA_BYTES} bytes.")
     if turn.importance is not None and not 0 <= turn.importance <= 1:

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -82,6 +83,10 @@ class SearchQuery:
 def _check(q: SearchQuery) -> None:
     if not isinstance(q.query, str) or not q.query.strip():
         raise InvalidInputError("query", "The query must not be empty.")
+    if "\x00" in q.query:
+        raise InvalidInputError("query", "Must not contain NUL characters.")
+    if q.metadata is not None and "\\u0000" in json.dumps(q.metadata, default=str):
+        raise InvalidInputError("metadata", "Must not contain NUL characters.")
     if len(q.query) > MAX_QUERY:
         raise InvalidInputError("query", f"At most {MAX_QUERY} characters.")
     if q.mode not in MODES:
@@ -275,7 +280,11 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
     windows: list[TimeWindow] = []
     text = q.query.strip()
     if q.time_aware:
-        windows, remaining = time_windows(text, now=now)
+        try:
+            windows, remaining = time_windows(text, now=now)
+        except (ValueError, OverflowError):
+            # A reference time at the edge of the calendar: no period can be read from it.
+            windows, remaining = [], text
         text = remaining or text
     weights = {"vector": 1.0, "text": 1.0, "time": 1.0, **(q.weights or {})}
     base = eligible(owner_id, q)
