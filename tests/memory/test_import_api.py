@@ -88,7 +88,7 @@ def test_jsonl_keeps_ids_times_and_extra_fields_as_metadata(people):
         ('{"text": "hi", "importance": 7}', "line 3.importance", "0 and 1"),
         ('{"text": "hi", "speaker": {"x": 1}}', "line 3.speaker", "string"),
         ("{not json", "line 3", "not JSON"),
-        ("[1, 2]", "line 3", "object"),
+        ("[1, 2]", "line 3.turns[0]", "object"),
         ('{"text": "hi", "speaker": "a\\u0000b"}', "line 3.speaker", "NUL"),
         ('{"text": "hi", "metadata": {"k": "\\u0000"}}', "line 3.metadata", "NUL"),
     ],
@@ -210,3 +210,19 @@ def test_the_cli_names_a_bad_line(people, tmp_path):
     with pytest.raises(CommandError, match="line 2"):
         call_command("memory", "import", str(source), "--user", str(people.developer.pk))
     assert MemoryRecord.objects.count() == 0
+
+
+def test_a_session_may_be_a_bare_list_of_role_and_content_turns(people):
+    body = json.dumps(
+        [
+            [
+                {"role": "user", "content": "I live in Faro."},
+                {"role": "assistant", "content": "Nice."},
+            ],
+            [{"role": "user", "content": "I moved to Braga.", "timestamp": "2024-02-01T09:00:00Z"}],
+        ]
+    )
+    response = post(client_as(people.developer), body)
+    assert response.status_code == 201, response.content
+    assert response.json()["imported"] == 3
+    assert MemoryRecord.objects.filter(text="User lives in Braga", layer=Layer.SEMANTIC).exists()

@@ -185,7 +185,9 @@ def _session(item: dict[str, Any], *, defaults: _Session, where: str) -> _Sessio
 
 
 def _entries(item: Any, *, defaults: _Session, where: str, positions: dict) -> Iterator[TurnInput]:
-    """The turns of one session or turn object."""
+    """The turns of one session or turn object (a bare list of turns is a session)."""
+    if isinstance(item, list):
+        item = {"turns": item}
     if not isinstance(item, dict):
         raise ImportFileError(where, "expected a session or turn object.")
     turns = _first(item, TURN_LIST_KEYS)
