@@ -76,6 +76,9 @@ def test_jsonl_keeps_ids_times_and_extra_fields_as_metadata(people):
     assert first.external_id == "s1:0"
     assert first.metadata == {"topic": "life"}
     assert first.occurred_at == at(2023, 3, 10, 18)
+    # Facts carry the metadata of the turn they came from.
+    fact = MemoryRecord.objects.get(owner_id=people.developer.pk, text="Sam works at Acme")
+    assert fact.metadata == {"topic": "life"}
 
 
 @pytest.mark.parametrize(

@@ -347,10 +347,14 @@ def _facts_consolidate(
         return []
     policies = policy.policies_for(owner_id)
     scope = policy.scope_of(agent_id=candidates[0].agent_id, session_id="")
+    # A fact carries the metadata of the turn it came from: a caller's ids (a dataset's
+    # dialogue id, a message id) come back on the fact's hits too.
+    metadata_of = {row.id: row.metadata for row in turns}
     return consolidate(
         owner_id=owner_id,
         candidates=candidates,
         embeddings=vectors,
+        metadata=[dict(metadata_of.get(c.turn_ids[0]) or {}) for c in candidates],
         use_llm=use_llm,
         actor_id=actor_id,
         expires_at=policy.expires_at_for(
