@@ -1,4 +1,5 @@
 """The events the memory context publishes, one module per area."""
+# ruff: noqa: I001 (imports stay in their areas' sections, not in alphabetical order)
 
 # --- Vectors (mv) ----------------------------------------------------------------------
 from lumina.memory.events.vectors import *  # noqa: F403

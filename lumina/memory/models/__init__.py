@@ -1,4 +1,5 @@
 """The memory context's tables, one module per area."""
+# ruff: noqa: I001 (imports stay in their areas' sections, not in alphabetical order)
 
 # --- Vectors (mv) ----------------------------------------------------------------------
 from lumina.memory.models.vectors import *  # noqa: F403
