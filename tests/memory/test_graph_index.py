@@ -30,7 +30,8 @@ def test_stored_records_are_read_into_the_graph_by_the_handler(
     ana = Entity.objects.get(owner_id=owner, key="ana")
     assert ana.kind == "person"
     # Ana is named in five turns of three sessions: the mentions say which.
-    mentioned_in = set(EntityMention.objects.filter(entity=ana).values_list("record_id", flat=True))
+    mentions = EntityMention.objects.filter(entity=ana)
+    mentioned_in = set(mentions.filter(weight=1).values_list("record_id", flat=True))
     assert by_text(records, "Farfetch").id in mentioned_in
     assert by_text(records, "moved to Lisbon").id in mentioned_in
     assert ana.mention_count == len(mentioned_in) == 5
@@ -50,6 +51,9 @@ def test_stored_records_are_read_into_the_graph_by_the_handler(
     co = relation(owner, "ana", "mentioned_with", "lisbon")
     assert co is not None
     assert co.weight == 3  # "moved to Lisbon", "Farfetch … Lisbon office", "visit Ana in Lisbon"
+    # "She rents a flat…" right after "Ana moved to Lisbon…": a weaker, pronoun mention.
+    referring = mentions.get(record=by_text(records, "She rents a flat"))
+    assert referring.weight == 0.5
     assert ana.first_seen_at == by_text(records, "getting married").occurred_at
     assert ana.last_seen_at == by_text(records, "visit Ana").occurred_at
 

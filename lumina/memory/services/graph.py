@@ -337,7 +337,8 @@ def _context_mentions(records: Sequence[MemoryRecord]) -> set[uuid.UUID]:
 _RECOUNT_ENTITIES = """
 UPDATE memory_entity AS e
    SET mention_count = s.n, first_seen_at = s.first, last_seen_at = s.last
-  FROM (SELECT m.entity_id, count(*) AS n, min(r.occurred_at) AS first,
+  FROM (SELECT m.entity_id, count(*) FILTER (WHERE m.weight >= 1) AS n,
+               min(r.occurred_at) AS first,
                max(r.occurred_at) AS last
           FROM memory_entitymention m JOIN memory_memoryrecord r ON r.id = m.record_id
          WHERE m.entity_id = ANY(%s) GROUP BY m.entity_id) AS s

@@ -40,7 +40,8 @@ SEEDS = 5
 NEIGHBOUR_WEIGHT = 0.5
 QUERY_ENTITY_WEIGHT = 1.5
 # An entity named by more than this share of the owner's records links nothing.
-MAX_ENTITY_SHARE = 0.2
+MAX_ENTITY_SHARE = 0.3
+MIN_ENTITY_CAP = 3
 MAX_LINKED = 200
 # Turns on each side of a hit in its session, and how much being next to one counts
 # (times the strongest entity's weight, halved per step away).
@@ -133,7 +134,7 @@ def graph_search(
     neighbours_of: dict[uuid.UUID, bool] = {}
     hybrid_rank = {record_id: rank for rank, record_id in enumerate(hybrid, start=1)}
     total = max(eligible.count(), 1)
-    cap = max(3, int(total * MAX_ENTITY_SHARE))
+    cap = max(MIN_ENTITY_CAP, int(total * MAX_ENTITY_SHARE))
 
     # Entity weights: rarity (idf) times how strongly the entity was reached.
     seed_of_entity: dict[uuid.UUID, set[uuid.UUID]] = defaultdict(set)
@@ -147,6 +148,12 @@ def graph_search(
     for entity_id in _query_entities(owner_id, query_text):
         reach[entity_id] = max(reach[entity_id], QUERY_ENTITY_WEIGHT)
 
+    # Hubs (the speakers of a chat, an entity in most records) are no way through.
+    hubs = set(
+        Entity.objects.filter(id__in=list(reach), mention_count__gt=cap).values_list(
+            "id", flat=True
+        )
+    )
     if reach:
         for source, target in (
             Relation.objects.filter(owner_id=owner_id, source_id__in=list(reach))
@@ -158,7 +165,7 @@ def graph_search(
                 .values_list("target_id", "source_id")
             )
         ):
-            if target not in reach:
+            if target not in reach and source not in hubs:
                 reach[target] = max(reach.get(target, 0.0), reach[source] * NEIGHBOUR_WEIGHT)
                 seed_of_entity[target] |= seed_of_entity[source]
 
@@ -194,17 +201,17 @@ def graph_search(
     # The graph's own ranking holds only linked records, by how strongly they are linked
     # and how close they are to the question; fused with the hybrid ranking, it lifts
     # linked evidence and leaves the order of everything else as hybrid search had it.
-    similarity = _similarities(linked, query_embedding)
+    # The seeds stand in it as fully linked: what they link to does not pass them.
     top_link = max((link[r] for r in linked), default=0.0) or 1.0
+    strength = {**{r: link[r] / top_link for r in linked}, **dict.fromkeys(seeds, 1.0)}
+    similarity = _similarities(list(strength), query_embedding)
     graph_score = {}
-    for record_id in linked:
+    for record_id, linked_by in strength.items():
         closeness = similarity.get(record_id)
         if closeness is None:  # no embedding yet: the link alone
             closeness = MIN_CLOSENESS
-        graph_score[record_id] = max(closeness, MIN_CLOSENESS) * math.sqrt(
-            link[record_id] / top_link
-        )
-    graph_order = sorted(linked, key=lambda r: (-graph_score[r], str(r)))
+        graph_score[record_id] = max(closeness, MIN_CLOSENESS) * math.sqrt(linked_by)
+    graph_order = sorted(strength, key=lambda r: (-graph_score[r], str(r)))
     graph_rank = {record_id: rank for rank, record_id in enumerate(graph_order, start=1)}
 
     pool = list(dict.fromkeys([*hybrid, *linked]))
