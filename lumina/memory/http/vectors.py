@@ -220,6 +220,8 @@ class CollectionListCreateApi(GenericAPIView):
     """Your collections (everyone's with ``everyone=true`` and memory.manage); create one."""
 
     serializer_class = CollectionOutput
+    # 409: the name is yours already; 503: the model was asked for its dimension and is down.
+    error_statuses = (409, 503)
 
     @extend_schema(parameters=[CollectionListFilter], responses=CollectionOutput(many=True))
     def get(self, request):
@@ -270,6 +272,9 @@ class RecordUpsertApi(APIView):
     """Insert or replace records by id. Texts without a vector are embedded with the
     collection's model (503 if it is down; nothing is written)."""
 
+    # 409: the collection switched model while the texts were being embedded.
+    error_statuses = (409, 503)
+
     @extend_schema(request=UpsertInput, responses=UpsertOutput)
     def post(self, request, collection):
         data = _valid(UpsertInput, request.data)
@@ -319,6 +324,8 @@ class SearchApi(APIView):
     """The k best records for a query text and/or a vector: ``vector``, ``text`` or
     ``hybrid`` (RRF of both, per-query weights, optional MMR); each hit reports every
     retriever's rank and score."""
+
+    error_statuses = (503,)  # the query text could not be embedded
 
     @extend_schema(request=SearchInput, responses=SearchOutput)
     def post(self, request, collection):

@@ -331,6 +331,8 @@ def vectors_search(
     ef = _int(
         "ef_search", collection.default_ef_search if ef_search is None else ef_search, 1, 1000
     )
+    if weights is not None and not isinstance(weights, Mapping):
+        raise InvalidInputError("weights", 'Weights are an object: {"vector": w, "text": w}.')
     weights = dict(weights or {})
     unknown = set(weights) - {"vector", "text"}
     if unknown:

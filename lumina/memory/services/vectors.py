@@ -393,6 +393,8 @@ def vectors_delete(
     ``collection_delete``.
     """
     collection = collection_resolve(actor=actor, ref=ref, action="memory.write")
+    if filter is not None and not isinstance(filter, Mapping):
+        raise InvalidInputError("filter", "A filter is a JSON object.")
     if (ids is None) == (not filter):
         raise InvalidInputError("ids", "Give either ids or a non-empty filter.")
     if ids is not None:
