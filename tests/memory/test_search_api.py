@@ -217,3 +217,22 @@ def test_a_staff_viewer_cannot_read_another_users_memories(history, people):
     response = search(client_as(people.viewer), query="Sam", user_id=str(history.pk))
     assert response.status_code == 403
     assert MemoryRecord.objects.filter(owner_id=history.pk, layer=Layer.WORKING).exists()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_outside_a_transaction_the_scan_settings_stay_on_the_session(people):
+    from django.db import connection
+
+    records_import(actor=actor_as(people.developer), text=history_json(), fmt="json")
+    client = client_as(people.developer)
+    assert texts(search(client, query="pottery teacher", ef_search=120))
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW hnsw.iterative_scan")
+        assert cursor.fetchone()[0] == "relaxed_order"
+        cursor.execute("SHOW hnsw.ef_search")
+        assert cursor.fetchone()[0] == "120"
+    # A search asking for another ef_search sets it again.
+    assert texts(search(client, query="pottery teacher", ef_search=200))
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW hnsw.ef_search")
+        assert cursor.fetchone()[0] == "200"

@@ -22,12 +22,14 @@ connected records from other sessions.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from django.db import connection, transaction
@@ -265,6 +267,35 @@ def _touches(row: MemoryRecord, window: TimeWindow) -> bool:
     return starts_before_end and ends_after_start
 
 
+# psycopg connection -> the ef_search its session is set to (see _hnsw_scan).
+_session_ef_search: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+@contextlib.contextmanager
+def _hnsw_scan(ef_search: int, *, needed: bool) -> Iterator[None]:
+    """HNSW scans with ``ef_search`` candidates and iterative scans (so filters still leave
+    k rows). Outside a transaction the settings go on the connection's session once,
+    saving a transaction and a statement per search; other HNSW queries set their own
+    with ``SET LOCAL``. Inside one (tests, callers' atomic blocks), ``SET LOCAL``: a
+    rollback would undo a session setting without this process knowing."""
+    if not needed:
+        yield
+        return
+    settings = f"hnsw.ef_search = {int(ef_search)}; SET {{}}hnsw.iterative_scan = relaxed_order"
+    if connection.in_atomic_block:
+        with transaction.atomic(), connection.cursor() as cursor:
+            cursor.execute("SET LOCAL " + settings.format("LOCAL "))
+            yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    if _session_ef_search.get(raw) != ef_search:
+        with connection.cursor() as cursor:
+            cursor.execute("SET " + settings.format(""))
+        _session_ef_search[raw] = ef_search
+    yield
+
+
 def memory_search(
     *, actor: Actor, search: SearchQuery, user_id: uuid.UUID | None = None
 ) -> MemorySearchResult:
@@ -296,15 +327,9 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
     if q.mode in (HYBRID, VECTOR, GRAPH):
         embedding = embed_texts([q.query.strip()])[0]
     rankings: dict[str, list[tuple[uuid.UUID, float]]] = {}
-    with transaction.atomic():
-        if embedding is not None:
-            with connection.cursor() as cursor:
-                cursor.execute(
-                    f"SET LOCAL hnsw.ef_search = {int(max(q.ef_search, depth))}; "
-                    "SET LOCAL hnsw.iterative_scan = relaxed_order"
-                )
-            if weights["vector"] > 0:
-                rankings["vector"] = _vector_ranking(base, embedding, depth)
+    with _hnsw_scan(int(max(q.ef_search, depth)), needed=embedding is not None):
+        if embedding is not None and weights["vector"] > 0:
+            rankings["vector"] = _vector_ranking(base, embedding, depth)
         if q.mode in (HYBRID, TEXT, GRAPH) and weights["text"] > 0:
             rankings["text"] = _text_ranking(base, text, depth)
         bounded = [w for w in windows if w.start is not None or w.end is not None]
