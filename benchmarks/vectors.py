@@ -83,11 +83,21 @@ def silence_log_output() -> None:
 
 
 def clustered(rng: np.random.Generator, rows: int, clusters: int) -> np.ndarray:
-    """Unit vectors around ``clusters`` random centres, clusters of uneven size."""
+    """Unit vectors around ``clusters`` random centres, clusters of uneven size.
+
+    Each cluster spreads along a few directions of its own (24 of the 384), as sentence
+    embeddings of one topic do, plus a little noise in every direction: isotropic noise
+    over all 384 dimensions would make every point nearly equidistant from every other.
+    """
     centres = rng.normal(size=(clusters, DIM)).astype(np.float32)
+    bases = rng.normal(size=(clusters, 24, DIM)).astype(np.float32) / np.sqrt(DIM)
     weights = rng.pareto(1.5, size=clusters) + 1
     members = rng.choice(clusters, size=rows, p=weights / weights.sum())
-    data = centres[members] + rng.normal(scale=0.6, size=(rows, DIM)).astype(np.float32)
+    spread = rng.normal(scale=4.0, size=(rows, 24)).astype(np.float32)
+    data = centres[members] + rng.normal(scale=0.15, size=(rows, DIM)).astype(np.float32)
+    for cluster in range(clusters):
+        inside = members == cluster
+        data[inside] += spread[inside] @ bases[cluster]
     return data / np.linalg.norm(data, axis=1, keepdims=True)
 
 
