@@ -28,6 +28,7 @@ from django.utils import timezone
 
 from lumina.kernel.permissions import catalogue
 from lumina.memory.models.records import ExtractionError, MemoryRecord, ScopePolicy
+from lumina.memory.models.topics import Entity, Relation, Topic
 from lumina.memory.models.vectors import Collection, VectorRecord
 from lumina.providers.models.registry import Price
 from lumina.providers.models.usage import Budget, DailyUsage, UsageRecord
@@ -110,6 +111,14 @@ ADMIN.update(
             view="memory.read", add="memory.write", change="memory.write", delete="memory.write"
         ),
         "memory.vectorrecord": P(view="memory.read"),
+    }
+)
+# Topics and the entity graph: computed from memories, read-only here.
+ADMIN.update(
+    {
+        "memory.topic": P(view="memory.read"),
+        "memory.entity": P(view="memory.read"),
+        "memory.relation": P(view="memory.read"),
     }
 )
 STANDARD_PAGES = ("changelist", "add", "history", "delete", "change")
@@ -220,6 +229,17 @@ def _object(label: str, owner):
     makers["memory.collection"] = collection
     makers["memory.vectorrecord"] = lambda: VectorRecord.objects.create(
         collection=collection(), external_id="w", vector_0=[1.0, 0.0]
+    )
+
+    def entity(key: str) -> Entity:
+        return Entity.objects.create(owner_id=owner.pk, key=key, name=key.title())
+
+    makers["memory.topic"] = lambda: Topic.objects.create(
+        owner_id=owner.pk, scope="user", label="walking, porto", keywords=["walking"]
+    )
+    makers["memory.entity"] = lambda: entity("porto")
+    makers["memory.relation"] = lambda: Relation.objects.create(
+        owner_id=owner.pk, source=entity("walker"), target=entity("porto"), kind="lives_in"
     )
     return makers[label]()
 

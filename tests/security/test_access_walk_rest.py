@@ -29,6 +29,7 @@ from rest_framework.test import APIClient
 from lumina.kernel.models import OutboxEvent
 from lumina.memory.models.compression import CompressedSegment
 from lumina.memory.models.records import MemoryRecord
+from lumina.memory.models.topics import Topic
 from lumina.memory.models.vectors import Collection, VectorRecord
 from lumina.providers.models.usage import Budget
 from lumina.security.api import encrypt_secret
@@ -280,6 +281,26 @@ OWNED = {
     ("GET", "api/v1/compression/segments/<uuid:segment_id>/expand"): _own_segment,
 }
 
+# Topics and the entity graph: another user's (user_id=…) needs memory.manage as well,
+# and another user's topic is a 404 (tests/memory/test_topics_api.py).
+ROUTES.update(
+    {
+        ("GET", "api/v1/topics"): "memory.read",
+        ("POST", "api/v1/topics/extract"): "memory.write",
+        ("GET", "api/v1/topics/graph"): "memory.read",
+        ("GET", "api/v1/topics/<uuid:topic_id>"): "memory.read",
+    }
+)
+BODIES[("POST", "api/v1/topics/extract")] = {"scope": "user"}
+
+
+def _own_topic(user) -> dict[str, str]:
+    topic = Topic.objects.create(owner_id=user.pk, scope="user", label="walked", size=0)
+    return {"topic_id": str(topic.id)}
+
+
+OWNED[("GET", "api/v1/topics/<uuid:topic_id>")] = _own_topic
+
 # Memory records: each caller gets a turn and a pinned block of its own (another user's
 # is a 404 to anyone without memory.manage: tests/memory/test_records_api.py).
 ROUTES.update(
@@ -433,6 +454,7 @@ class World:
             "scope": "session",
             "collection": "nobodys",
             "record_id": "nobodys",
+            "topic_id": "00000000-0000-4000-8000-000000000000",
         }
 
     def own(self, user) -> dict[str, str]:
