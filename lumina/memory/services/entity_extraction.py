@@ -602,6 +602,28 @@ def _kind_of(name: str, text: str, position: int) -> str:
     return "other"
 
 
+_BEFORE = re.compile(
+    r"(?P<word>[A-Za-z][\w'’\-]*)(?:\s+(?:has|had|have|now|just|also|still|finally|recently|already|will|is|was|'s))*\s+$"
+)
+_FIRST_PERSON = frozenset({"i", "we", "i've", "we've", "i'm", "we're"})
+_THIRD_PERSON = frozenset({"he", "she", "they", "he's", "she's", "they're", "who"})
+
+
+def _subject_before(text: str, start: int, speaker: str | None) -> str | None:
+    """Who a verb at ``start`` is about: the name right before it ("Ana works at"), the
+    speaker for "I"/"we" or no name; "she"/"they" name nobody we can tell (None)."""
+    match = _BEFORE.search(text[max(0, start - 60) : start])
+    if match is None:
+        return speaker
+    word = match.group("word")
+    folded = word.casefold()
+    if folded in _THIRD_PERSON:
+        return None
+    if word[:1].isupper() and folded not in _STOP_CAPS and folded not in _FIRST_PERSON:
+        return word
+    return speaker
+
+
 def _speaker_key(speaker: str | None) -> ExtractedEntity | None:
     if not speaker:
         return None
@@ -672,7 +694,11 @@ def extract(
         for match in pattern.finditer(text):
             target_kind = "place" if kind in ("lives_in", "visited") else "organization"
             target = add(match.group("name"), target_kind, strong=True)
-            relate(subject, target, kind, match.group(0))
+            who = _subject_before(text, match.start(), subject)
+            if who is not None and who != subject:
+                # "Ana moved to …": a name that does things is a person, even opening a sentence.
+                who = add(who, "person")
+            relate(who, target, kind, match.group(0))
     for kind, entity_kind, pattern in _THING_PATTERNS:
         for match in pattern.finditer(text):
             obj = match.group("obj").strip()
