@@ -511,3 +511,40 @@ def test_an_unknown_collection_is_not_found(dev):
         memory.vectors_search(actor=dev, collection="nope", vector=[0.1] * DIM)
     assert caught.value.status == 404
     assert _field(caught.value) == "collection"
+
+
+# --- Settings cached per process ----------------------------------------------------------
+
+
+def test_a_field_another_process_added_is_found_past_the_cache(dev):
+    from lumina.memory.models.vectors import Collection, VectorRecord
+
+    info = make_collection(dev)
+    fill(dev, "notes", 3, metadata=lambda i: {"n": i})
+    memory.vectors_search(actor=dev, collection="notes", vector=[0.1] * DIM)  # now cached
+    # Another process writes a record with a new field (this process's cache is not told).
+    Collection.objects.filter(pk=info.id).update(metadata_fields=["colour", "n"])
+    VectorRecord.objects.create(
+        collection_id=info.id, external_id="red", vector_0=[0.1] * DIM, metadata={"colour": "red"}
+    )
+    result = memory.vectors_search(
+        actor=dev, collection="notes", vector=[0.1] * DIM, filter={"colour": "red"}
+    )
+    assert [hit.id for hit in result.hits] == ["red"]
+
+
+def test_a_slot_switched_by_another_process_is_never_searched_stale(dev):
+    from lumina.memory.models.vectors import Collection, VectorRecord
+
+    info = make_collection(dev)
+    fill(dev, "notes", 5)
+    query = unit(np.random.default_rng(3))
+    before = memory.vectors_search(actor=dev, collection="notes", vector=query, k=1)
+    assert before.hits
+    # Another process finished a re-embedding: the other slot is active, and only "r4"
+    # has a vector there.
+    VectorRecord.objects.filter(collection_id=info.id, external_id="r4").update(vector_1=query)
+    Collection.objects.filter(pk=info.id).update(active_slot=1)
+    after = memory.vectors_search(actor=dev, collection="notes", vector=query, k=3)
+    assert [hit.id for hit in after.hits] == ["r4"]
+    assert after.hits[0].retrievers["vector"].distance == pytest.approx(0, abs=1e-6)

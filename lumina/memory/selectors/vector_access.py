@@ -6,6 +6,7 @@ found" to a caller without ``memory.manage``, the same answer as a missing one.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -48,6 +49,47 @@ def collection_resolve(
     if found is None or (found.owner_id != actor.user_id and not may_manage(actor)):
         raise CollectionNotFoundError(str(ref)[:100])
     return found
+
+
+# Searches read a collection's settings from a per-process cache, so a search is one round
+# trip. The search statement itself checks that the collection still has the slot and
+# dimension it was planned for (``collection_guard``); an empty answer, or a filter on a
+# field the cached copy does not know, re-reads the collection and searches again.
+CACHE_SECONDS = 5.0
+CACHE_SIZE = 4096
+_cache: dict[tuple[uuid.UUID | None, str], tuple[float, Collection]] = {}
+
+
+def collection_cached(*, actor: Actor, ref: str | uuid.UUID) -> tuple[Collection, bool]:
+    """``collection_resolve`` for reading, and whether the answer came from the cache."""
+    require(actor, "memory.read")
+    key = (actor.user_id, str(ref))
+    hit = _cache.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < CACHE_SECONDS:
+        collection = hit[1]
+        if collection.owner_id == actor.user_id or may_manage(actor):
+            return collection, True
+    collection = collection_resolve(actor=actor, ref=ref, action="memory.read")
+    if len(_cache) >= CACHE_SIZE:
+        _cache.clear()
+    _cache[key] = (now, collection)
+    return collection, False
+
+
+def collection_forget(collection_id: uuid.UUID | None = None) -> None:
+    """Drop cached copies (of one collection, or all) after this process changed it."""
+    for key in [k for k, (_, c) in _cache.items() if collection_id in (None, c.id)]:
+        _cache.pop(key, None)
+
+
+def collection_guard(collection: Collection) -> str:
+    """A condition true only while the collection has the slot and dimension searched."""
+    return (
+        f"EXISTS (SELECT 1 FROM {Collection._meta.db_table} WHERE id = '{collection.id}'::uuid"  # noqa: S608
+        f" AND active_slot = {int(collection.active_slot)}"
+        f" AND dimension = {int(collection.dimension)})"
+    )
 
 
 def collection_info(collection: Collection) -> CollectionInfo:

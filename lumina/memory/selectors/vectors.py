@@ -27,6 +27,9 @@ from lumina.memory.errors import InvalidInputError, RecordNotFoundError
 from lumina.memory.models.vectors import Collection, Distance, VectorRecord
 from lumina.memory.selectors.vector_access import (
     OPERATOR,
+    collection_cached,
+    collection_forget,
+    collection_guard,
     collection_info,
     collection_resolve,
     vector_literal,
@@ -292,10 +295,47 @@ def _mmr(
     return chosen
 
 
-def vectors_search(
+def vectors_search(*, actor: Actor, ref: str | uuid.UUID, **options: Any) -> SearchResult:
+    """The ``k`` best records for a text ``query`` and/or a ``vector`` (see ``_search``).
+
+    The collection's settings come from this process's cache when fresh; the statement
+    checks them (``collection_guard``), and an empty answer or an unknown filter field
+    re-reads the collection before answering.
+    """
+    collection, cached = collection_cached(actor=actor, ref=ref)
+    if cached:
+        result = None
+        try:
+            result = _search(actor=actor, collection=collection, guard=True, **options)
+        except InvalidInputError as error:
+            if not error.field.startswith("filter"):
+                raise
+        if result is not None and result.hits:
+            return result
+        fresh = collection_resolve(actor=actor, ref=ref, action="memory.read")
+        collection_forget(fresh.id)
+        if result is not None and _settings(fresh) == _settings(collection):
+            return result
+        collection = fresh
+    return _search(actor=actor, collection=collection, guard=False, **options)
+
+
+def _settings(collection: Collection) -> tuple:
+    return (
+        collection.id,
+        collection.active_slot,
+        collection.dimension,
+        collection.distance,
+        collection.embedding_model,
+        tuple(collection.metadata_fields),
+    )
+
+
+def _search(
     *,
     actor: Actor,
-    ref: str | uuid.UUID,
+    collection: Collection,
+    guard: bool,
     query: str | None = None,
     vector: Any = None,
     k: int = 10,
@@ -315,7 +355,6 @@ def vectors_search(
     ``mmr`` re-ranks the fused candidates for diversity. Every hit carries each
     retriever's rank and score.
     """
-    collection = collection_resolve(actor=actor, ref=ref, action="memory.read")
     k = _int("k", k, 1, MAX_K)
     if query is not None and (not isinstance(query, str) or not query.strip()):
         raise InvalidInputError("query", "The query is a non-empty text.")
@@ -346,6 +385,7 @@ def vectors_search(
         raise InvalidInputError("mmr_lambda", "A number from 0 to 1.")
     pool = _int("candidates", candidates or max(4 * k, 40), k, 4 * MAX_K)
     compiled = compile_filter(filter, known_fields=collection.metadata_fields)
+    condition = compiled.sql if not guard else f"{compiled.sql} AND {collection_guard(collection)}"
 
     query_vector = None
     if mode in ("vector", "hybrid"):
@@ -370,7 +410,7 @@ def vectors_search(
             query_vector,
             limit=depth,
             ef_search=ef,
-            condition=compiled.sql,
+            condition=condition,
             params=compiled.params,
             filtered=bool(filter),
         )
@@ -379,7 +419,7 @@ def vectors_search(
             collection,
             query,
             limit=k if mode == "text" and not mmr else pool,
-            condition=compiled.sql,
+            condition=condition,
             params=compiled.params,
         )
 

@@ -25,6 +25,7 @@ from lumina.memory.errors import InvalidInputError
 from lumina.memory.events.vectors import CollectionReembedded, VectorsDeleted, VectorStored
 from lumina.memory.models.vectors import MAX_DIMENSION, Collection, Distance, VectorRecord
 from lumina.memory.selectors.vector_access import (
+    collection_forget,
     collection_info,
     collection_resolve,
     may_manage,
@@ -174,6 +175,7 @@ def collection_update(
         if default_ef_search is not None:
             collection.default_ef_search = _int_in("default_ef_search", default_ef_search, 1, 1000)
         collection.save()
+    collection_forget(collection.id)
     return collection_info(collection)
 
 
@@ -184,6 +186,7 @@ def collection_delete(*, actor: Actor, ref: str | uuid.UUID) -> None:
         for slot in (0, 1):
             _index_drop(collection, slot, concurrently=False)
         collection.delete()
+        collection_forget(collection.id)
         publish(
             VectorsDeleted(collection_id=collection.id, owner_id=collection.owner_id, count=count)
         )
@@ -365,6 +368,7 @@ def vectors_upsert(*, actor: Actor, ref: str | uuid.UUID, records: Any) -> Upser
         locked.metadata_fields = sorted(fields)
         locked.record_count += inserted
         locked.save(update_fields=["metadata_fields", "record_count", "updated_at"])
+        collection_forget(locked.id)
         ids = tuple(item["id"] for item in items)
         publish(
             VectorStored(
@@ -535,6 +539,7 @@ def reembed_finish(*, actor: Actor, collection: Collection) -> CollectionInfo:
         locked.embedding_model, locked.dimension = locked.pending_model, locked.pending_dimension
         locked.pending_model, locked.pending_dimension = "", None
         locked.save()
+        collection_forget(locked.id)
         publish(
             CollectionReembedded(
                 collection_id=locked.id,
