@@ -48,9 +48,9 @@ FIXED_ROLES = frozenset({"system", "developer"})
 MAX_MESSAGES = 5_000
 MAX_BUDGET = 10_000_000
 # Share of the room left after system prompt and pinned blocks given to recent turns.
-RECENT_SHARE = 0.5
+RECENT_SHARE = 0.4
 # Share of that room at most given to retrieved memories.
-MEMORY_SHARE = 0.15
+MEMORY_SHARE = 0.25
 # A stretch is cut into segments of at most this many turns or tokens.
 STRETCH_TURNS = 24
 STRETCH_TOKENS = 3_000
