@@ -260,6 +260,8 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Request bodies get their own components, so non-blank strings say minLength: 1.
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets that share a field name with another context's get names of their own.
+    "ENUM_NAME_OVERRIDES": {"TopicScopeEnum": ["user", "agent", "session", "collection"]},
     # The description (with the /v1 gateway), tags and their descriptions.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -113,7 +113,7 @@ def test_graph_for_visualization_with_provenance(people, history, developer_clie
     assert len(family) == 1
     assert family[0]["provenance"] == [str(by_text(history, "My sister Ana").id)]
     # Around one entity, one relation kind, one session.
-    around = developer_client.get("/api/v1/topics/graph?entity=lisbon&kind=lives_in").json()
+    around = developer_client.get("/api/v1/topics/graph?entity=lisbon&relation=lives_in").json()
     assert {e["kind"] for e in around["edges"]} == {"lives_in"}
     assert "Lisbon" in {n["name"] for n in around["nodes"]}
     session = developer_client.get("/api/v1/topics/graph?session_id=s2").json()
@@ -137,7 +137,7 @@ def test_graph_for_visualization_with_provenance(people, history, developer_clie
         ("get", "/api/v1/topics/graph?limit=0", None, "limit"),
         ("get", "/api/v1/topics/graph?limit=abc", None, "limit"),
         ("get", "/api/v1/topics/graph?min_weight=-1", None, "min_weight"),
-        ("get", "/api/v1/topics/graph?kind=hates", None, "kind"),
+        ("get", "/api/v1/topics/graph?relation=hates", None, "relation"),
         ("get", f"/api/v1/topics/{uuid.uuid4()}?limit=0", None, "limit"),
     ],
 )

@@ -71,7 +71,9 @@ class TopicListApi(APIView):
         key = serializers.CharField()
         topics = TopicOutput(many=True)
 
-    @extend_schema(parameters=[ScopeInput], responses=OutputSerializer)
+    @extend_schema(
+        operation_id="memory_topics_list", parameters=[ScopeInput], responses=OutputSerializer
+    )
     def get(self, request):
         query = ScopeInput(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -123,7 +125,11 @@ class TopicDetailApi(APIView):
     class OutputSerializer(TopicOutput):
         members = TopicMemberOutput(many=True)
 
-    @extend_schema(parameters=[FilterSerializer], responses=OutputSerializer)
+    @extend_schema(
+        operation_id="memory_topic_retrieve",
+        parameters=[FilterSerializer],
+        responses=OutputSerializer,
+    )
     def get(self, request, topic_id):
         query = self.FilterSerializer(data=request.query_params)
         query.is_valid(raise_exception=True)
@@ -172,8 +178,8 @@ class TopicGraphApi(APIView):
             max_length=100,
             help_text="Only this entity and its neighbours.",
         )
-        kind = serializers.MultipleChoiceField(
-            choices=RELATION_KINDS, required=False, help_text="Relation kinds to keep."
+        relation = serializers.MultipleChoiceField(
+            choices=RELATION_KINDS, required=False, help_text="Relation kinds to keep (repeat)."
         )
         min_weight = serializers.FloatField(required=False, default=1.0, min_value=0)
         limit = serializers.IntegerField(required=False, default=200, min_value=1, max_value=500)
@@ -195,7 +201,7 @@ class TopicGraphApi(APIView):
             session_id=data["session_id"],
             entity=data["entity"],
             min_weight=data["min_weight"],
-            kinds=tuple(sorted(data.get("kind") or ())),
+            kinds=tuple(sorted(data.get("relation") or ())),
             limit=data["limit"],
         )
         return Response(self.OutputSerializer(graph).data)
