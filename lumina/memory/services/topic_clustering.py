@@ -125,9 +125,7 @@ def c_tf_idf(
     return result
 
 
-def cluster(
-    texts: Sequence[str], embeddings: Sequence[Sequence[float]] | np.ndarray
-) -> Clustering:
+def cluster(texts: Sequence[str], embeddings: Sequence[Sequence[float]] | np.ndarray) -> Clustering:
     """Leaf topics and their parents for ``texts`` (one embedding each)."""
     if len(texts) != len(embeddings):
         raise ValueError("texts and embeddings differ in length")
