@@ -150,14 +150,17 @@ def collection_create(
                 hnsw_ef_construction=hnsw_ef_construction,
                 default_ef_search=default_ef_search,
             )
-            if build_index:
-                # An empty partial index builds at once; it grows with each insert.
-                _index_create(collection, collection.active_slot, concurrently=False)
     except IntegrityError:
         raise ConflictError(
             f"You already have a collection named '{name}'.",
             fields={"name": ["A collection with this name exists."]},
         ) from None
+    if build_index:
+        # The new index starts empty and grows with each insert. Building it still reads
+        # the shared table once: concurrently, so other collections' writes go on.
+        _index_create(
+            collection, collection.active_slot, concurrently=not connection.in_atomic_block
+        )
     return collection_info(collection)
 
 
