@@ -201,17 +201,18 @@ def graph_search(
     # The graph's own ranking holds only linked records, by how strongly they are linked
     # and how close they are to the question; fused with the hybrid ranking, it lifts
     # linked evidence and leaves the order of everything else as hybrid search had it.
-    # The seeds stand in it as fully linked: what they link to does not pass them.
+    # The seeds lead it in their hybrid order: what they link to never passes them.
     top_link = max((link[r] for r in linked), default=0.0) or 1.0
-    strength = {**{r: link[r] / top_link for r in linked}, **dict.fromkeys(seeds, 1.0)}
-    similarity = _similarities(list(strength), query_embedding)
+    similarity = _similarities(linked, query_embedding)
     graph_score = {}
-    for record_id, linked_by in strength.items():
+    for record_id in linked:
         closeness = similarity.get(record_id)
         if closeness is None:  # no embedding yet: the link alone
             closeness = MIN_CLOSENESS
-        graph_score[record_id] = max(closeness, MIN_CLOSENESS) * math.sqrt(linked_by)
-    graph_order = sorted(strength, key=lambda r: (-graph_score[r], str(r)))
+        graph_score[record_id] = max(closeness, MIN_CLOSENESS) * math.sqrt(
+            link[record_id] / top_link
+        )
+    graph_order = [*seeds, *sorted(linked, key=lambda r: (-graph_score[r], str(r)))]
     graph_rank = {record_id: rank for rank, record_id in enumerate(graph_order, start=1)}
 
     pool = list(dict.fromkeys([*hybrid, *linked]))
