@@ -8,7 +8,7 @@ import datetime as dt
 import pytest
 from rest_framework.test import APIClient
 
-from lumina.memory.models.records import Layer, MemoryRecord
+from lumina.memory.models.records import Layer, MemoryAccess, MemoryRecord
 from lumina.memory.services.expiry import records_expire_due
 from lumina.memory.services.imports import records_import
 from tests.memory.conftest import actor_as, client_as
@@ -183,9 +183,12 @@ def test_expired_memories_leave_search_but_stay_until_purged(history):
 def test_search_counts_accesses(history):
     client = client_as(history)
     top = search(client, query="Sintra hiking", k=1).json()["hits"][0]["record"]
-    row = MemoryRecord.objects.get(id=top["id"])
-    assert row.access_count == 1
-    assert row.last_accessed_at is not None
+    access = MemoryAccess.objects.get(record_id=top["id"])
+    assert access.count == 1
+    again = search(client, query="Sintra hiking", k=1).json()["hits"][0]["record"]
+    assert again["id"] == top["id"]
+    assert again["access_count"] == 1  # as it stood when found
+    assert MemoryAccess.objects.get(record_id=top["id"]).count == 2
 
 
 def test_another_users_memories_are_refused_and_never_leak(history, people):

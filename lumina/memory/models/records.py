@@ -24,6 +24,7 @@ __all__ = [
     "EMBEDDING_DIMENSIONS",
     "ExtractionError",
     "Layer",
+    "MemoryAccess",
     "MemoryRecord",
     "ScopeKind",
     "ScopePolicy",
@@ -73,8 +74,6 @@ class MemoryRecord(models.Model):
     metadata = models.JSONField(default=dict, blank=True)
     occurred_at = models.DateTimeField(default=timezone.now)
     importance = models.FloatField(default=0.5)
-    access_count = models.PositiveIntegerField(default=0)
-    last_accessed_at = models.DateTimeField(null=True, blank=True)
     valid_from = models.DateTimeField(null=True, blank=True)
     valid_to = models.DateTimeField(null=True, blank=True)
     recorded_at = models.DateTimeField(default=timezone.now)
@@ -143,6 +142,23 @@ class MemoryRecord(models.Model):
         if self.agent_id:
             return ScopeKind.AGENT
         return ScopeKind.USER
+
+
+class MemoryAccess(models.Model):
+    """How often, and when last, searches returned a record.
+
+    A narrow table of its own: counting in the record's row would rewrite a row that
+    carries an embedding, and with it its HNSW and GIN index entries, on every search.
+    """
+
+    record = models.OneToOneField(
+        MemoryRecord, primary_key=True, on_delete=models.CASCADE, related_name="access"
+    )
+    count = models.PositiveIntegerField(default=0)
+    last_accessed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.record_id}: {self.count}"
 
 
 class ExtractionError(models.Model):

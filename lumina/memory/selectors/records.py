@@ -9,7 +9,7 @@ import uuid
 from django.db.models import Count, Q
 
 from lumina.memory.errors import InvalidInputError, MemoryNotFoundError
-from lumina.memory.models.records import ExtractionError, Layer, MemoryRecord
+from lumina.memory.models.records import ExtractionError, Layer, MemoryAccess, MemoryRecord
 from lumina.memory.records_types import ExtractionErrorDTO, MemoryRecordDTO
 from lumina.memory.selectors.record_access import READ, may_see, owner_resolve
 from lumina.security.api import Actor, require
@@ -19,6 +19,10 @@ MAX_PAGE = 500
 
 def record_dto(row: MemoryRecord, *, embedded: bool | None = None) -> MemoryRecordDTO:
     """``embedded``: say so when the embedding column was left out of the query."""
+    try:
+        access = row.access
+    except MemoryAccess.DoesNotExist:
+        access = None
     return MemoryRecordDTO(
         id=row.id,
         owner_id=row.owner_id,
@@ -33,8 +37,8 @@ def record_dto(row: MemoryRecord, *, embedded: bool | None = None) -> MemoryReco
         metadata=dict(row.metadata or {}),
         occurred_at=row.occurred_at,
         importance=row.importance,
-        access_count=row.access_count,
-        last_accessed_at=row.last_accessed_at,
+        access_count=access.count if access is not None else 0,
+        last_accessed_at=access.last_accessed_at if access is not None else None,
         valid_from=row.valid_from,
         valid_to=row.valid_to,
         recorded_at=row.recorded_at,
@@ -65,7 +69,7 @@ def record_list(
     owner_id = owner_resolve(actor, action=READ, user_id=user_id)
     if layer is not None and layer not in Layer.values:
         raise InvalidInputError("layer", f"One of {', '.join(Layer.values)}.")
-    rows = MemoryRecord.objects.filter(owner_id=owner_id).defer("search")
+    rows = MemoryRecord.objects.filter(owner_id=owner_id).select_related("access").defer("search")
     if layer is not None:
         rows = rows.filter(layer=layer)
     if session_id is not None:

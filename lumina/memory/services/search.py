@@ -33,7 +33,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import BooleanField, ExpressionWrapper, F, Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from pgvector.django import CosineDistance
@@ -296,6 +296,18 @@ def _hnsw_scan(ef_search: int, *, needed: bool) -> Iterator[None]:
     yield
 
 
+def _accessed(record_ids: list[uuid.UUID]) -> None:
+    """Count one more access of each record: one statement on the narrow access table."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "INSERT INTO memory_memoryaccess (record_id, count, last_accessed_at) "
+            "SELECT unnest(%s::uuid[]), 1, %s "
+            "ON CONFLICT (record_id) DO UPDATE SET count = memory_memoryaccess.count + 1, "
+            "last_accessed_at = EXCLUDED.last_accessed_at",
+            [record_ids, timezone.now()],
+        )
+
+
 def memory_search(
     *, actor: Actor, search: SearchQuery, user_id: uuid.UUID | None = None
 ) -> MemorySearchResult:
@@ -393,6 +405,7 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
     rows = {
         row.id: row
         for row in MemoryRecord.objects.filter(id__in=list(fused))
+        .select_related("access")
         .defer("search")
         .annotate(has_embedding=ExpressionWrapper(Q(embedding__isnull=False), BooleanField()))
         .defer("embedding")
@@ -471,9 +484,7 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
     hits.sort(key=lambda hit: (-hit.score, str(hit.record.id)))
     hits = hits[: q.k]
     if hits and q.as_of is None:
-        MemoryRecord.objects.filter(id__in=[hit.record.id for hit in hits]).update(
-            access_count=F("access_count") + 1, last_accessed_at=timezone.now()
-        )
+        _accessed([hit.record.id for hit in hits])
     return MemorySearchResult(
         hits=tuple(hits),
         mode=q.mode,
