@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import QuerySet, Value
 
 from lumina.memory.models.records import Layer, MemoryRecord
 from lumina.memory.models.topics import Entity, EntityMention, Relation
@@ -98,21 +98,35 @@ def _similarities(
 def _neighbours(
     seeds: Sequence[uuid.UUID], eligible: QuerySet[MemoryRecord]
 ) -> dict[uuid.UUID, float]:
-    """The turns just before and after each seed in its session, weighted by the seed's rank."""
-    found: dict[uuid.UUID, float] = {}
+    """The turns just before and after each seed in its session, weighted by the seed's rank
+    and halved per step away (one round trip: a UNION of one small query per side)."""
     rows = MemoryRecord.objects.filter(id__in=seeds).exclude(session_id="")
-    for seed in rows.values("id", "owner_id", "session_id", "occurred_at"):
-        strength = 1.0 / (1 + seeds.index(seed["id"]))
+    sides = []
+    for seed in rows.values("id", "session_id", "occurred_at"):
         same = eligible.filter(session_id=seed["session_id"], layer=Layer.WORKING).exclude(
             id__in=seeds
         )
-        earlier = same.filter(occurred_at__lt=seed["occurred_at"]).order_by("-occurred_at")
-        later = same.filter(occurred_at__gt=seed["occurred_at"]).order_by("occurred_at")
-        for side in (earlier, later):
-            for distance, record_id in enumerate(
-                side.values_list("id", flat=True)[:NEIGHBOURS], start=1
-            ):
-                found[record_id] = max(found.get(record_id, 0.0), strength / distance)
+        position = seeds.index(seed["id"])
+        for before, order in ((True, "-occurred_at"), (False, "occurred_at")):
+            moment = {"occurred_at__lt" if before else "occurred_at__gt": seed["occurred_at"]}
+            sides.append(
+                same.filter(**moment)
+                .order_by(order)
+                .annotate(seed_position=Value(position), side=Value(int(before)))
+                .values_list("id", "seed_position", "side", "occurred_at")[:NEIGHBOURS]
+            )
+    if not sides:
+        return {}
+    found: dict[uuid.UUID, float] = {}
+    union = sides[0].union(*sides[1:], all=True) if len(sides) > 1 else sides[0]
+    rows_by_side = defaultdict(list)
+    for record_id, position, before, moment in union:
+        rows_by_side[(position, before)].append((moment, record_id))
+    for (position, before), items in rows_by_side.items():
+        items.sort(reverse=bool(before))
+        for distance, (_, record_id) in enumerate(items, start=1):
+            strength = 1.0 / (1 + position) / distance
+            found[record_id] = max(found.get(record_id, 0.0), strength)
     return found
 
 
