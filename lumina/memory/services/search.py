@@ -159,7 +159,7 @@ def eligible(owner_id: uuid.UUID, q: SearchQuery) -> QuerySet[MemoryRecord]:
     return rows
 
 
-def _in_window(rows: QuerySet[MemoryRecord], window: TimeWindow) -> QuerySet[MemoryRecord]:
+def _in_window(window: TimeWindow) -> Q:
     """Said in the window, or (facts) held true during some of it."""
     said = Q()
     held = Q(valid_from__isnull=False)
@@ -169,7 +169,7 @@ def _in_window(rows: QuerySet[MemoryRecord], window: TimeWindow) -> QuerySet[Mem
     if window.end is not None:
         said &= Q(occurred_at__lt=window.end)
         held &= Q(valid_from__lt=window.end)
-    return rows.filter(said | held)
+    return said | held
 
 
 def _vector_ranking(
@@ -346,10 +346,9 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             rankings["text"] = _text_ranking(base, text, depth)
         bounded = [w for w in windows if w.start is not None or w.end is not None]
         if bounded and weights["time"] > 0 and q.mode != TEXT:
-            in_period = base
             period = Q()
             for window in bounded:
-                period |= Q(id__in=_in_window(base, window).values("id"))
+                period |= _in_window(window)
             in_period = base.filter(period)
             if embedding is not None:
                 rankings["time"] = _vector_ranking(in_period, embedding, depth)
