@@ -113,6 +113,11 @@ def test_one_bad_line_is_named_and_nothing_is_imported(people, line, field, word
         ("{", "line 1"),
         ('{"sessions": [{"turns": [{"text": "ok"}, {"text": 5}]}]}', "sessions[0].turns[1].text"),
         ('{"sessions": {"a": 1}}', "sessions"),
+        (
+            '{"sessions": [{"occurred_at": "9999-12-31T23:59:59Z", '
+            '"turns": [{"text": "a"}, {"text": "b"}]}]}',
+            "sessions[0].turns[1].occurred_at",
+        ),
         ('{"something": []}', "body"),
         ('"just a string"', "body"),
         ('{"turns": []}', "body"),

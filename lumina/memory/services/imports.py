@@ -70,11 +70,14 @@ def parse_time(value: Any, *, field: str) -> dt.datetime:
     except ValueError:
         import dateparser
 
-        parsed = dateparser.parse(
-            text,
-            languages=["en"],
-            settings={"RETURN_AS_TIMEZONE_AWARE": False, "PREFER_DATES_FROM": "past"},
-        )
+        try:
+            parsed = dateparser.parse(
+                text,
+                languages=["en"],
+                settings={"RETURN_AS_TIMEZONE_AWARE": False, "PREFER_DATES_FROM": "past"},
+            )
+        except (ValueError, OverflowError, TypeError, ArithmeticError):
+            parsed = None
         if parsed is None:
             raise InvalidInputError(field, f"Not a date and time: {value!r}.") from None
     if parsed.tzinfo is None:
@@ -117,13 +120,16 @@ def _turn(
         if not isinstance(text, str):
             raise InvalidInputError("text", "Each turn needs its text (a string).")
         when = _first(item, TIME_KEYS)
-        occurred_at = (
-            parse_time(when, field="occurred_at")
-            if when is not None
-            else session.occurred_at + dt.timedelta(seconds=position)
-            if session.occurred_at is not None
-            else None
-        )
+        try:
+            occurred_at = (
+                parse_time(when, field="occurred_at")
+                if when is not None
+                else session.occurred_at + dt.timedelta(seconds=position)
+                if session.occurred_at is not None
+                else None
+            )
+        except OverflowError:
+            raise InvalidInputError("occurred_at", "Past the end of the calendar.") from None
         metadata = item.get("metadata", {})
         if not isinstance(metadata, dict):
             raise InvalidInputError("metadata", "The metadata must be a JSON object.")
