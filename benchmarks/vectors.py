@@ -6,7 +6,7 @@ What it does, on 100,000 clustered 384-d unit vectors (seeded):
   the HNSW index deferred), then builds the index with ``memory.api.collection_reindex``
   (HNSW m=16, ef_construction=64, cosine; ``CREATE INDEX CONCURRENTLY``, as the API does);
 * answers the exact top 10 of each query with numpy (the ground truth);
-* runs the same queries at ef_search 40, 100 and 200 through ``memory.api.vectors_search``
+* runs the same queries at ef_search 40, 100, 200 (and 400) through ``memory.api.vectors_search``
   and as one plain SQL statement on its own connection (``SET hnsw.ef_search``, ``ORDER
   BY embedding <=> q LIMIT 10``), reporting recall@10 and the median and p99 latency;
 * repeats both with a metadata filter matching 10% of the rows (``{"tag": 3}``): the API
@@ -48,7 +48,7 @@ PGDATA = Path(os.environ.get("LUMINA_DATA_DIR") or ROOT / "var") / "pgdata"
 DATABASE = "lumina_bench_vectors"
 DIM = 384
 K = 10
-EF_SEARCH = (40, 100, 200)
+EF_SEARCH = (40, 100, 200, 400)
 TAGS = 10  # the filter {"tag": 3} matches 1 row in TAGS
 BATCH = 1000
 WARMUP = 30

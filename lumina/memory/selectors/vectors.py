@@ -15,6 +15,7 @@ Hybrid search fuses the vector and full-text rankings by reciprocal rank fusion,
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections.abc import Mapping
 from typing import Any
@@ -55,6 +56,10 @@ RRF_K = 60
 EXACT_BELOW = 2000
 # How far an iterative index scan may go before giving up (pgvector's default is 20000).
 MAX_SCAN_TUPLES = 100_000
+# The plan chosen for a filter is remembered this long (per process): the same filter
+# again skips the count. An index walk that comes up short still falls back to exact.
+PLAN_SECONDS = 5.0
+_plans: dict[tuple, tuple[float, str]] = {}
 
 
 # --- Collections and records ------------------------------------------------------------
@@ -185,13 +190,20 @@ def _vector_ranking(
     with connection.cursor() as cursor:
         plan = "hnsw"
         if filtered:
-            cursor.execute(
-                f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT %s) AS m",  # noqa: S608
-                [*params, EXACT_BELOW + 1],
-            )
-            matching = cursor.fetchone()[0]
-            if matching <= EXACT_BELOW:
-                plan = "exact"
+            key = (collection.id, where, tuple(str(p) for p in params))
+            remembered = _plans.get(key)
+            if remembered is not None and time.monotonic() - remembered[0] < PLAN_SECONDS:
+                plan = remembered[1]
+            else:
+                cursor.execute(
+                    f"SELECT count(*) FROM (SELECT 1 FROM {table} WHERE {where} LIMIT %s) AS m",  # noqa: S608
+                    [*params, EXACT_BELOW + 1],
+                )
+                if cursor.fetchone()[0] <= EXACT_BELOW:
+                    plan = "exact"
+                if len(_plans) >= 4096:
+                    _plans.clear()
+                _plans[key] = (time.monotonic(), plan)
         if plan == "hnsw":
             settings = {"hnsw.ef_search": str(int(ef_search))}
             if filtered:
