@@ -339,3 +339,23 @@ def test_the_extraction_error_list_of_others_needs_manage(people):
     )
     managed = client_as(people.admin).get(url, {"user_id": str(people.developer.pk)})
     assert managed.json()["count"] == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_consolidate_asks_again_about_turns_whose_extraction_failed(
+    people, openai_upstream, capsys
+):
+    chat_model_at(openai_upstream)
+    openai_upstream.script.answer = "not json at all"
+    response = record_turn(client_as(people.developer), "Mo my cat knocked over a vase.")
+    assert response.status_code == 201
+    [error] = ExtractionError.objects.filter(extractor="llm")
+    assert error.resolved_at is None
+    openai_upstream.script.answer = json.dumps(
+        {"facts": [{"turn": 0, "subject": "Ivy", "attribute": "pet", "value": "Mo the cat"}]}
+    )
+    call_command("memory", "consolidate", "--user", str(people.developer.pk))
+    assert "1 of 1 extraction errors resolved" in capsys.readouterr().out
+    error.refresh_from_db()
+    assert error.resolved_at is not None
+    assert MemoryRecord.objects.filter(extracted_by="llm", text="Ivy pet: Mo the cat").exists()

@@ -35,13 +35,14 @@ from lumina.memory.events.records import (
     MemoryUpdated,
     RecordsEmbedPending,
 )
-from lumina.memory.models.records import Layer, MemoryRecord
+from lumina.memory.models.records import ExtractionError, Layer, MemoryRecord
 from lumina.memory.records_types import FactDecision, TurnResult
 from lumina.memory.selectors.record_access import WRITE, owner_resolve
 from lumina.memory.selectors.records import record_dto
 from lumina.memory.services import policy
 from lumina.memory.services.consolidation import consolidate
 from lumina.memory.services.facts import (
+    LLM,
     Candidate,
     TurnForExtraction,
     llm_available,
@@ -394,3 +395,39 @@ def records_embed_pending(*, owner_id: uuid.UUID, record_ids: Sequence[uuid.UUID
         )
         _facts_consolidate(owner_id, turns, candidates, list(fact_vectors), None)
     return len(rows)
+
+
+def extraction_errors_retry(*, owner_id: uuid.UUID | None = None) -> tuple[int, int]:
+    """Ask the chat model again about the turns of unresolved LLM extraction errors; an
+    error whose turns now extract is marked resolved and their facts consolidated. A
+    failure records a new error (the old one stays unresolved). Returns (tried, resolved).
+    Nothing to do without a real chat model."""
+    if not llm_available():
+        return 0, 0
+    errors = ExtractionError.objects.filter(resolved_at__isnull=True, extractor=LLM)
+    if owner_id is not None:
+        errors = errors.filter(owner_id=owner_id)
+    tried = resolved = 0
+    for error in list(errors.order_by("created_at")[:100]):
+        tried += 1
+        turns = list(
+            MemoryRecord.objects.filter(owner_id=error.owner_id, id__in=error.turn_ids)
+            .defer("search")
+            .order_by("occurred_at")
+        )
+        before = ExtractionError.objects.filter(owner_id=error.owner_id).count()
+        candidates = llm_extract(_for_extraction(turns), owner_id=error.owner_id)
+        if ExtractionError.objects.filter(owner_id=error.owner_id).count() > before:
+            continue
+        with transaction.atomic():
+            if candidates:
+                consolidate(
+                    owner_id=error.owner_id,
+                    candidates=candidates,
+                    embeddings=embed_texts([c.text for c in candidates]),
+                    metadata=[dict(turns[0].metadata or {}) for _ in candidates],
+                )
+            error.resolved_at = timezone.now()
+            error.save(update_fields=["resolved_at"])
+        resolved += 1
+    return tried, resolved

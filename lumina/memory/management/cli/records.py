@@ -22,7 +22,7 @@ from lumina.memory.services.expiry import (
     records_purge,
 )
 from lumina.memory.services.imports import JSON, JSONL, records_export, records_import
-from lumina.memory.services.records import records_embed_pending
+from lumina.memory.services.records import extraction_errors_retry, records_embed_pending
 from lumina.security.api import Actor
 
 CLI_ACTOR = Actor.system("cli")
@@ -52,7 +52,8 @@ def register(commands) -> None:
 
     consolidate = commands.add_parser(
         "consolidate",
-        help="Finish pending embeddings and facts, re-apply scope TTLs, expire what is due.",
+        help="Finish pending embeddings and facts, re-apply scope TTLs, expire what is due, "
+        "ask the chat model again about turns whose extraction failed.",
     )
     consolidate.add_argument("--user", help="Only this user's memory (default everyone's).")
     consolidate.set_defaults(handler=consolidate_all)
@@ -123,9 +124,10 @@ def consolidate_all(command, *, user, **_) -> None:
         command.stderr.write(f"pending embeddings left for later: {error.message}")
     changed = records_decay_apply(owner_id=owner)
     expired = records_expire_due()
+    tried, resolved = extraction_errors_retry(owner_id=owner)
     command.stdout.write(
         f"embedded {embedded} pending records; {changed} expiry times set from policies; "
-        f"{expired} records expired"
+        f"{expired} records expired; {resolved} of {tried} extraction errors resolved"
     )
 
 
