@@ -46,7 +46,7 @@ class _State:
 def compile_filter(
     spec: Any, *, known_fields: Iterable[str], column: str = "metadata", where: str = "filter"
 ) -> CompiledFilter:
-    """SQL (``%s`` placeholders) true for records matching ``spec``; ``InvalidInputError``
+    """SQL (``%s`` parameters) true for records matching ``spec``; ``InvalidInputError``
     naming ``filter…`` for anything malformed or a field no record has."""
     if spec is None or spec == {}:
         return CompiledFilter("TRUE")
