@@ -268,3 +268,22 @@ def test_a_token_scoped_to_read_cannot_write(owned, owner):
     response = _post(client, f"{BASE}/notes/records", {"records": [{"vector": [1, 1, 1, 1]}]})
     assert_error(response, 403)
     assert client.delete(f"{BASE}/notes").status_code == 403
+
+
+def test_nul_characters_are_400_never_a_server_error(owned):
+    client, _ = owned
+    cases = [
+        (f"{BASE}/notes/search", {"vector": [1, 0, 0, 0], "filter": {"k": "a\x00"}}, "filter.k"),
+        (f"{BASE}/notes/search", {"vector": [1, 0, 0, 0], "filter": {"k\x00": 1}}, "filter"),
+        (f"{BASE}/notes/search", {"query": "pe\x00ars"}, "query"),
+        (f"{BASE}/notes/delete", {"filter": {"k": {"$in": ["\x00"]}}}, "filter.k.$in"),
+        (
+            f"{BASE}/notes/search",
+            {"vector": [1, 0, 0, 0], "filter": {"k": {"$gt": "\x00"}}},
+            "filter.k.$gt",
+        ),
+        (f"{BASE}/notes/records", {"records": [{"id": "a\x00", "vector": [1, 0, 0, 0]}]}, None),
+    ]
+    for url, body, field in cases:
+        assert_error(_post(client, url, body), 400, field=field)
+    assert client.get(f"{BASE}/notes/records/a%00").status_code in (400, 404)

@@ -84,6 +84,8 @@ def _node(spec: Any, where: str, depth: int, state: _State, params: list[Any]) -
 
 
 def _path(name: str, where: str, state: _State) -> list[str]:
+    if "\x00" in name:
+        raise InvalidInputError(where, "A field name may not contain NUL characters.")
     path = name.split(".")
     if len(name) > MAX_FIELD_LENGTH or not all(path):
         raise InvalidInputError(where, f"'{name[:MAX_FIELD_LENGTH]}' is not a field name.")
@@ -109,7 +111,19 @@ def _scalar(value: Any, where: str) -> Any:
         raise InvalidInputError(where, "Compare with a value, not an object.")
     if isinstance(value, float) and value != value:
         raise InvalidInputError(where, "NaN is not a value to compare with.")
+    if _has_nul(value):
+        raise InvalidInputError(where, "Values may not contain NUL characters.")
     return value
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(item) for item in value)
+    if isinstance(value, dict):
+        return any(_has_nul(key) or _has_nul(item) for key, item in value.items())
+    return False
 
 
 def _field(name: str, value: Any, where: str, state: _State, params: list[Any]) -> str:
@@ -146,6 +160,7 @@ def _field(name: str, value: Any, where: str, state: _State, params: list[Any]) 
         elif operator in RANGE_OPERATORS:
             if isinstance(operand, bool) or not isinstance(operand, int | float | str):
                 raise InvalidInputError(here, f"{operator} compares with a number or a string.")
+            _scalar(operand, here)
             if (isinstance(operand, float) and operand != operand) or operand in (
                 float("inf"),
                 float("-inf"),

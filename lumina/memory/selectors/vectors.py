@@ -93,8 +93,8 @@ def vectors_get(
     collection = collection_resolve(actor=actor, ref=ref, action="memory.read")
     if not isinstance(ids, list) or not ids or len(ids) > MAX_K:
         raise InvalidInputError("ids", f"Give 1 to {MAX_K} ids.")
-    if any(not isinstance(value, str) for value in ids):
-        raise InvalidInputError("ids", "Ids are strings.")
+    if any(not isinstance(value, str) or "\x00" in value for value in ids):
+        raise InvalidInputError("ids", "Ids are strings without NUL characters.")
     slot = collection.active_slot
     rows = {
         row["external_id"]: row
@@ -372,6 +372,8 @@ def _search(
         raise InvalidInputError("query", "The query is a non-empty text.")
     if query is not None and len(query) > 10_000:
         raise InvalidInputError("query", "At most 10,000 characters.")
+    if query is not None and "\x00" in query:
+        raise InvalidInputError("query", "The query may not contain NUL characters.")
     mode = mode or ("hybrid" if query is not None else "vector")
     if mode not in MODES:
         raise InvalidInputError("mode", f"Use one of {', '.join(MODES)}.")

@@ -407,8 +407,8 @@ def vectors_delete(
     if ids is not None:
         if not isinstance(ids, list | tuple) or not ids or len(ids) > MAX_BATCH:
             raise InvalidInputError("ids", f"Give 1 to {MAX_BATCH} ids.")
-        if any(not isinstance(value, str) for value in ids):
-            raise InvalidInputError("ids", "Ids are strings.")
+        if any(not isinstance(value, str) or "\x00" in value for value in ids):
+            raise InvalidInputError("ids", "Ids are strings without NUL characters.")
         condition, params = "external_id = ANY(%s)", [list(ids)]
     else:
         compiled = compile_filter(filter, known_fields=collection.metadata_fields)
