@@ -60,7 +60,7 @@ class GraphRanked:
     record_id: uuid.UUID
     score: float  # fused score, higher first
     hybrid_rank: int | None  # 1-based rank in the hybrid list, None if only the graph found it
-    graph_score: float  # similarity lifted by links, 0 when not scored
+    graph_score: float  # the fused score scaled to 0..1 (1 for the best record)
     link: float  # the entity link score (0: not linked)
     via: tuple[str, ...]  # names of the entities that linked it, strongest first
     seeds: tuple[uuid.UUID, ...]  # the hits it was reached from
@@ -239,6 +239,7 @@ def graph_search(
             score += GRAPH_WEIGHT / (RRF_K + graph_rank[record_id])
         fused[record_id] = score
     ordered = sorted(pool, key=lambda r: (-fused[r], str(r)))[:k]
+    top_fused = max(fused.values(), default=0.0) or 1.0
 
     def names(record_id: uuid.UUID) -> tuple[str, ...]:
         found = sorted(via.get(record_id, []), key=lambda e: -weight[e])
@@ -250,7 +251,7 @@ def graph_search(
             record_id=record_id,
             score=round(fused[record_id], 6),
             hybrid_rank=hybrid_rank.get(record_id),
-            graph_score=round(graph_score.get(record_id, 0.0), 6),
+            graph_score=round(fused[record_id] / top_fused, 6),
             link=round(link.get(record_id, 0.0), 6),
             via=names(record_id),
             seeds=tuple(
