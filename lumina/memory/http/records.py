@@ -291,6 +291,8 @@ class TurnRecordApi(APIView):
     """Record one turn: embedded now (503 if the embedding model is down), facts extracted
     and consolidated. The same turn again (same text, speaker, scope and time) is a no-op."""
 
+    error_statuses = (503,)  # the embedding model is down: nothing was written
+
     @extend_schema(request=MemoryTurnInput, responses={201: TurnOutput, 200: TurnOutput})
     def post(self, request):
         data = _valid(MemoryTurnInput, request.data)
@@ -332,6 +334,10 @@ class ImportApi(APIView):
     def post(self, request):
         query = _valid(MemoryImportQuery, request.query_params)
         body = request.data
+        if not isinstance(body, dict) or "text" not in body:
+            raise InvalidInputError(
+                "body", "Send the history as application/json or application/x-ndjson."
+            )
         result = records_import(
             actor=actor_of(request), text=body["text"], fmt=body["format"], **query
         )
@@ -342,6 +348,8 @@ class ImportApi(APIView):
 class SearchApi(APIView):
     """Search memories: hybrid (default), vector, text or graph; time-aware ("last spring",
     "in 2023", "before the move"); each hit says why it is there."""
+
+    error_statuses = (503,)  # the embedding model is down
 
     @extend_schema(request=MemorySearchInput, responses=SearchOutput)
     def post(self, request):
@@ -407,6 +415,8 @@ class ExtractionErrorListApi(GenericAPIView):
 class PinnedListCreateApi(APIView):
     """Pinned blocks, always placed in context; create one."""
 
+    error_statuses = (409, 503)  # the label is taken; the embedding model is down
+
     @extend_schema(parameters=[MemoryOwnerInput], responses=RecordOutput(many=True))
     def get(self, request):
         query = _valid(MemoryOwnerInput, request.query_params)
@@ -422,6 +432,8 @@ class PinnedListCreateApi(APIView):
 
 class PinnedDetailApi(APIView):
     """One block; PATCH stores a new version (the old one stays, closed); DELETE expires it."""
+
+    error_statuses = (409, 503)
 
     @extend_schema(responses=RecordOutput)
     def get(self, request, block_id):
@@ -450,7 +462,15 @@ class PolicyListApi(APIView):
 
 
 class PolicyDetailApi(APIView):
-    @extend_schema(request=MemoryPolicyInput, responses=PolicyOutput)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "scope", OpenApiTypes.STR, OpenApiParameter.PATH, enum=ScopeKind.values
+            )
+        ],
+        request=MemoryPolicyInput,
+        responses=PolicyOutput,
+    )
     def put(self, request, scope):
         data = _valid(MemoryPolicyInput, request.data)
         if scope not in ScopeKind.values:
