@@ -48,7 +48,7 @@ MAX_LINKED = 200
 NEIGHBOURS = 2
 NEIGHBOUR_LINK = 0.5
 RRF_K = 60
-GRAPH_WEIGHT = 0.5
+GRAPH_WEIGHT = 2.0
 MIN_CLOSENESS = 0.05
 # Relations that say something about how two entities are connected; co-mention is
 # already the mention walk itself.
