@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("lumina.platform.http.urls")),
     path("", include("lumina.security.http.urls")),
     path("", include("lumina.providers.http.urls")),
+    path("", include("lumina.tools.http.urls")),
 ]
 
 urlpatterns = [

@@ -11,6 +11,10 @@ class ToolsConfig(AppConfig):
         # The permissions this context checks, for roles, token scopes and policies.
         from lumina.kernel.permissions import declare
 
+        # Event classes must be registered, and handlers subscribed, before any delivery.
+        from lumina.tools import events, handlers  # noqa: F401
+
         declare("tools.read", "See tool definitions and results")
         declare("tools.manage", "Add, change and remove tools and tool sources")
         declare("tools.execute", "Run tools")
+        declare("tools.executions.read_all", "See everyone's tool executions and results")

@@ -1,0 +1,1 @@
+"""Subscriptions of the tools context, imported from the app's ``ready()``."""
