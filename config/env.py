@@ -45,6 +45,11 @@ class EmailBackend(StrEnum):
     SMTP = "smtp"
 
 
+class SandboxMode(StrEnum):
+    BWRAP = "bwrap"  # namespaces + seccomp + rlimits (lumina.tools.sandbox)
+    RLIMITS_ONLY = "rlimits_only"  # weaker: rlimits and another user only; operator opt-in
+
+
 class LocalEmbeddings(StrEnum):
     INT8 = "int8"
     FP32 = "fp32"
@@ -129,6 +134,14 @@ class LuminaEnv(BaseSettings):
     # Non-public addresses/networks Lumina may connect to for provider and identity provider
     # URLs (lumina.kernel.outbound). Unset: loopback in development and test, none in production.
     lumina_outbound_allow: Annotated[list[str] | None, NoDecode] = None
+
+    # Tools: the sandbox for python tools. rlimits_only is weaker (no namespaces, no seccomp)
+    # and only ever used when set here; it is logged and shown in /health/ready.
+    lumina_sandbox_mode: SandboxMode = SandboxMode.BWRAP
+    lumina_sandbox_pool_size: int = Field(default=4, ge=0, le=64)
+    lumina_sandbox_python: Path | None = None  # default: this server's base interpreter
+    lumina_sandbox_uid: int = Field(default=65534, ge=1)  # used when the server runs as root
+    lumina_sandbox_gid: int = Field(default=65534, ge=1)
 
     _split = field_validator(
         "allowed_hosts", "csrf_trusted_origins", "lumina_outbound_allow", mode="before"

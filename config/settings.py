@@ -221,6 +221,12 @@ if LUMINA_AUDIT_HEAD_INTERVAL:
 
 # --- Event bus: the one swappable seam (see docs/adr/0003-event-bus-and-outbox.md) ---
 # A name from lumina.kernel.transports.TRANSPORTS ("inprocess" or "celery").
+LUMINA_SANDBOX_MODE = ENV.lumina_sandbox_mode.value
+LUMINA_SANDBOX_POOL_SIZE = ENV.lumina_sandbox_pool_size
+LUMINA_SANDBOX_PYTHON = str(ENV.lumina_sandbox_python) if ENV.lumina_sandbox_python else None
+LUMINA_SANDBOX_UID = ENV.lumina_sandbox_uid
+LUMINA_SANDBOX_GID = ENV.lumina_sandbox_gid
+
 LUMINA_EVENT_TRANSPORT = ENV.lumina_event_transport.value
 # The Celery app the Celery transport sends through, loaded by that transport only.
 LUMINA_CELERY_APP = "config.celery.app"
