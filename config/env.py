@@ -142,9 +142,16 @@ class LuminaEnv(BaseSettings):
     lumina_sandbox_python: Path | None = None  # default: this server's base interpreter
     lumina_sandbox_uid: int = Field(default=65534, ge=1)  # used when the server runs as root
     lumina_sandbox_gid: int = Field(default=65534, ge=1)
+    # Tools: the programs (absolute paths) an Admin may register as stdio MCP servers. Such a
+    # server runs on this host as this server's user, so the operator names them. Unset: none.
+    lumina_mcp_stdio_commands: Annotated[list[str], NoDecode] = Field(default_factory=list)
 
     _split = field_validator(
-        "allowed_hosts", "csrf_trusted_origins", "lumina_outbound_allow", mode="before"
+        "allowed_hosts",
+        "csrf_trusted_origins",
+        "lumina_outbound_allow",
+        "lumina_mcp_stdio_commands",
+        mode="before",
     )(_csv)
 
     @field_validator("lumina_outbound_allow")

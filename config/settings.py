@@ -226,6 +226,7 @@ LUMINA_SANDBOX_POOL_SIZE = ENV.lumina_sandbox_pool_size
 LUMINA_SANDBOX_PYTHON = str(ENV.lumina_sandbox_python) if ENV.lumina_sandbox_python else None
 LUMINA_SANDBOX_UID = ENV.lumina_sandbox_uid
 LUMINA_SANDBOX_GID = ENV.lumina_sandbox_gid
+LUMINA_MCP_STDIO_COMMANDS = tuple(ENV.lumina_mcp_stdio_commands)
 
 LUMINA_EVENT_TRANSPORT = ENV.lumina_event_transport.value
 # The Celery app the Celery transport sends through, loaded by that transport only.
