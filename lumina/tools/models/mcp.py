@@ -28,6 +28,12 @@ class McpServer(models.Model):
     timeout_seconds = models.FloatField(
         default=30.0, validators=[MinValueValidator(0.1), MaxValueValidator(3600)]
     )
+    # Sealed with security.api.encrypt_secret (owner ``secret_owner``): a JSON object of
+    # the stdio server's environment variables, or of the HTTP server's request headers.
+    env_secret = models.TextField(blank=True, default="", editable=False)
+    headers_secret = models.TextField(blank=True, default="", editable=False)
+    last_synced_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_error = models.TextField(blank=True, default="", editable=False)
     owner_id = models.UUIDField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -38,3 +44,7 @@ class McpServer(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def secret_owner(self) -> str:
+        return f"tools.mcpserver:{self.id}"
