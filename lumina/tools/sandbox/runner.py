@@ -1,0 +1,421 @@
+"""``run_python``: one python tool run in a sandbox, reported as a ``SandboxResult``.
+
+The job goes to the sandbox's harness on stdin; its stdout, stderr and result pipe are read
+here together, each capped, until the sandbox ends or the wall-clock deadline passes (then
+the whole sandbox is killed: its PID namespace goes with its first process). Every way a
+run can end maps to one status and a short ``error_code``; nothing raises for the tool's
+own failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from django.conf import settings
+
+from lumina.tools.sandbox.launcher import (
+    MODE_BWRAP,
+    MODE_RLIMITS_ONLY,
+    SandboxConfig,
+)
+from lumina.tools.sandbox.pool import Sandbox, SandboxPool, start
+from lumina.tools.types import ExecutionStatus, Limits
+
+logger = logging.getLogger(__name__)
+
+ENTRYPOINT = "main"
+# Address space the interpreter itself maps before the tool allocates anything.
+INTERPRETER_BYTES = 64 * 1024 * 1024
+_CHUNK = 65536
+
+
+@dataclasses.dataclass(frozen=True)
+class SandboxResult:
+    """How one run ended.
+
+    ``status`` is an ``ExecutionStatus``; ``error_code`` says which limit or failure:
+    ``exception``, ``exit``, ``entrypoint``, ``result`` (not JSON), ``memory``,
+    ``cpu_time``, ``wall_clock``, ``output_size``, ``result_size``, ``crashed``,
+    ``unavailable``. ``error`` is a message safe to show the caller.
+    """
+
+    status: ExecutionStatus
+    result: Any = None
+    error_code: str = ""
+    error: str = ""
+    stdout: str = ""
+    stderr: str = ""
+    stdout_truncated: bool = False
+    stderr_truncated: bool = False
+    duration_ms: float = 0.0
+    resource_use: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == ExecutionStatus.SUCCEEDED
+
+
+class SandboxUnavailableError(RuntimeError):
+    """bwrap cannot start here and the operator has not opted into a weaker mode."""
+
+
+def _config() -> SandboxConfig:
+    return SandboxConfig(
+        mode=settings.LUMINA_SANDBOX_MODE,
+        python=settings.LUMINA_SANDBOX_PYTHON or "",
+        uid=settings.LUMINA_SANDBOX_UID,
+        gid=settings.LUMINA_SANDBOX_GID,
+        pool_size=settings.LUMINA_SANDBOX_POOL_SIZE,
+    )
+
+
+_probed: dict[SandboxConfig, tuple[str, float]] = {}
+PROBE_RETRY_SECONDS = 30.0
+
+
+def _probe(config: SandboxConfig) -> str:
+    """'' when a sandbox of this configuration starts and runs, else why not.
+
+    A success is kept; a failure is retried after PROBE_RETRY_SECONDS.
+    """
+    known = _probed.get(config)
+    if known is not None and (not known[0] or time.monotonic() - known[1] < PROBE_RETRY_SECONDS):
+        return known[0]
+    try:
+        sandbox = start(config, network=False)
+    except Exception as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+    else:
+        job = {"source": "def main():\n    return 1\n", "arguments": {}}
+        outcome = _execute(sandbox, job, Limits(timeout_seconds=10), started=time.perf_counter())
+        reason = ""
+        if not (outcome.succeeded and outcome.result == 1):
+            reason = f"{outcome.error_code}: {outcome.error} {outcome.stderr[-300:]}".strip()
+    _probed[config] = (reason, time.monotonic())
+    return reason
+
+
+_pools: dict[SandboxConfig, SandboxPool] = {}
+_pools_lock = threading.Lock()
+_warned: set[SandboxConfig] = set()
+
+
+def _pool(config: SandboxConfig) -> SandboxPool:
+    with _pools_lock:
+        pool = _pools.get(config)
+        if pool is None:
+            pool = _pools[config] = SandboxPool(config)
+        return pool
+
+
+def _forget_pools_in_child() -> None:
+    # A forked child cannot wait for its parent's sandboxes: it starts its own.
+    _pools.clear()
+
+
+os.register_at_fork(after_in_child=_forget_pools_in_child)
+
+
+def close_pools() -> None:
+    with _pools_lock:
+        pools = list(_pools.values())
+        _pools.clear()
+    for pool in pools:
+        pool.close()
+
+
+def sandbox_status() -> dict[str, Any]:
+    """What /health/ready shows operators: the mode, whether it is weaker, whether it runs."""
+    config = _config()
+    reason = _probe(config)
+    status: dict[str, Any] = {
+        "mode": config.mode,
+        "weaker": config.mode != MODE_BWRAP,
+        "available": not reason,
+        "pool_size": config.pool_size,
+    }
+    if config.mode == MODE_BWRAP:
+        status["isolation"] = "bwrap namespaces, seccomp, rlimits, unprivileged user"
+    else:
+        status["isolation"] = "rlimits and an unprivileged user only (operator opt-in)"
+    if reason:
+        status["reason"] = reason
+    with _pools_lock:
+        pool = _pools.get(config)
+    if pool is not None:
+        status["idle"] = pool.idle
+    return status
+
+
+def ensure_available(config: SandboxConfig | None = None) -> SandboxConfig:
+    config = config or _config()
+    if config.mode == MODE_RLIMITS_ONLY and config not in _warned:
+        _warned.add(config)
+        logger.warning(
+            "sandbox.weaker_mode",
+            extra={"mode": config.mode, "isolation": "rlimits and unprivileged user only"},
+        )
+    reason = _probe(config)
+    if reason:
+        raise SandboxUnavailableError(reason)
+    return config
+
+
+def run_python(
+    source: str,
+    arguments: Any,
+    limits: Limits,
+    *,
+    config: SandboxConfig | None = None,
+) -> SandboxResult:
+    """Run ``main(**arguments)`` from ``source`` in a sandbox, within ``limits``.
+
+    ``source`` must define a function ``main``; ``arguments`` is a JSON object (its keys
+    become keyword arguments) or another JSON value (passed as the one argument). The
+    returned value must be JSON. Nothing here raises for the tool's own failure.
+    """
+    started = time.perf_counter()
+    try:
+        config = ensure_available(config)
+        sandbox = start(config, network=True) if limits.network else _pool(config).acquire()
+    except SandboxUnavailableError as exc:
+        logger.error("sandbox.unavailable", extra={"reason": str(exc)})
+        return SandboxResult(
+            status=ExecutionStatus.REFUSED,
+            error_code="unavailable",
+            error="Python tools cannot run: no sandbox is available on this server.",
+            duration_ms=_ms(started),
+        )
+    job = {"source": source, "arguments": arguments}
+    return _execute(sandbox, job, limits, started=started)
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000, 3)
+
+
+def _job_limits(limits: Limits) -> dict[str, Any]:
+    cpu = limits.cpu_seconds if limits.cpu_seconds is not None else limits.timeout_seconds
+    return {
+        "cpu_seconds": max(1, math.ceil(cpu)),
+        "memory_bytes": int(limits.memory_mb) * 1024 * 1024 + INTERPRETER_BYTES,
+        "max_file_bytes": int(limits.max_file_bytes),
+        "max_open_files": int(limits.max_open_files),
+        "max_processes": int(limits.max_processes),
+    }
+
+
+class _Stream:
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.data = bytearray()
+        self.over = False
+
+    def add(self, chunk: bytes) -> None:
+        room = self.cap - len(self.data)
+        if len(chunk) > room:
+            self.over = True
+        self.data += chunk[: max(room, 0)]
+
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+def _execute(
+    sandbox: Sandbox, job: dict[str, Any], limits: Limits, *, started: float
+) -> SandboxResult:
+    process = sandbox.process
+    payload = json.dumps(
+        {**job, "entrypoint": ENTRYPOINT, "limits": _job_limits(limits)},
+        separators=(",", ":"),
+    ).encode()
+    deadline = time.monotonic() + float(limits.timeout_seconds)
+    cap = int(limits.output_bytes)
+    streams = {
+        "stdout": _Stream(cap),
+        "stderr": _Stream(cap),
+        "result": _Stream(cap),
+    }
+    ended_by = ""  # "wall_clock" or "<stream>_size" when this side stopped the run
+    try:
+        # The harness reads the whole job before doing anything, so this cannot deadlock.
+        process.stdin.write(payload)
+        process.stdin.close()
+    except (BrokenPipeError, OSError):
+        pass  # the sandbox died before its job: reported from its exit status below
+    selector = selectors.DefaultSelector()
+    files = {
+        process.stdout.fileno(): "stdout",
+        process.stderr.fileno(): "stderr",
+        sandbox.result_fd: "result",
+    }
+    for fd, name in files.items():
+        os.set_blocking(fd, False)
+        selector.register(fd, selectors.EVENT_READ, name)
+    try:
+        while files:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                ended_by = "wall_clock"
+                break
+            for key, _ in selector.select(timeout=remaining):
+                try:
+                    chunk = os.read(key.fd, _CHUNK)
+                except BlockingIOError:
+                    continue
+                if not chunk:
+                    selector.unregister(key.fd)
+                    files.pop(key.fd)
+                    continue
+                stream = streams[key.data]
+                stream.add(chunk)
+                if stream.over:
+                    ended_by = f"{'result' if key.data == 'result' else 'output'}_size"
+                    break
+            if ended_by:
+                break
+    finally:
+        selector.close()
+    if ended_by:
+        _kill(process)
+    usage = _reap(process, deadline if not ended_by else time.monotonic() + 5)
+    with contextlib.suppress(OSError):
+        os.close(sandbox.result_fd)
+    for stream in (process.stdout, process.stderr):
+        with contextlib.suppress(OSError):
+            stream.close()
+    return _result(process, streams, ended_by, usage, limits, started)
+
+
+def _kill(process: subprocess.Popen) -> None:
+    # The sandbox's init dies with bwrap (--die-with-parent), and the PID namespace with it.
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        process.kill()
+
+
+def _reap(process: subprocess.Popen, deadline: float) -> dict[str, Any]:
+    """Wait for the sandbox's outer process, killing it at the deadline; its rusage."""
+    while True:
+        try:
+            pid, status, rusage = os.wait4(process.pid, os.WNOHANG)
+        except ChildProcessError:
+            process.returncode = process.returncode if process.returncode is not None else -9
+            return {}
+        if pid:
+            process.returncode = os.waitstatus_to_exitcode(status)
+            return {
+                "cpu_user_s": round(rusage.ru_utime, 4),
+                "cpu_system_s": round(rusage.ru_stime, 4),
+                "max_rss_kb": rusage.ru_maxrss,
+            }
+        if time.monotonic() >= deadline:
+            _kill(process)
+            deadline = time.monotonic() + 5
+        time.sleep(0.001)
+
+
+def _killed_by(returncode: int | None) -> int:
+    """The signal that ended the tool: bwrap reports it as 128+N, Popen as -N."""
+    if returncode is None:
+        return 0
+    if returncode < 0:
+        return -returncode
+    if returncode > 128:
+        return returncode - 128
+    return 0
+
+
+def _result(
+    process: subprocess.Popen,
+    streams: dict[str, _Stream],
+    ended_by: str,
+    usage: dict[str, Any],
+    limits: Limits,
+    started: float,
+) -> SandboxResult:
+    common = {
+        "stdout": streams["stdout"].text(),
+        "stderr": streams["stderr"].text(),
+        "stdout_truncated": streams["stdout"].over,
+        "stderr_truncated": streams["stderr"].over,
+    }
+    message: dict[str, Any] | None = None
+    if not ended_by and streams["result"].data:
+        try:
+            message = json.loads(bytes(streams["result"].data))
+        except ValueError:
+            message = None
+    if isinstance(message, dict) and isinstance(message.get("usage"), dict):
+        usage = message["usage"]
+    else:
+        # Without the harness's own figures, the CPU that bwrap's process tree reported
+        # (its max RSS is that of the server's fork before exec, so it is left out).
+        usage = {key: value for key, value in usage.items() if key != "max_rss_kb"}
+    usage = {**usage, "exit_code": process.returncode}
+    fields = {**common, "duration_ms": _ms(started), "resource_use": usage}
+
+    def failed(status: ExecutionStatus, code: str, error: str) -> SandboxResult:
+        return SandboxResult(status=status, error_code=code, error=error, **fields)
+
+    if ended_by == "wall_clock":
+        return failed(
+            ExecutionStatus.TIMEOUT,
+            "wall_clock",
+            f"The tool ran longer than its {limits.timeout_seconds:g} s timeout and was stopped.",
+        )
+    if ended_by == "output_size":
+        return failed(
+            ExecutionStatus.LIMIT_EXCEEDED,
+            "output_size",
+            f"The tool printed more than {limits.output_bytes} bytes and was stopped.",
+        )
+    if ended_by == "result_size":
+        return failed(
+            ExecutionStatus.LIMIT_EXCEEDED,
+            "result_size",
+            f"The tool's result is larger than {limits.output_bytes} bytes.",
+        )
+    if isinstance(message, dict) and message.get("ok") is True:
+        result = message.get("result")
+        return SandboxResult(status=ExecutionStatus.SUCCEEDED, result=result, **fields)
+    if isinstance(message, dict) and message.get("ok") is False:
+        kind = str(message.get("kind", "exception"))
+        text = str(message.get("message", ""))[:2000]
+        if kind == "memory":
+            return failed(
+                ExecutionStatus.LIMIT_EXCEEDED,
+                "memory",
+                f"The tool needed more than its {limits.memory_mb} MB of memory.",
+            )
+        return failed(ExecutionStatus.FAILED, kind, text)
+    killed = _killed_by(process.returncode)
+    cpu_limit = _job_limits(limits)["cpu_seconds"]
+    cpu_used = usage.get("cpu_user_s", 0) + usage.get("cpu_system_s", 0)
+    # SIGXCPU at the soft CPU limit, SIGKILL at the hard one a second later.
+    if killed == signal.SIGXCPU or (killed == signal.SIGKILL and cpu_used >= cpu_limit):
+        return failed(
+            ExecutionStatus.TIMEOUT,
+            "cpu_time",
+            f"The tool used more than its {cpu_limit} s of CPU time.",
+        )
+    if killed:
+        return failed(ExecutionStatus.FAILED, "crashed", f"The tool was ended by signal {killed}.")
+    return failed(
+        ExecutionStatus.FAILED,
+        "exit",
+        f"The tool's process exited with status {process.returncode} before returning a result.",
+    )
