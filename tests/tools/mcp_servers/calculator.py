@@ -47,6 +47,14 @@ def big(size: int) -> str:
     return "x" * size
 
 
+# CALCULATOR_TOOLS=add,echo offers only those, as a server whose tools change would.
+if os.environ.get("CALCULATOR_TOOLS"):
+    offered = set(os.environ["CALCULATOR_TOOLS"].split(","))
+    for tool in ("add", "echo", "fail", "crash", "hang", "big"):
+        if tool not in offered:
+            server.remove_tool(tool)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--http", type=int, default=None, help="serve streamable HTTP on this port")

@@ -51,3 +51,8 @@ def http_server(module: str = CALCULATOR) -> Iterator[str]:
     finally:
         process.kill()
         process.wait(10)
+
+
+def script_command(module: str = CALCULATOR) -> list[str]:
+    """The server run as a script (no working directory needed): ``python path/to/x.py``."""
+    return [sys.executable, str(ROOT / (module.replace(".", "/") + ".py"))]

@@ -1,0 +1,58 @@
+"""The runner for tools of kind ``mcp``: one ``tools/call`` on the tool's server.
+
+Registered in the runner table (``lumina.tools.runners``) by ``register()``, called from
+the app's ``ready()``. Like every runner it never raises for the tool's own failure: a
+disabled or missing server, a crash, a timeout or a refused address is a ``RunOutcome``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from asgiref.sync import async_to_sync
+
+from lumina.tools import runners
+from lumina.tools.mcp.client import CallOutcome, call_tool
+from lumina.tools.models import McpServer
+from lumina.tools.selectors.mcp import mcp_endpoint
+from lumina.tools.types import ExecutionStatus, RunOutcome, ToolKind, ToolSpec
+
+_STATUS = {
+    "succeeded": ExecutionStatus.SUCCEEDED,
+    "tool_error": ExecutionStatus.FAILED,
+    "crashed": ExecutionStatus.FAILED,
+    "failed": ExecutionStatus.FAILED,
+    "timeout": ExecutionStatus.TIMEOUT,
+    "too_large": ExecutionStatus.LIMIT_EXCEEDED,
+    "refused": ExecutionStatus.REFUSED,
+}
+
+
+def run_mcp(spec: ToolSpec, arguments: Mapping[str, Any]) -> RunOutcome:
+    server = McpServer.objects.filter(id=spec.mcp_server_id).first()
+    if server is None:
+        return RunOutcome(ExecutionStatus.FAILED, error="The tool's MCP server was removed.")
+    if not server.enabled:
+        return RunOutcome(
+            ExecutionStatus.REFUSED, error=f"The MCP server {server.name} is disabled."
+        )
+    outcome: CallOutcome = async_to_sync(call_tool)(
+        mcp_endpoint(server),
+        spec.mcp_tool_name,
+        arguments,
+        timeout_seconds=spec.limits.timeout_seconds,
+        max_bytes=spec.limits.output_bytes,
+    )
+    return RunOutcome(
+        status=_STATUS[outcome.status],
+        result=outcome.result if outcome.ok else None,
+        error=outcome.error,
+        stderr=outcome.stderr[: spec.limits.output_bytes],
+        duration_ms=outcome.duration_ms,
+        resource_use={"mcp_server": server.name, "mcp_outcome": outcome.status},
+    )
+
+
+def register() -> None:
+    runners.register(ToolKind.MCP, run_mcp)
