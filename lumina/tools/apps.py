@@ -18,3 +18,8 @@ class ToolsConfig(AppConfig):
         declare("tools.manage", "Add, change and remove tools and tool sources")
         declare("tools.execute", "Run tools")
         declare("tools.executions.read_all", "See everyone's tool executions and results")
+
+        # MCP tools run through the MCP client, loaded on first use (the SDK is heavy).
+        from lumina.tools.mcp import register_runner
+
+        register_runner()

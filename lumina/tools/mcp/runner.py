@@ -1,8 +1,9 @@
 """The runner for tools of kind ``mcp``: one ``tools/call`` on the tool's server.
 
-Registered in the runner table (``lumina.tools.runners``) by ``register()``, called from
-the app's ``ready()``. Like every runner it never raises for the tool's own failure: a
-disabled or missing server, a crash, a timeout or a refused address is a ``RunOutcome``.
+Registered in the runner table (``lumina.tools.runners``) through
+``lumina.tools.mcp.register_runner``, called from the app's ``ready()``. Like every runner
+it never raises for the tool's own failure: a disabled or missing server, a crash, a
+timeout or a refused address is a ``RunOutcome``.
 """
 
 from __future__ import annotations
@@ -12,11 +13,10 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from lumina.tools import runners
 from lumina.tools.mcp.client import CallOutcome, call_tool
 from lumina.tools.models import McpServer
 from lumina.tools.selectors.mcp import mcp_endpoint
-from lumina.tools.types import ExecutionStatus, RunOutcome, ToolKind, ToolSpec
+from lumina.tools.types import ExecutionStatus, RunOutcome, ToolSpec
 
 _STATUS = {
     "succeeded": ExecutionStatus.SUCCEEDED,
@@ -52,7 +52,3 @@ def run_mcp(spec: ToolSpec, arguments: Mapping[str, Any]) -> RunOutcome:
         duration_ms=outcome.duration_ms,
         resource_use={"mcp_server": server.name, "mcp_outcome": outcome.status},
     )
-
-
-def register() -> None:
-    runners.register(ToolKind.MCP, run_mcp)
