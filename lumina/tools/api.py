@@ -5,6 +5,8 @@ Plain functions and the frozen dataclasses of ``lumina.tools.types``; never mode
 
 from __future__ import annotations
 
+from typing import Any
+
 from lumina.tools.types import (
     ExecutionDTO,
     ExecutionStatus,
@@ -23,4 +25,12 @@ __all__ = [
     "ToolDTO",
     "ToolKind",
     "ToolSpec",
+    "sandbox_status",
 ]
+
+
+def sandbox_status() -> dict[str, Any]:
+    """The python-tool sandbox's mode and whether it runs, for /health/ready (ADR 0018)."""
+    from lumina.tools.sandbox import sandbox_status as status
+
+    return status()
