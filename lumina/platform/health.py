@@ -1,4 +1,4 @@
-"""Readiness checks: the database, the pgvector extension, migrations, Redis."""
+"""Readiness checks: the database, the pgvector extension, migrations, Redis, the sandbox."""
 
 from __future__ import annotations
 
@@ -55,11 +55,26 @@ def check_redis() -> dict[str, Any]:
     return {"version": info.get("redis_version")}
 
 
+def check_sandbox() -> dict[str, Any]:
+    """The python-tool sandbox: its mode (a weaker one is the operator's opt-in) and that
+    it starts. Without it python tools are refused, so the server is not ready."""
+    from lumina.tools.api import sandbox_status
+
+    status = sandbox_status()
+    if not status["available"]:
+        raise RuntimeError(
+            f"python tools are refused: the {status['mode']} sandbox does not start here "
+            f"({status.get('reason', '')}); see docs/adr/0018-sandbox-layers.md"
+        )
+    return status
+
+
 def readiness_checks() -> dict[str, Check]:
     checks: dict[str, Check] = {
         "database": check_database,
         "pgvector": check_pgvector,
         "migrations": check_migrations,
+        "sandbox": check_sandbox,
     }
     if settings.REDIS_URL:
         checks["redis"] = check_redis
