@@ -90,7 +90,7 @@ def main() -> None:
         payload = json.dumps(
             {"ok": False, "kind": "result", "message": f"the result is not JSON: {exc}"}
         )
-    data = payload.encode()
+    data = payload.encode() + b"\n"  # the end of the one message; JSON escapes newlines
     while data:
         data = data[os.write(result_fd, data) :]
     os._exit(0)

@@ -15,6 +15,8 @@ import json
 import logging
 import math
 import os
+import queue
+import select
 import selectors
 import signal
 import subprocess
@@ -122,7 +124,9 @@ def _pool(config: SandboxConfig) -> SandboxPool:
 
 def _forget_pools_in_child() -> None:
     # A forked child cannot wait for its parent's sandboxes: it starts its own.
+    global _reaper_instance
     _pools.clear()
+    _reaper_instance = None
 
 
 os.register_at_fork(after_in_child=_forget_pools_in_child)
@@ -255,48 +259,114 @@ def _execute(
         process.stdin.close()
     except (BrokenPipeError, OSError):
         pass  # the sandbox died before its job: reported from its exit status below
-    selector = selectors.DefaultSelector()
     files = {
         process.stdout.fileno(): "stdout",
         process.stderr.fileno(): "stderr",
         sandbox.result_fd: "result",
     }
+    complete = False
+    selector = selectors.DefaultSelector()
     for fd, name in files.items():
         os.set_blocking(fd, False)
         selector.register(fd, selectors.EVENT_READ, name)
     try:
-        while files:
+        while files and not (ended_by or complete):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 ended_by = "wall_clock"
                 break
             for key, _ in selector.select(timeout=remaining):
-                try:
-                    chunk = os.read(key.fd, _CHUNK)
-                except BlockingIOError:
-                    continue
-                if not chunk:
-                    selector.unregister(key.fd)
-                    files.pop(key.fd)
-                    continue
-                stream = streams[key.data]
-                stream.add(chunk)
-                if stream.over:
-                    ended_by = f"{'result' if key.data == 'result' else 'output'}_size"
+                ended_by = _read(key.fd, key.data, streams, files, selector)
+                # The harness flushes the tool's output before its one-line result.
+                complete = streams["result"].data.endswith(b"\n")
+                if ended_by or complete:
                     break
-            if ended_by:
-                break
+        if complete:
+            # What the tool printed is already in the pipes: take it without waiting for
+            # the sandbox to end (its teardown is the reaper's).
+            for fd, name in list(files.items()):
+                if name != "result":
+                    while fd in files and not ended_by:
+                        ended_by = _read(fd, name, streams, files, selector)
+                        if not _readable(fd):
+                            break
     finally:
         selector.close()
+    if complete and not ended_by:
+        _reaper().put(sandbox)
+        return _result(None, streams, "", {}, limits, started)
     if ended_by:
         _kill(process)
     usage = _reap(process, deadline if not ended_by else time.monotonic() + 5)
+    _close(sandbox)
+    return _result(process.returncode, streams, ended_by, usage, limits, started)
+
+
+def _readable(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def _read(
+    fd: int,
+    name: str,
+    streams: dict[str, _Stream],
+    files: dict[int, str],
+    selector: selectors.BaseSelector,
+) -> str:
+    """Read what is there on one pipe; the limit it broke, if any."""
+    try:
+        chunk = os.read(fd, _CHUNK)
+    except BlockingIOError:
+        return ""
+    if not chunk:
+        selector.unregister(fd)
+        files.pop(fd)
+        return ""
+    stream = streams[name]
+    stream.add(chunk)
+    if stream.over:
+        return "result_size" if name == "result" else "output_size"
+    return ""
+
+
+def _close(sandbox: Sandbox) -> None:
     with contextlib.suppress(OSError):
         os.close(sandbox.result_fd)
-    for stream in (process.stdout, process.stderr):
+    for stream in (sandbox.process.stdout, sandbox.process.stderr):
         with contextlib.suppress(OSError):
             stream.close()
-    return _result(process, streams, ended_by, usage, limits, started)
+
+
+class _Reaper:
+    """Ends and waits for finished sandboxes off the caller's path."""
+
+    def __init__(self) -> None:
+        self._queue: queue.SimpleQueue[Sandbox] = queue.SimpleQueue()
+        threading.Thread(target=self._run, name="lumina-sandbox-reaper", daemon=True).start()
+
+    def put(self, sandbox: Sandbox) -> None:
+        self._queue.put(sandbox)
+
+    def _run(self) -> None:
+        while True:
+            sandbox = self._queue.get()
+            try:
+                _kill(sandbox.process)
+                _reap(sandbox.process, time.monotonic() + 5)
+            finally:
+                _close(sandbox)
+
+
+_reaper_instance: _Reaper | None = None
+_reaper_lock = threading.Lock()
+
+
+def _reaper() -> _Reaper:
+    global _reaper_instance
+    with _reaper_lock:
+        if _reaper_instance is None:
+            _reaper_instance = _Reaper()
+        return _reaper_instance
 
 
 def _kill(process: subprocess.Popen) -> None:
@@ -340,7 +410,7 @@ def _killed_by(returncode: int | None) -> int:
 
 
 def _result(
-    process: subprocess.Popen,
+    returncode: int | None,
     streams: dict[str, _Stream],
     ended_by: str,
     usage: dict[str, Any],
@@ -365,7 +435,8 @@ def _result(
         # Without the harness's own figures, the CPU that bwrap's process tree reported
         # (its max RSS is that of the server's fork before exec, so it is left out).
         usage = {key: value for key, value in usage.items() if key != "max_rss_kb"}
-    usage = {**usage, "exit_code": process.returncode}
+    if returncode is not None:
+        usage = {**usage, "exit_code": returncode}
     fields = {**common, "duration_ms": _ms(started), "resource_use": usage}
 
     def failed(status: ExecutionStatus, code: str, error: str) -> SandboxResult:
@@ -402,7 +473,7 @@ def _result(
                 f"The tool needed more than its {limits.memory_mb} MB of memory.",
             )
         return failed(ExecutionStatus.FAILED, kind, text)
-    killed = _killed_by(process.returncode)
+    killed = _killed_by(returncode)
     cpu_limit = _job_limits(limits)["cpu_seconds"]
     cpu_used = usage.get("cpu_user_s", 0) + usage.get("cpu_system_s", 0)
     # SIGXCPU at the soft CPU limit, SIGKILL at the hard one a second later.
@@ -417,5 +488,5 @@ def _result(
     return failed(
         ExecutionStatus.FAILED,
         "exit",
-        f"The tool's process exited with status {process.returncode} before returning a result.",
+        f"The tool's process exited with status {returncode} before returning a result.",
     )
