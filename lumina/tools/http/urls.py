@@ -3,8 +3,9 @@
 Fixed routes (``tools/execute``, ``tools/results`` …) come before ``tools/<tool>``.
 """
 
-from lumina.tools.http import registry
+from lumina.tools.http import mcp_servers, registry
 
 urlpatterns: list = []
 urlpatterns += registry.urlpatterns
+urlpatterns += mcp_servers.urlpatterns
 urlpatterns += registry.detail_urlpatterns
