@@ -36,6 +36,7 @@ from lumina.security.services.policies import policy_create
 from lumina.security.services.tokens import token_create
 from lumina.security.sessions import SessionStore
 from lumina.security.types import Actor
+from lumina.tools.models import McpServer
 from tests.providers.factories import DeploymentFactory, ProviderFactory
 from tests.security.access_support import Caller, holder, lacking, make_user
 
@@ -178,6 +179,12 @@ ROUTES: dict[tuple[str, str], str] = {
     ("POST", "api/v1/providers/budgets"): "providers.change",
     ("PATCH", "api/v1/providers/budgets/<uuid:budget_id>"): "providers.change",
     ("DELETE", "api/v1/providers/budgets/<uuid:budget_id>"): "providers.change",
+    ("GET", "api/v1/tools/mcp-servers"): "tools.manage",
+    ("POST", "api/v1/tools/mcp-servers"): "tools.manage",
+    ("GET", "api/v1/tools/mcp-servers/<str:server>"): "tools.manage",
+    ("PATCH", "api/v1/tools/mcp-servers/<str:server>"): "tools.manage",
+    ("DELETE", "api/v1/tools/mcp-servers/<str:server>"): "tools.manage",
+    ("POST", "api/v1/tools/mcp-servers/<str:server>/import"): "tools.manage",
 }
 
 
@@ -249,6 +256,12 @@ BODIES: dict[tuple[str, str], dict] = {
         "new_password": "a brand new passphrase 42",
     },
     ("POST", "api/v1/sessions/revoke"): {"user_id": "{other}"},
+    ("POST", "api/v1/tools/mcp-servers"): {
+        "name": "walked-mcp",
+        "transport": "http",
+        "url": "http://127.0.0.1:9/mcp",
+    },
+    ("PATCH", "api/v1/tools/mcp-servers/<str:server>"): {"timeout_seconds": 7},
 }
 QUERIES: dict[tuple[str, str], dict] = {
     ("GET", "api/v1/providers/costs"): {"since": "2026-01-01"},
@@ -283,6 +296,10 @@ class World:
         )
         budget = Budget.objects.create(scope="user", subject_id=self.other.pk, limit_usd=1)
         other_session = _session_of(self.other)
+        # Disabled: importing it answers 400 past authorisation, without a network call.
+        mcp_server = McpServer.objects.create(
+            name="walked", transport="http", url="http://127.0.0.1:9/mcp", enabled=False
+        )
         self.values = {
             "other_session": str(other_session.public_id),
             "uidb64": "MQ",
@@ -303,6 +320,7 @@ class World:
             "slug": identity_provider.slug,
             "identity_provider_id": str(identity_provider.id),
             "ciphertext": encrypt_secret("s3cret", owner=OWNER),
+            "server": str(mcp_server.id),
         }
 
     def own(self, user) -> dict[str, str]:
