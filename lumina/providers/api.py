@@ -19,6 +19,7 @@ from lumina.providers.services.completion import (
     embeddings_create,
     embeddings_prepare,
 )
+from lumina.providers.tokens import count_text_tokens, truncate_text_tokens
 from lumina.providers.types import Capability, Strategy, Usage
 from lumina.security.api import Actor
 
@@ -29,8 +30,10 @@ __all__ = [
     "Usage",
     "complete",
     "complete_async",
+    "count_text_tokens",
     "embed",
     "embed_async",
+    "truncate_text_tokens",
 ]
 
 # Ships with Lumina (ONNX int8 all-MiniLM-L6-v2, 384 dimensions): works with no provider.

@@ -19,7 +19,13 @@ class ToolsConfig(AppConfig):
         declare("tools.execute", "Run tools")
         declare("tools.executions.read_all", "See everyone's tool executions and results")
 
-        # MCP tools run through the MCP client, loaded on first use (the SDK is heavy).
-        from lumina.tools.mcp import register_runner
+        # The runner of each kind (MCP registers its own from lumina.tools.mcp).
+        from lumina.tools import runners
+        from lumina.tools.runners.builtin import run_builtin
+        from lumina.tools.runners.http import run_http
+        from lumina.tools.runners.python import run_python_tool
+        from lumina.tools.types import ToolKind
 
-        register_runner()
+        runners.register(ToolKind.PYTHON, run_python_tool)
+        runners.register(ToolKind.HTTP, run_http)
+        runners.register(ToolKind.BUILTIN, run_builtin)

@@ -30,6 +30,7 @@ class ExecutionStatus(enum.StrEnum):
     LIMIT_EXCEEDED = "limit_exceeded"  # memory, output size, processes
     INVALID_RESULT = "invalid_result"  # the result breaks the tool's result schema
     REFUSED = "refused"  # the sandbox or the outbound guard refused to run it
+    REJECTED = "rejected"  # never ran: unknown tool, arguments against the schema, no permission
 
     @property
     def finished(self) -> bool:
@@ -61,6 +62,7 @@ class RunOutcome:
     status: ExecutionStatus
     result: Any = None
     error: str = ""
+    error_code: str = ""
     stdout: str = ""
     stderr: str = ""
     duration_ms: float = 0.0

@@ -3,9 +3,10 @@
 Fixed routes (``tools/execute``, ``tools/results`` …) come before ``tools/<tool>``.
 """
 
-from lumina.tools.http import mcp_servers, registry
+from lumina.tools.http import executions, mcp_servers, registry
 
 urlpatterns: list = []
 urlpatterns += registry.urlpatterns
+urlpatterns += executions.urlpatterns
 urlpatterns += mcp_servers.urlpatterns
 urlpatterns += registry.detail_urlpatterns

@@ -34,6 +34,8 @@ class Execution(models.Model):
     actor_id = models.UUIDField(null=True, blank=True, db_index=True)
     token_id = models.UUIDField(null=True, blank=True)
     actor_context = models.CharField(max_length=64, blank=True, default="")
+    # The token's scopes, so a run accepted with 202 acts later with no more than them.
+    token_scopes = models.JSONField(null=True, blank=True)
     # Which model call asked for it (the upstream tool-call id) and which loop run.
     model_call_id = models.CharField(max_length=200, blank=True, default="")
     run_id = models.UUIDField(null=True, blank=True, db_index=True)

@@ -7,15 +7,23 @@ module (``register``), so this table does not import the MCP client.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lumina.security.api import Actor
 from lumina.tools.errors import RunnerUnavailableError
 from lumina.tools.types import RunOutcome, ToolKind, ToolSpec
 
 Runner = Callable[[ToolSpec, Mapping[str, Any]], RunOutcome]
 
 _runners: dict[ToolKind, Runner] = {}
+
+# Who a run acts for, for runners that call another context as that person (builtins).
+# Set by the execution service around each run.
+current_actor: contextvars.ContextVar[Actor | None] = contextvars.ContextVar(
+    "tools_current_actor", default=None
+)
 
 
 def register(kind: ToolKind, runner: Runner) -> None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import uuid
+from urllib.parse import urlsplit
 
 from django.db.models import QuerySet
 
-from lumina.tools.models import Tool, ToolVersion
+from lumina.tools.models import HttpAllowEntry, Tool, ToolVersion
 from lumina.tools.types import Limits, ToolDTO, ToolKind, ToolSpec
 
 
@@ -15,6 +16,26 @@ def _uuid(value: object) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def normalised_prefix(url: str) -> str:
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme.lower()}://{host}{port}{parts.path or '/'}"
+
+
+def http_url_allowed(url: str) -> bool:
+    """Whether ``url`` starts with an allow-listed prefix (scheme, host and port exact)."""
+    try:
+        target = normalised_prefix(url)
+    except ValueError:
+        return False
+    for prefix in HttpAllowEntry.objects.values_list("prefix", flat=True):
+        listed = normalised_prefix(prefix)
+        if target == listed or target.startswith(listed if listed.endswith("/") else listed + "/"):
+            return True
+    return False
 
 
 def tool_find(key: str | uuid.UUID) -> Tool | None:

@@ -26,7 +26,13 @@ from lumina.tools.errors import ToolNotFoundError
 from lumina.tools.events.registry import ToolRegistered, ToolRemoved, ToolUpdated
 from lumina.tools.models import HttpAllowEntry, McpServer, Tool, ToolVersion
 from lumina.tools.schemas import schema_check
-from lumina.tools.selectors.registry import tool_dto, tool_find, version_of
+from lumina.tools.selectors.registry import (
+    http_url_allowed,
+    normalised_prefix,
+    tool_dto,
+    tool_find,
+    version_of,
+)
 from lumina.tools.types import Limits, ToolDTO, ToolKind
 
 MANAGE = "tools.manage"
@@ -64,33 +70,13 @@ def _invalid(field: str, message: str) -> ApplicationError:
 # --- HTTP allow-list ---------------------------------------------------------------------
 
 
-def _normalised_prefix(url: str) -> str:
-    parts = urlsplit(url)
-    host = (parts.hostname or "").lower()
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme.lower()}://{host}{port}{parts.path or '/'}"
-
-
-def http_url_allowed(url: str) -> bool:
-    """Whether ``url`` starts with an allow-listed prefix (scheme, host and port exact)."""
-    try:
-        target = _normalised_prefix(url)
-    except ValueError:
-        return False
-    for prefix in HttpAllowEntry.objects.values_list("prefix", flat=True):
-        listed = _normalised_prefix(prefix)
-        if target == listed or target.startswith(listed if listed.endswith("/") else listed + "/"):
-            return True
-    return False
-
-
 def http_allow_add(*, actor: Actor, prefix: str, description: str = "") -> HttpAllowEntry:
     require(actor, MANAGE)
     outbound.check_url(prefix, field="prefix")
     parts = urlsplit(prefix)
     if parts.query or parts.fragment or parts.username or parts.password:
         raise _invalid("prefix", "A prefix has no credentials, query or fragment.")
-    entry = HttpAllowEntry(prefix=_normalised_prefix(prefix), description=description)
+    entry = HttpAllowEntry(prefix=normalised_prefix(prefix), description=description)
     entry.full_clean()
     entry.save()
     return entry
