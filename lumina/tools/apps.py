@@ -29,3 +29,7 @@ class ToolsConfig(AppConfig):
         runners.register(ToolKind.PYTHON, run_python_tool)
         runners.register(ToolKind.HTTP, run_http)
         runners.register(ToolKind.BUILTIN, run_builtin)
+        # MCP tools run through the MCP client, which loads the (heavy) SDK on first use.
+        from lumina.tools.mcp import register_runner
+
+        register_runner()
