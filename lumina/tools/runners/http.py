@@ -91,6 +91,12 @@ def run_http(spec: ToolSpec, arguments: Mapping[str, Any]) -> RunOutcome:
                 error=f"The outbound policy refuses {refusal.host}: {refusal.reason}.",
                 error_code="outbound_refused",
             )
+        if isinstance(exc, requests.TooManyRedirects):
+            return outcome(
+                ExecutionStatus.FAILED,
+                error="The tool's server answered with a redirect, which is not followed.",
+                error_code="redirect",
+            )
         if isinstance(exc, requests.Timeout):
             return outcome(
                 ExecutionStatus.TIMEOUT,
