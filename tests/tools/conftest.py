@@ -79,3 +79,14 @@ def developer_client(developer) -> APIClient:
 @pytest.fixture
 def tools_admin_client(tools_admin) -> APIClient:
     return client_for(tools_admin)
+
+
+# Loopback upstreams and the real ASGI server, shared with the providers tests.
+from tests.providers.conftest import (  # noqa: E402, F401 (fixtures)
+    _fresh_registry_caches,
+    _usage_ledger_in_the_foreground,
+    anthropic_upstream,
+    http_sessions,
+    openai_upstream,
+)
+from tests.providers.gateway_support import asgi_server  # noqa: E402, F401 (a fixture)

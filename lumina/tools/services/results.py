@@ -20,7 +20,7 @@ from lumina.providers.api import complete, count_text_tokens, truncate_text_toke
 from lumina.security.api import Actor
 from lumina.tools.models import Execution
 from lumina.tools.selectors.executions import execution_get
-from lumina.tools.types import ExecutionStatus
+from lumina.tools.types import ExecutionDTO, ExecutionStatus
 
 SUMMARY_INPUT_TOKENS = 6000
 SUMMARY_OUTPUT_TOKENS = 300
@@ -38,7 +38,7 @@ class ProcessedResult:
     summary_model: str | None = None
 
 
-def result_text(execution: Execution) -> str:
+def result_text(execution: Execution | ExecutionDTO) -> str:
     """What a model would be shown: the result (text as is, else compact JSON), or the error."""
     if execution.status != ExecutionStatus.SUCCEEDED.value:
         return f"Error ({execution.error_code or execution.status}): {execution.error}"
