@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lumina.tools.mcp.client import McpEndpoint, McpUnavailable, call_tool, list_tools
+from lumina.tools.mcp.client import call_tool, list_tools
+from lumina.tools.mcp.types import McpEndpoint, McpUnavailable
 from tests.tools.mcp_servers.process import ROOT, http_server, stdio_command
 
 pytestmark = pytest.mark.asyncio

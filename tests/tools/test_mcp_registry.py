@@ -9,7 +9,7 @@ import pytest
 from lumina.kernel.errors import ApplicationError
 from lumina.kernel.models import OutboxEvent
 from lumina.security.models import DataKey
-from lumina.tools.mcp.client import McpUnavailable
+from lumina.tools.mcp.types import McpUnavailable
 from lumina.tools.models import McpServer, Tool
 from lumina.tools.services.mcp import (
     lumina_tool_name,

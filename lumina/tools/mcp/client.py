@@ -20,9 +20,9 @@ import json
 import os
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from contextlib import AsyncExitStack
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import httpx2
@@ -30,73 +30,17 @@ from mcp import Client, MCPError, StdioServerParameters
 from mcp.client.stdio import stdio_client
 from mcp.client.streamable_http import streamable_http_client
 
-from lumina.kernel.errors import ApplicationError
 from lumina.kernel.outbound import refusal_in
 from lumina.tools.mcp.outbound import ResponseTooLarge, guarded_http_client
+from lumina.tools.mcp.types import (
+    CallOutcome,
+    McpEndpoint,
+    McpUnavailable,
+    RemoteTool,
+)
 
-Transport = Literal["stdio", "http"]
 STDERR_TAIL = 4000
 CLIENT_NAME = "lumina"
-
-
-@dataclasses.dataclass(frozen=True)
-class McpEndpoint:
-    """How to reach one MCP server. ``env`` and ``headers`` may hold secrets: never log them."""
-
-    transport: Transport
-    command: Sequence[str] = ()
-    url: str = ""
-    env: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    cwd: str | None = None
-
-    def describe(self) -> str:
-        """For messages: the program or the URL, without arguments, variables or headers."""
-        if self.transport == "stdio":
-            return os.path.basename(self.command[0]) if self.command else "(no command)"
-        return self.url
-
-
-@dataclasses.dataclass(frozen=True)
-class RemoteTool:
-    name: str
-    description: str
-    input_schema: Mapping[str, Any]
-    output_schema: Mapping[str, Any] | None
-
-
-CallStatus = Literal[
-    "succeeded", "tool_error", "timeout", "crashed", "refused", "too_large", "failed"
-]
-
-
-@dataclasses.dataclass(frozen=True)
-class CallOutcome:
-    """What one ``tools/call`` came to.
-
-    ``succeeded``: the server answered and did not flag an error; ``result`` is its
-    structured content when it sent one, else its text. ``tool_error``: the server answered
-    with ``isError``. The rest: no usable answer (deadline passed, server went away,
-    outbound policy refused, answer too large, protocol failure).
-    """
-
-    status: CallStatus
-    result: Any = None
-    content: tuple[Mapping[str, Any], ...] = ()
-    error: str = ""
-    stderr: str = ""
-    duration_ms: float = 0.0
-
-    @property
-    def ok(self) -> bool:
-        return self.status == "succeeded"
-
-
-class McpUnavailable(ApplicationError):
-    """The MCP server could not be reached, or did not answer in time."""
-
-    code = "mcp_unavailable"
-    status = 502
 
 
 class _Connection:

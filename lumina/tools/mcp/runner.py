@@ -13,7 +13,8 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
-from lumina.tools.mcp.client import CallOutcome, call_tool
+from lumina.tools.mcp.client import call_tool
+from lumina.tools.mcp.types import CallOutcome
 from lumina.tools.models import McpServer
 from lumina.tools.selectors.mcp import mcp_endpoint
 from lumina.tools.types import ExecutionStatus, RunOutcome, ToolSpec

@@ -4,30 +4,29 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('tools', '0001_initial'),
+        ("tools", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='mcpserver',
-            name='env_secret',
-            field=models.TextField(blank=True, default='', editable=False),
+            model_name="mcpserver",
+            name="env_secret",
+            field=models.TextField(blank=True, default="", editable=False),
         ),
         migrations.AddField(
-            model_name='mcpserver',
-            name='headers_secret',
-            field=models.TextField(blank=True, default='', editable=False),
+            model_name="mcpserver",
+            name="headers_secret",
+            field=models.TextField(blank=True, default="", editable=False),
         ),
         migrations.AddField(
-            model_name='mcpserver',
-            name='last_error',
-            field=models.TextField(blank=True, default='', editable=False),
+            model_name="mcpserver",
+            name="last_error",
+            field=models.TextField(blank=True, default="", editable=False),
         ),
         migrations.AddField(
-            model_name='mcpserver',
-            name='last_synced_at',
+            model_name="mcpserver",
+            name="last_synced_at",
             field=models.DateTimeField(blank=True, editable=False, null=True),
         ),
     ]

@@ -9,8 +9,7 @@ from django.db.models import QuerySet
 
 from lumina.kernel.errors import NotFoundError
 from lumina.security.api import Actor, decrypt_secret
-from lumina.tools.mcp.client import McpEndpoint
-from lumina.tools.mcp.types import McpServerDTO
+from lumina.tools.mcp.types import McpEndpoint, McpServerDTO
 from lumina.tools.models import McpServer
 
 SYSTEM_ACTOR = Actor.system("tools")

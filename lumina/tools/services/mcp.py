@@ -27,13 +27,15 @@ from django.utils import timezone
 from lumina.kernel import outbound
 from lumina.kernel.bus import publish
 from lumina.kernel.errors import ApplicationError, ConflictError
-from lumina.security.api import Actor, encrypt_secret, forget_secret, require
+from lumina.security.api import Actor, authorize, encrypt_secret, forget_secret, require
 from lumina.tools.events.registry import McpServerRegistered, McpServerRemoved
-from lumina.tools.mcp.client import McpUnavailable, RemoteTool, list_tools
-from lumina.tools.mcp.types import McpImportReport, McpServerDTO
-from lumina.tools.models import McpServer, Tool
+from lumina.tools.mcp.types import McpImportReport, McpServerDTO, McpUnavailable, RemoteTool
+from lumina.tools.models import McpServer, Tool, ToolVersion
 from lumina.tools.selectors.mcp import mcp_endpoint, mcp_server_dto, mcp_server_find
+from lumina.tools.selectors.registry import tool_dtos, tool_queryset
+from lumina.tools.services import executions
 from lumina.tools.services.registry import tool_create, tool_update
+from lumina.tools.types import ExecutionDTO, ToolDTO
 
 MANAGE = "tools.manage"
 MAX_COMMAND_PARTS = 64
@@ -225,6 +227,8 @@ def mcp_tools_import(*, actor: Actor, server: str | uuid.UUID) -> McpImportRepor
         raise ApplicationError(
             f"The MCP server '{row.name}' is disabled.", fields={"mcp_server": ["disabled"]}
         )
+    from lumina.tools.mcp.client import list_tools  # the SDK, loaded on first use
+
     try:
         offered = async_to_sync(list_tools)(mcp_endpoint(row), timeout_seconds=row.timeout_seconds)
     except McpUnavailable as error:
@@ -291,3 +295,28 @@ def _apply_import(actor: Actor, row: McpServer, offered: list[RemoteTool]) -> Mc
         disabled=tuple(disabled),
         skipped=tuple(skipped),
     )
+
+
+# --- Lumina as an MCP server (/mcp) -----------------------------------------------------
+
+
+def mcp_gateway_tools(*, actor: Actor) -> list[ToolDTO]:
+    """The enabled tools ``actor`` may execute, for ``tools/list`` on ``/mcp``."""
+    rows = [
+        row
+        for row in tool_queryset(enabled=True)
+        if authorize(actor, executions.EXECUTE, executions.resource_of(row)).allowed
+    ]
+    return tool_dtos(rows)
+
+
+def mcp_gateway_call(
+    *, actor: Actor, name: str, arguments: Mapping[str, Any]
+) -> tuple[ExecutionDTO, Mapping[str, Any] | None]:
+    """Run a tool for ``tools/call`` on ``/mcp``: ``execute`` itself, so it is authorised,
+    checked and recorded like any other run; the MCP client waits, so never deferred."""
+    execution = executions.execute(actor=actor, tool=name, arguments=arguments, asynchronous=False)
+    version = ToolVersion.objects.filter(
+        tool_id=execution.tool_id, number=execution.tool_version
+    ).first()
+    return execution, version.output_schema if version is not None else None
