@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
@@ -42,6 +43,35 @@ def test_main_gets_the_arguments_as_keywords_and_returns_json():
     assert result.error_code == ""
     assert result.resource_use["max_rss_kb"] > 0
     assert result.duration_ms > 0
+
+
+def test_results_come_back_as_json_would_carry_them():
+    value = {
+        "text": 'é ☃ 😀 \n " \\ \u0000',
+        "numbers": [0, -1, 2**70, 1.5, -0.0, 1e300, 3.141592653589793],
+        "flags": [True, False, None],
+        "nested": {"a": {"b": [[], {}]}},
+    }
+    source = f"def main():\n    return {value!r}\n"
+    assert run(source).result == json.loads(json.dumps(value))
+    assert run("def main():\n    return (1, 2)\n").result == [1, 2]
+    assert run("def main():\n    return {1: 'one'}\n").result == {"1": "one"}
+
+
+@pytest.mark.parametrize(
+    "expression",
+    ["b'bytes'", "{(1, 2): 3}", "[float('inf')]", "object()", "__import__('math').nan"],
+)
+def test_a_result_json_cannot_carry_is_refused(expression):
+    result = run(f"def main():\n    return {expression}\n")
+    assert result.status == ExecutionStatus.FAILED
+    assert result.error_code == "result"
+
+
+def test_a_self_containing_result_is_refused_not_a_crash():
+    result = run("def main():\n    loop = []\n    loop.append(loop)\n    return loop\n")
+    assert result.status == ExecutionStatus.FAILED
+    assert result.error_code == "result"
 
 
 def test_arguments_that_are_not_an_object_are_the_one_argument():
