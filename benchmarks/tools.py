@@ -176,19 +176,13 @@ def sandbox_call(config: Any = None) -> Callable[[], bool]:
 def api_call(actor: Any) -> Callable[[], bool]:
     from django.db import connection
 
-    import lumina.tools.api as tools_api
-
-    execute = getattr(tools_api, "tool_execute", None) or getattr(tools_api, "execute", None)
-    if execute is None:  # until tools.api exports it, the service it would call
-        from lumina.tools.services.executions import execute
+    from lumina.tools.api import tool_execute
 
     def call() -> bool:
-        try:
-            done = execute(actor=actor, tool=TOOL, arguments={})
-            return str(done.status) == "succeeded" and done.result == 1
-        finally:
-            connection.close()  # each caller thread's own connection, not kept open
+        done = tool_execute(TOOL, {}, actor=actor)
+        return str(done.status) == "succeeded" and done.result == 1
 
+    call.thread_end = connection.close  # type: ignore[attr-defined]  # a thread's own one
     return call
 
 
@@ -246,11 +240,14 @@ def closed_loop(call: Callable[[], bool], seconds: float) -> tuple[float, int, i
     deadline = time.monotonic() + seconds
 
     def caller(slot: int) -> None:
-        while time.monotonic() < deadline:
-            if call():
-                done[slot] += 1
-            else:
-                failed[slot] += 1
+        try:
+            while time.monotonic() < deadline:
+                if call():
+                    done[slot] += 1
+                else:
+                    failed[slot] += 1
+        finally:
+            getattr(call, "thread_end", lambda: None)()
 
     started = time.monotonic()
     threads = [threading.Thread(target=caller, args=(slot,)) for slot in range(CALLERS)]
@@ -291,7 +288,7 @@ def main() -> None:
             f'bare: {interpreter} -c "print(1)"': bare_call(interpreter),
             "sandbox: run_python, warm pool": sandbox_call(),
             "sandbox: run_python, no pool (cold)": sandbox_call(cold),
-            "tools.api: execute (Developer)": api_call(actor),
+            "tools.api: tool_execute (Developer)": api_call(actor),
         }
         if not args.no_http:
             progress("starting manage.py serve")
@@ -323,7 +320,7 @@ def main() -> None:
     for name in paths:
         values = latency["samples"][name]
         median = statistics.median(values)
-        rate, count, failed = rates[name]
+        rate, _count, failed = rates[name]
         overhead = "–" if name == bare_name else f"{median - bare_median:+.2f}"
         failures = latency["failures"][name] + failed
         rows.append(
@@ -345,7 +342,7 @@ def main() -> None:
         f"targets: sandbox overhead over bare <= {TARGET_OVERHEAD_MS:g} ms median "
         f"(measured {warm_overhead:+.2f} ms); >= {TARGET_RATE:g} exec/s with {CALLERS} "
         f"callers (sandbox {rates[warm][0]:.1f}, tools.api "
-        f"{rates['tools.api: execute (Developer)'][0]:.1f})"
+        f"{rates['tools.api: tool_execute (Developer)'][0]:.1f})"
     )
     print(
         f"{os.cpu_count()} CPUs; 1-min load average {load_at_start:.1f} at start, "
