@@ -6,7 +6,7 @@ import uuid
 
 from django.db.models import QuerySet
 
-from lumina.security.api import Actor, authorize
+from lumina.security.api import Actor, authorize, require
 from lumina.tools.models import Execution
 from lumina.tools.types import ExecutionDTO, ExecutionStatus
 
@@ -55,6 +55,9 @@ def execution_list(
     since=None,
     until=None,
 ) -> QuerySet[Execution]:
+    if actor_id and actor_id != actor.user_id:
+        # Asking for someone else's runs by name is refused, not answered with nothing.
+        require(actor, READ_ALL)
     query = visible_executions(actor)
     if tool:
         query = query.filter(tool_name=tool)
