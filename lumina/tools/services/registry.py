@@ -121,7 +121,7 @@ def _check_http(url: str) -> None:
         )
 
 
-def _validated(kind: ToolKind, values: dict[str, Any], mcp_server: McpServer | None) -> None:
+def version_check(kind: ToolKind, values: dict[str, Any], mcp_server: McpServer | None) -> None:
     """Check and normalise a version's values in place (400 naming the field)."""
     if kind is ToolKind.BUILTIN:
         found = builtins.get(values["builtin_name"])
@@ -195,7 +195,7 @@ def tool_create(
         if server is None:
             raise _invalid("mcp_server", "No such MCP server.")
     values = {**DEFAULTS, **{k: v for k, v in fields.items() if v is not None}}
-    _validated(tool_kind, values, server)
+    version_check(tool_kind, values, server)
     try:
         with transaction.atomic():
             tool = Tool(
@@ -249,7 +249,7 @@ def tool_update(
         changed = [field for field in VERSION_FIELDS if proposed[field] != values[field]]
         version = current
         if changed:
-            _validated(ToolKind(row.kind), proposed, row.mcp_server)
+            version_check(ToolKind(row.kind), proposed, row.mcp_server)
             changed = [field for field in VERSION_FIELDS if proposed[field] != values[field]]
         if changed:
             row.version += 1
