@@ -107,6 +107,36 @@ def _seal(server: McpServer, values: dict[str, str]) -> str:
     return encrypt_secret(json.dumps(values), owner=server.secret_owner) if values else ""
 
 
+def mcp_server_check(
+    *,
+    transport: str,
+    command: Sequence[str] | None = None,
+    url: str = "",
+    env: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> tuple[list[str], str, dict[str, str], dict[str, str]]:
+    """Check how a server is reached (400 naming the field): command, URL, env, headers."""
+    if transport == McpServer.Transport.STDIO:
+        if url:
+            raise _invalid("url", "A stdio MCP server has a command, not a URL.")
+        if headers:
+            raise _invalid("headers", "Headers are for an HTTP MCP server.")
+        return (
+            _check_command(command),
+            "",
+            _check_pairs(env, field="env", name_pattern=_ENV_NAME),
+            {},
+        )
+    if transport == McpServer.Transport.HTTP:
+        if command:
+            raise _invalid("command", "An HTTP MCP server has a URL, not a command.")
+        if env:
+            raise _invalid("env", "Environment variables are for a stdio MCP server.")
+        outbound.check_url(url, field="url")
+        return [], url, {}, _check_pairs(headers, field="headers", name_pattern=_HEADER_NAME)
+    raise _invalid("transport", "Use stdio or http.")
+
+
 def mcp_server_register(
     *,
     actor: Actor,
@@ -128,25 +158,9 @@ def mcp_server_register(
         timeout_seconds=timeout_seconds,
         owner_id=actor.user_id,
     )
-    if transport == McpServer.Transport.STDIO:
-        if url:
-            raise _invalid("url", "A stdio MCP server has a command, not a URL.")
-        if headers:
-            raise _invalid("headers", "Headers are for an HTTP MCP server.")
-        server.command = _check_command(command)
-        sealed_env = _check_pairs(env, field="env", name_pattern=_ENV_NAME)
-        sealed_headers: dict[str, str] = {}
-    elif transport == McpServer.Transport.HTTP:
-        if command:
-            raise _invalid("command", "An HTTP MCP server has a URL, not a command.")
-        if env:
-            raise _invalid("env", "Environment variables are for a stdio MCP server.")
-        outbound.check_url(url, field="url")
-        server.url = url
-        sealed_env = {}
-        sealed_headers = _check_pairs(headers, field="headers", name_pattern=_HEADER_NAME)
-    else:
-        raise _invalid("transport", "Use stdio or http.")
+    server.command, server.url, sealed_env, sealed_headers = mcp_server_check(
+        transport=transport, command=command, url=url, env=env, headers=headers
+    )
     _clean(server)
     try:
         with transaction.atomic():
