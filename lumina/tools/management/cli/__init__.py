@@ -4,6 +4,6 @@ Each module has ``register(commands)``, which adds its parsers to the ``tools`` 
 sub-parsers and sets ``handler=function(command, **options)`` on each.
 """
 
-from lumina.tools.management.cli import mcp
+from lumina.tools.management.cli import mcp, registry, runs
 
-AREAS = (mcp,)
+AREAS = (registry, runs, mcp)
