@@ -56,17 +56,17 @@ def check_redis() -> dict[str, Any]:
 
 
 def check_sandbox() -> dict[str, Any]:
-    """The python-tool sandbox: its mode (a weaker one is the operator's opt-in) and that
-    it starts. Without it python tools are refused, so the server is not ready."""
+    """The python-tool sandbox: its mode and whether it starts.
+
+    Not a readiness failure (only python tools need it): "unavailable" when python tools
+    are refused, "weaker" when the operator chose the rlimits-only mode, else "ok".
+    """
     from lumina.tools.api import sandbox_status
 
     status = sandbox_status()
     if not status["available"]:
-        raise RuntimeError(
-            f"python tools are refused: the {status['mode']} sandbox does not start here "
-            f"({status.get('reason', '')}); see docs/adr/0018-sandbox-layers.md"
-        )
-    return status
+        return {"status": "unavailable", "python_tools": "refused", **status}
+    return {"status": "weaker" if status["weaker"] else "ok", **status}
 
 
 def readiness_checks() -> dict[str, Check]:

@@ -249,6 +249,16 @@ def test_a_sandbox_dies_with_the_process_that_started_it():
             parent.wait()
 
 
+@pytest.mark.parametrize(
+    "python", ["/python3", "/nonexistent/python3", str(PROJECT / "bin" / "python3")]
+)
+def test_an_interpreter_whose_tree_would_expose_the_host_is_refused(python):
+    from lumina.tools.sandbox.launcher import bwrap_command
+
+    with pytest.raises(ValueError, match="LUMINA_SANDBOX_PYTHON"):
+        bwrap_command(SandboxConfig(python=python), network=False, seccomp_fd=5)
+
+
 def test_without_a_working_sandbox_python_tools_are_refused():
     broken = SandboxConfig(python="/nonexistent/python3", pool_size=0)
     result = run_python("def main():\n    return 1\n", {}, LIMITS, config=broken)
@@ -286,20 +296,30 @@ def test_ready_shows_operators_the_sandbox_mode(client, settings):
     assert sandbox["status"] == "ok"
     assert sandbox["mode"] == "bwrap"
     assert sandbox["weaker"] is False
-    settings.LUMINA_SANDBOX_MODE = "rlimits_only"
-    weaker = client.get("/health/ready", **_operator()).json()["checks"]["sandbox"]
-    assert weaker["mode"] == "rlimits_only"
-    assert weaker["weaker"] is True
     assert client.get("/health/ready").json()["checks"]["sandbox"] == {"status": "ok"}
 
 
 @pytest.mark.django_db
-def test_ready_fails_when_the_sandbox_cannot_start(client, settings):
+def test_ready_shows_the_weaker_mode_to_everyone(client, settings):
+    settings.LUMINA_SANDBOX_MODE = "rlimits_only"
+    weaker = client.get("/health/ready", **_operator()).json()["checks"]["sandbox"]
+    assert weaker["status"] == "weaker"
+    assert weaker["mode"] == "rlimits_only"
+    assert weaker["weaker"] is True
+    assert "rlimits" in weaker["isolation"]
+    anonymous = client.get("/health/ready")
+    assert anonymous.status_code == 200
+    assert anonymous.json()["checks"]["sandbox"] == {"status": "weaker"}
+
+
+@pytest.mark.django_db
+def test_ready_says_python_tools_are_refused_when_the_sandbox_cannot_start(client, settings):
     settings.LUMINA_SANDBOX_PYTHON = "/nonexistent/python3"
     response = client.get("/health/ready", **_operator())
-    assert response.status_code == 503
+    assert response.status_code == 200  # the rest of Lumina serves; python tools do not
     sandbox = response.json()["checks"]["sandbox"]
-    assert sandbox["status"] == "error"
-    assert "python tools are refused" in sandbox["error"]
-    anonymous = client.get("/health/ready")
-    assert anonymous.json()["checks"]["sandbox"] == {"status": "error"}
+    assert sandbox["status"] == "unavailable"
+    assert sandbox["python_tools"] == "refused"
+    assert "LUMINA_SANDBOX_PYTHON" in sandbox["reason"]  # for operators only
+    anonymous = client.get("/health/ready").json()["checks"]["sandbox"]
+    assert anonymous == {"status": "unavailable"}

@@ -90,6 +90,20 @@ def _system_binds() -> list[str]:
     return args
 
 
+PROJECT_DIR = Path(__file__).resolve().parents[3]
+
+
+def _check_prefix(prefix: str) -> None:
+    """An interpreter outside /usr brings its tree (``<prefix>/bin/python3``) read-only;
+    never a tree that holds the project, its data or the whole host."""
+    real = Path(prefix).resolve()
+    if len(real.parts) < 3 or PROJECT_DIR.is_relative_to(real):
+        raise ValueError(
+            "LUMINA_SANDBOX_PYTHON must be <dir>/bin/python3 in a tree of its own, "
+            f"not under {real}"
+        )
+
+
 def bwrap_command(config: SandboxConfig, *, network: bool, seccomp_fd: int) -> list[str]:
     interpreter = config.interpreter
     args = [
@@ -122,6 +136,7 @@ def bwrap_command(config: SandboxConfig, *, network: bool, seccomp_fd: int) -> l
     ]
     prefix = os.path.dirname(os.path.dirname(interpreter))
     if prefix != "/usr" and not prefix.startswith("/usr/"):
+        _check_prefix(prefix)
         args += ["--ro-bind", prefix, prefix]
     if network:
         for path in NETWORK_ETC:
