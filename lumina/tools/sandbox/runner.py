@@ -144,6 +144,7 @@ def close_pools() -> None:
 def sandbox_status() -> dict[str, Any]:
     """What /health/ready shows operators: the mode, whether it is weaker, whether it runs."""
     config = _config()
+    _warn_if_weaker(config)
     reason = _probe(config)
     status: dict[str, Any] = {
         "mode": config.mode,
@@ -164,14 +165,18 @@ def sandbox_status() -> dict[str, Any]:
     return status
 
 
-def ensure_available(config: SandboxConfig | None = None) -> SandboxConfig:
-    config = config or _config()
+def _warn_if_weaker(config: SandboxConfig) -> None:
     if config.mode == MODE_RLIMITS_ONLY and config not in _warned:
         _warned.add(config)
         logger.warning(
             "sandbox.weaker_mode",
             extra={"mode": config.mode, "isolation": "rlimits and unprivileged user only"},
         )
+
+
+def ensure_available(config: SandboxConfig | None = None) -> SandboxConfig:
+    config = config or _config()
+    _warn_if_weaker(config)
     reason = _probe(config)
     if reason:
         raise SandboxUnavailableError(reason)
