@@ -17,7 +17,10 @@ The tool is ``def main():\\n    return 1\\n`` with an empty argument object. Fiv
 Latency: the paths are interleaved call by call (``--runs`` rounds, after a warm-up), so
 a change in the machine's load hits them alike; median and p95 in ms, and the sandbox's
 overhead = its median minus the bare median. Throughput: a closed loop of 8 callers
-(threads; ``--seconds`` each) per path: executions per second and failures.
+(threads; ``--seconds`` each) per path: executions per second, failures, and CPU ms per
+execution of this process and every process it started (sandboxes, the server; from a
+cgroup of the benchmark's own; PostgreSQL's CPU is not in it). On a shared machine the CPU
+figure is the one other work disturbs least.
 
 Everything runs against a database of its own, ``lumina_bench_tools`` on the embedded
 PostgreSQL (re-created, dropped at the end). The machine is shared with other work: the
@@ -52,6 +55,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._support import pgserver  # noqa: E402
+from benchmarks._support.cgroup_cpu import CpuMeter  # noqa: E402
 from benchmarks._support.processes import (  # noqa: E402
     Processes,
     clean_env,
@@ -234,7 +238,9 @@ def interleaved(paths: dict[str, Callable[[], bool]], rounds: int, warmup: int) 
     return {"samples": samples, "failures": failures}
 
 
-def closed_loop(call: Callable[[], bool], seconds: float) -> tuple[float, int, int]:
+def closed_loop(
+    call: Callable[[], bool], seconds: float, meter: CpuMeter
+) -> tuple[float, int, int, float]:
     done = [0] * CALLERS
     failed = [0] * CALLERS
     deadline = time.monotonic() + seconds
@@ -249,14 +255,15 @@ def closed_loop(call: Callable[[], bool], seconds: float) -> tuple[float, int, i
         finally:
             getattr(call, "thread_end", lambda: None)()
 
-    started = time.monotonic()
+    started, cpu = time.monotonic(), meter.ms()
     threads = [threading.Thread(target=caller, args=(slot,)) for slot in range(CALLERS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
-    return sum(done) / elapsed, sum(done), sum(failed)
+    spent = (meter.ms() - cpu) / max(1, sum(done) + sum(failed))
+    return sum(done) / elapsed, sum(done), sum(failed), spent
 
 
 def main() -> None:
@@ -273,6 +280,7 @@ def main() -> None:
     processes = Processes(logs)
     socket_dir, held = None, False
     succeeded = False
+    meter = CpuMeter()
     try:
         socket_dir, held = pgserver.attach()
         progress("preparing the database")
@@ -299,11 +307,12 @@ def main() -> None:
         rates = {}
         for name, call in paths.items():
             progress(f"throughput: {CALLERS} callers for {args.seconds:g} s: {name}")
-            rates[name] = closed_loop(call, args.seconds)
+            rates[name] = closed_loop(call, args.seconds, meter)
             time.sleep(1.0)  # let the pool fill again before the next path
         succeeded = True
     finally:
         processes.stop_all()
+        meter.close()
         if socket_dir is not None:
             with contextlib.suppress(Exception):
                 from django.db import connections
@@ -320,11 +329,19 @@ def main() -> None:
     for name in paths:
         values = latency["samples"][name]
         median = statistics.median(values)
-        rate, _count, failed = rates[name]
+        rate, _count, failed, cpu = rates[name]
         overhead = "–" if name == bare_name else f"{median - bare_median:+.2f}"
         failures = latency["failures"][name] + failed
         rows.append(
-            (name, f"{median:.2f}", f"{p95(values):.2f}", overhead, f"{rate:.1f}", str(failures))
+            (
+                name,
+                f"{median:.2f}",
+                f"{p95(values):.2f}",
+                overhead,
+                f"{rate:.1f}",
+                f"{cpu:.1f}",
+                str(failures),
+            )
         )
     header = (
         "path",
@@ -332,6 +349,7 @@ def main() -> None:
         "p95 ms",
         "vs bare (median)",
         f"exec/s, {CALLERS} callers",
+        "CPU ms/exec" if meter.exact else "CPU ms/exec ~",
         "failures",
     )
     print(table(f"A trivial python tool ({args.runs} interleaved rounds)", header, rows))
