@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import select
 import signal
 import socket
 import subprocess
@@ -160,6 +161,28 @@ def test_the_pool_is_refilled_after_runs(settings):
             break
         time.sleep(0.01)
     assert status["idle"] == 2
+
+
+def test_a_warm_sandbox_that_died_while_idle_is_replaced(settings):
+    settings.LUMINA_SANDBOX_POOL_SIZE = 1
+    assert run("def main():\n    return 1\n").result == 1
+    pool = runner._pool(runner._config())
+    warm = pool.acquire()
+    os.killpg(warm.process.pid, signal.SIGKILL)
+    warm.process.wait()
+    gone = select.poll()  # the harness inside dies with bwrap: wait until nobody reads stdin
+    gone.register(warm.process.stdin, select.POLLERR)
+    for _ in range(500):
+        if gone.poll(10):
+            break
+    assert gone.poll(0)
+    # As if the pool had handed out the dead one: the run still succeeds.
+    original = pool.acquire
+    pool.acquire = lambda: warm
+    try:
+        assert run("def main():\n    return 2\n").result == 2
+    finally:
+        pool.acquire = original
 
 
 def test_with_network_allowed_a_tool_reaches_a_server_on_this_machine():

@@ -209,7 +209,16 @@ def run_python(
             duration_ms=_ms(started),
         )
     job = {"source": source, "arguments": arguments}
-    return _execute(sandbox, job, limits, started=started)
+    try:
+        return _execute(sandbox, job, limits, started=started)
+    except _NotDelivered:
+        # A warm sandbox that died while idle (killed from outside): one fresh try.
+        sandbox = start(config, network=bool(limits.network))
+        return _execute(sandbox, job, limits, started=started)
+
+
+class _NotDelivered(Exception):
+    """The sandbox was gone before its job could be written."""
 
 
 def _ms(started: float) -> float:
@@ -270,8 +279,9 @@ def _execute(
         # The harness reads the whole job before doing anything, so this cannot deadlock.
         process.stdin.write(payload)
         process.stdin.close()
-    except (BrokenPipeError, OSError):
-        pass  # the sandbox died before its job: reported from its exit status below
+    except OSError:  # BrokenPipeError: nobody reads the job
+        sandbox.discard()
+        raise _NotDelivered from None
     files = {
         process.stdout.fileno(): "stdout",
         process.stderr.fileno(): "stderr",
