@@ -137,10 +137,6 @@ class ToolAdmin(PermissionAdmin):
             actor=actor, tool=obj.pk, enabled=form.cleaned_data["enabled"], **values
         )
 
-    def save_related(self, request, form, formsets, change) -> None:
-        # Versions are written by the services; the read-only inline has nothing to save.
-        return
-
     def delete_model(self, request: HttpRequest, obj: Tool) -> None:
         services.tool_delete(actor=actor_of(request), tool=obj.pk)
 
