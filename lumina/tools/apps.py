@@ -33,3 +33,10 @@ class ToolsConfig(AppConfig):
         from lumina.tools.mcp import register_runner
 
         register_runner()
+
+        # The web process says at start which sandbox runs python tools and warms its pool.
+        from lumina.kernel import lifecycle
+        from lumina.tools.sandbox import close_pools, sandbox_start
+
+        lifecycle.on_startup(sandbox_start, where=(lifecycle.WEB,))
+        lifecycle.on_shutdown(close_pools)

@@ -9,6 +9,7 @@ from lumina.tools.sandbox.runner import (
     SandboxUnavailableError,
     close_pools,
     run_python,
+    sandbox_start,
     sandbox_status,
 )
 
@@ -17,5 +18,6 @@ __all__ = [
     "SandboxUnavailableError",
     "close_pools",
     "run_python",
+    "sandbox_start",
     "sandbox_status",
 ]

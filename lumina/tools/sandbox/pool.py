@@ -73,6 +73,11 @@ class SandboxPool:
         self.cold_starts += 1
         return start(self.config, network=False)
 
+    def warm(self) -> None:
+        """Start filling the pool now rather than at the first run."""
+        with self._lock:
+            self._ensure_thread()
+
     @property
     def idle(self) -> int:
         return len(self._idle)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import logging
 import marshal
 import math
 import os
@@ -26,6 +25,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import structlog
 from django.conf import settings
 
 from lumina.tools.sandbox.launcher import (
@@ -36,7 +36,7 @@ from lumina.tools.sandbox.launcher import (
 from lumina.tools.sandbox.pool import Sandbox, SandboxPool, start
 from lumina.tools.types import ExecutionStatus, Limits
 
-logger = logging.getLogger(__name__)
+logger = structlog.get_logger(__name__)
 
 ENTRYPOINT = "main"
 # Address space the interpreter itself maps before the tool allocates anything.
@@ -133,6 +133,21 @@ def _forget_pools_in_child() -> None:
 os.register_at_fork(after_in_child=_forget_pools_in_child)
 
 
+def sandbox_start() -> None:
+    """Web start-up: log which sandbox runs python tools, and start its warm pool.
+
+    Never fails the start: without a sandbox only python tools are refused.
+    """
+    config = _config()
+    try:
+        ensure_available(config)
+    except SandboxUnavailableError as exc:
+        logger.error("sandbox.unavailable", mode=config.mode, reason=str(exc))
+        return
+    logger.info("sandbox.ready", mode=config.mode, pool_size=config.pool_size)
+    _pool(config).warm()
+
+
 def close_pools() -> None:
     with _pools_lock:
         pools = list(_pools.values())
@@ -170,7 +185,8 @@ def _warn_if_weaker(config: SandboxConfig) -> None:
         _warned.add(config)
         logger.warning(
             "sandbox.weaker_mode",
-            extra={"mode": config.mode, "isolation": "rlimits and unprivileged user only"},
+            mode=config.mode,
+            isolation="rlimits and an unprivileged user only: no namespaces, no seccomp",
         )
 
 
@@ -201,7 +217,7 @@ def run_python(
         config = ensure_available(config)
         sandbox = start(config, network=True) if limits.network else _pool(config).acquire()
     except SandboxUnavailableError as exc:
-        logger.error("sandbox.unavailable", extra={"reason": str(exc)})
+        logger.error("sandbox.unavailable", reason=str(exc))
         return SandboxResult(
             status=ExecutionStatus.REFUSED,
             error_code="unavailable",
