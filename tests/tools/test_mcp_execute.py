@@ -9,6 +9,7 @@ import sys
 import pytest
 
 from lumina.kernel.models import OutboxEvent
+from lumina.tools.mcp import pool
 from lumina.tools.models import Execution, McpServer
 from lumina.tools.services.mcp import mcp_server_register, mcp_tools_import
 from tests.tools.conftest import SYSTEM, client_for
@@ -33,7 +34,8 @@ def calculator(settings):
         timeout_seconds=10,
     )
     mcp_tools_import(actor=SYSTEM, server=server.id)
-    return server
+    yield server
+    pool.stop()  # the warm sessions' server processes end with the test
 
 
 def test_an_mcp_tool_runs_and_its_result_is_checked_against_the_imported_schema(

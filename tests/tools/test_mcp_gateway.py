@@ -17,6 +17,7 @@ from mcp import Client, MCPError
 from mcp.client.streamable_http import streamable_http_client
 
 from lumina.security.services.rbac import grant_add
+from lumina.tools.mcp import pool
 from lumina.tools.models import Execution
 from lumina.tools.services.mcp import mcp_server_register, mcp_tools_import
 from tests.providers.gateway_support import LiveAsgiServer, lumina_token
@@ -203,7 +204,8 @@ def calculator(settings):
         timeout_seconds=20,
     )
     mcp_tools_import(actor=SYSTEM, server=server.id)
-    return server
+    yield server
+    pool.stop()  # the warm sessions' server processes end with the test
 
 
 async def test_an_imported_mcp_tool_is_reached_through_mcp_and_survives_a_crash(

@@ -14,8 +14,8 @@ authorised, run, recorded as an execution and published, refusals included.
 
 The server is stateless with JSON responses: any web process answers any request, with
 no session to pin a client to one. The SDK is imported, and its session manager started,
-on the first request to ``/mcp`` (it costs about a second of CPU); a shutdown hook stops
-it. ADR 0019.
+on the first request to ``/mcp`` (it costs about a second of CPU); the context's shutdown
+hook stops it. ADR 0019.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.http.request import split_domain_port, validate_host
 
-from lumina.kernel import lifecycle
 from lumina.kernel.concurrency import run_sync
 from lumina.kernel.errors import ApplicationError, NotFoundError, PermissionDeniedError
 from lumina.kernel.observability import request_begin
@@ -200,8 +199,8 @@ class _Service:
         self._stop = None
 
 
+# Stopped by lumina.tools.mcp.mcp_stop, the context's shutdown hook.
 service = _Service()
-lifecycle.on_shutdown(service.stop, where=(lifecycle.WEB,))
 
 
 class McpEndpoint:

@@ -46,7 +46,9 @@ CLIENT_NAME = "lumina"
 class _Connection:
     """An entered SDK ``Client`` for one endpoint, with the stdio server's stderr file."""
 
-    def __init__(self, endpoint: McpEndpoint, *, timeout_seconds: float, max_bytes: int | None):
+    def __init__(
+        self, endpoint: McpEndpoint, *, timeout_seconds: float | None, max_bytes: int | None
+    ):
         self.endpoint = endpoint
         self.timeout_seconds = timeout_seconds
         self.max_bytes = max_bytes
@@ -71,7 +73,7 @@ class _Connection:
             http = await stack.enter_async_context(
                 guarded_http_client(
                     headers=dict(self.endpoint.headers),
-                    timeout_seconds=self.timeout_seconds,
+                    timeout_seconds=self.timeout_seconds or 30.0,
                     max_bytes=self.max_bytes,
                 )
             )
@@ -84,8 +86,8 @@ class _Connection:
         )
         return await stack.enter_async_context(client)
 
-    def stderr_tail(self) -> str:
-        """The end of what a stdio server wrote to stderr; closes the file."""
+    def stderr_tail(self, *, close: bool = True) -> str:
+        """The end of what a stdio server wrote to stderr; closes the file unless told not to."""
         if self.stderr_file is None:
             return ""
         try:
@@ -96,7 +98,8 @@ class _Connection:
         except (OSError, ValueError):
             return ""
         finally:
-            self.stderr_file.close()
+            if close:
+                self.stderr_file.close()
 
 
 def _client_info() -> Any:

@@ -13,6 +13,7 @@ from typing import Any
 
 from asgiref.sync import async_to_sync
 
+from lumina.tools.mcp import pool
 from lumina.tools.mcp.client import call_tool
 from lumina.tools.mcp.types import CallOutcome
 from lumina.tools.models import McpServer
@@ -38,13 +39,27 @@ def run_mcp(spec: ToolSpec, arguments: Mapping[str, Any]) -> RunOutcome:
         return RunOutcome(
             ExecutionStatus.REFUSED, error=f"The MCP server {server.name} is disabled."
         )
-    outcome: CallOutcome = async_to_sync(call_tool)(
-        mcp_endpoint(server),
-        spec.mcp_tool_name,
-        arguments,
-        timeout_seconds=spec.limits.timeout_seconds,
-        max_bytes=spec.limits.output_bytes,
-    )
+    endpoint = mcp_endpoint(server)
+    outcome: CallOutcome
+    if server.transport == McpServer.Transport.STDIO:
+        # A warm session: starting the server for every call would cost it a second.
+        outcome = pool.call(
+            server_id=str(server.id),
+            revision=server.updated_at.isoformat(),
+            endpoint=endpoint,
+            name=spec.mcp_tool_name,
+            arguments=arguments,
+            timeout_seconds=spec.limits.timeout_seconds,
+            max_bytes=spec.limits.output_bytes,
+        )
+    else:
+        outcome = async_to_sync(call_tool)(
+            endpoint,
+            spec.mcp_tool_name,
+            arguments,
+            timeout_seconds=spec.limits.timeout_seconds,
+            max_bytes=spec.limits.output_bytes,
+        )
     return RunOutcome(
         status=_STATUS[outcome.status],
         result=outcome.result if outcome.ok else None,

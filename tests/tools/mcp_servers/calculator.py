@@ -42,6 +42,11 @@ def hang() -> str:
         time.sleep(60)
 
 
+@server.tool(description="This server's process id and one of its environment variables.")
+def whoami(variable: str = "CALCULATOR_TAG") -> str:
+    return f"{os.getpid()} {os.environ.get(variable, '')}"
+
+
 @server.tool(description="Return a large text, to test output limits.")
 def big(size: int) -> str:
     return "x" * size
@@ -50,7 +55,7 @@ def big(size: int) -> str:
 # CALCULATOR_TOOLS=add,echo offers only those, as a server whose tools change would.
 if os.environ.get("CALCULATOR_TOOLS"):
     offered = set(os.environ["CALCULATOR_TOOLS"].split(","))
-    for tool in ("add", "echo", "fail", "crash", "hang", "big"):
+    for tool in ("add", "echo", "fail", "crash", "hang", "big", "whoami"):
         if tool not in offered:
             server.remove_tool(tool)
 
