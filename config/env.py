@@ -145,6 +145,12 @@ class LuminaEnv(BaseSettings):
     # Tools: the programs (absolute paths) an Admin may register as stdio MCP servers. Such a
     # server runs on this host as this server's user, so the operator names them. Unset: none.
     lumina_mcp_stdio_commands: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Tools: runs whose timeout exceeds this answer 202 and run in the background; threads
+    # for those runs in the web process (in-process transport); the chat model that
+    # summarises results (POST /tools/results/{id}/process), none by default.
+    lumina_tools_sync_seconds: float = Field(default=30.0, gt=0, le=3600)
+    lumina_tools_async_workers: int = Field(default=4, ge=1, le=256)
+    lumina_tools_summary_model: str = Field(default="", max_length=200)
 
     _split = field_validator(
         "allowed_hosts",

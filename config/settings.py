@@ -227,6 +227,9 @@ LUMINA_SANDBOX_PYTHON = str(ENV.lumina_sandbox_python) if ENV.lumina_sandbox_pyt
 LUMINA_SANDBOX_UID = ENV.lumina_sandbox_uid
 LUMINA_SANDBOX_GID = ENV.lumina_sandbox_gid
 LUMINA_MCP_STDIO_COMMANDS = tuple(ENV.lumina_mcp_stdio_commands)
+LUMINA_TOOLS_SYNC_SECONDS = ENV.lumina_tools_sync_seconds
+LUMINA_TOOLS_ASYNC_WORKERS = ENV.lumina_tools_async_workers
+LUMINA_TOOLS_SUMMARY_MODEL = ENV.lumina_tools_summary_model
 
 LUMINA_EVENT_TRANSPORT = ENV.lumina_event_transport.value
 # The Celery app the Celery transport sends through, loaded by that transport only.
@@ -263,6 +266,11 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Request bodies get their own components, so non-blank strings say minLength: 1.
     "COMPONENT_SPLIT_REQUEST": True,
+    # Choice sets sharing a field name get names of their own (a provider's and a tool's kind).
+    "ENUM_NAME_OVERRIDES": {
+        "ProviderKindEnum": "lumina.providers.http.registry.KINDS",
+        "ToolKindEnum": "lumina.tools.http.registry.KINDS",
+    },
     # The description (with the /v1 gateway), tags and their descriptions.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -91,6 +91,9 @@ class ProcessOutput(serializers.Serializer):
 class ExecuteApi(APIView):
     """Run a tool (``tools.execute`` on it)."""
 
+    # An unknown tool or version; a disabled tool; no runner for its kind on this server.
+    error_statuses = (404, 409, 503)
+
     @extend_schema(request=ExecuteInput, responses={200: ExecutionOutput, 202: ExecutionOutput})
     def post(self, request):
         data = ExecuteInput(data=request.data)
@@ -167,6 +170,9 @@ class ResultDetailApi(APIView):
 
 class ResultProcessApi(APIView):
     """Post-process a result: truncate to a token budget, extract JSON, summarise."""
+
+    # A summary calls a model: what /providers/completion may answer.
+    error_statuses = (402, 404, 429, 502, 503, 504)
 
     @extend_schema(request=ProcessInput, responses=ProcessOutput)
     def post(self, request, execution_id):

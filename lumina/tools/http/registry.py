@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter, extend_schema
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import serializers
 from rest_framework.generics import GenericAPIView
 from rest_framework.negotiation import DefaultContentNegotiation
@@ -31,6 +31,8 @@ from lumina.tools.types import ToolKind
 
 KINDS = [kind.value for kind in ToolKind]
 METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+# The platform's pagination bound (REST_FRAMEWORK's paginator), restated for the document.
+MAX_PAGE_SIZE = 500
 
 
 def _read(request) -> None:
@@ -99,6 +101,22 @@ class OpenAIFunction(serializers.Serializer):
 class OpenAITool(serializers.Serializer):
     type = serializers.CharField(help_text='Always "function".')
     function = OpenAIFunction()
+
+
+class ToolPage(serializers.Serializer):
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = ToolOutput(many=True)
+
+
+# ?format=openai answers with OpenAI's `tools` list instead of a page of tools.
+TOOL_LIST_RESPONSE = PolymorphicProxySerializer(
+    component_name="ToolListOrOpenAITools",
+    serializers=[ToolPage, OpenAITool(many=True)],
+    resource_type_field_name=None,
+    many=False,
+)
 
 
 class BuiltinOutput(serializers.Serializer):
@@ -177,6 +195,7 @@ class ToolListCreateApi(GenericAPIView):
 
     serializer_class = ToolOutput
     content_negotiation_class = _FormatIsOurs
+    error_statuses = (404,)  # a page past the last
 
     class FilterSerializer(serializers.Serializer):
         kind = serializers.ChoiceField(choices=KINDS, required=False)
@@ -190,13 +209,20 @@ class ToolListCreateApi(GenericAPIView):
             OpenApiParameter("enabled", OpenApiTypes.BOOL),
             OpenApiParameter("search", OpenApiTypes.STR, description="Part of the name."),
             OpenApiParameter(
+                "page", {"type": "integer", "minimum": 1}, description="Not with format=openai."
+            ),
+            OpenApiParameter(
+                "page_size", {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE}
+            ),
+            OpenApiParameter(
                 "format",
                 OpenApiTypes.STR,
                 enum=["lumina", "openai"],
                 description="openai: the enabled tools as OpenAI's `tools` list, unpaginated.",
             ),
         ],
-        responses=ToolOutput(many=True),
+        responses=TOOL_LIST_RESPONSE,
+        operation_id="v1_tools_list",
     )
     def get(self, request):
         _read(request)

@@ -44,13 +44,12 @@ logger = structlog.get_logger(__name__)
 
 EXECUTE = "tools.execute"
 RESOURCE = "tools.tool"
-DEFAULT_SYNC_SECONDS = 30.0
 MAX_ARGUMENTS_BYTES = 1024 * 1024
 _pool: ThreadPoolExecutor | None = None
 
 
 def sync_limit_seconds() -> float:
-    return float(getattr(settings, "LUMINA_TOOLS_SYNC_SECONDS", DEFAULT_SYNC_SECONDS))
+    return float(settings.LUMINA_TOOLS_SYNC_SECONDS)
 
 
 def resource_of(tool: Tool) -> Resource:
@@ -373,7 +372,7 @@ def execution_run_claimed(execution_id: uuid.UUID) -> None:
 def _background() -> ThreadPoolExecutor:
     global _pool
     if _pool is None:
-        workers = int(getattr(settings, "LUMINA_TOOLS_ASYNC_WORKERS", 4))
+        workers = int(settings.LUMINA_TOOLS_ASYNC_WORKERS)
         _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="tools-async")
     return _pool
 

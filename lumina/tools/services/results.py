@@ -77,7 +77,7 @@ def truncate_tokens(text: str, max_tokens: int | None) -> tuple[str, int, bool]:
 
 
 def _summary_model(model: str | None) -> str:
-    chosen = model or getattr(settings, "LUMINA_TOOLS_SUMMARY_MODEL", "") or ""
+    chosen = model or settings.LUMINA_TOOLS_SUMMARY_MODEL
     if not chosen:
         message = (
             "No summary model is configured (LUMINA_TOOLS_SUMMARY_MODEL); name one in 'model'."
