@@ -258,3 +258,19 @@ def test_the_run_endpoint_asks_anonymous_callers_to_sign_in(asgi_server, tools):
         timeout=30,
     )
     assert response.status_code == 401
+
+
+def test_a_provider_failing_mid_run_ends_the_stream_with_an_error_event(
+    asgi_server, openai_model, tools, developer
+):
+    openai_model.script.fail_next = 100
+    body = {"messages": QUESTION, "tools": ["adder"], "model": "gpt", "stream": True}
+    response = _post(asgi_server, lumina_token(developer), body, stream=True)
+    assert response.status_code == 200
+    lines = [line for line in response.iter_lines() if line]
+    assert lines[0] == b"event: lumina.run"
+    assert b"event: error" in lines
+    assert b"data: [DONE]" not in lines
+    error = orjson.loads(lines[lines.index(b"event: error") + 1].removeprefix(b"data: "))
+    assert error["error"]["code"]
+    assert "sk-" not in lines[-1].decode()

@@ -25,7 +25,7 @@ from typing import Any
 
 import structlog
 from django.conf import settings
-from django.db import close_old_connections, transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from lumina.kernel.bus import publish
@@ -344,29 +344,33 @@ def execution_claim(execution_id: uuid.UUID) -> bool:
 
 def execution_run_claimed(execution_id: uuid.UUID) -> None:
     """Run a claimed execution to its end (a worker thread or a Celery worker)."""
+    execution = Execution.objects.select_related("tool").get(id=execution_id)
+    chosen = (
+        ToolVersion.objects.filter(tool_id=execution.tool_id, number=execution.tool_version).first()
+        if execution.tool_id
+        else None
+    )
+    if execution.tool is None or chosen is None:
+        outcome = RunOutcome(
+            ExecutionStatus.FAILED,
+            error="The tool was removed before it ran.",
+            error_code="removed",
+        )
+        finish(execution, outcome, output_schema=None)
+        return
+    outcome = run_spec(
+        tool_spec(execution.tool, chosen), execution.arguments, actor=_actor_of(execution)
+    )
+    finish(execution, outcome, output_schema=chosen.output_schema)
+
+
+def _run_on_thread(execution_id: uuid.UUID) -> None:
     try:
-        execution = Execution.objects.select_related("tool").get(id=execution_id)
-        chosen = (
-            ToolVersion.objects.filter(
-                tool_id=execution.tool_id, number=execution.tool_version
-            ).first()
-            if execution.tool_id
-            else None
-        )
-        if execution.tool is None or chosen is None:
-            outcome = RunOutcome(
-                ExecutionStatus.FAILED,
-                error="The tool was removed before it ran.",
-                error_code="removed",
-            )
-            finish(execution, outcome, output_schema=None)
-            return
-        outcome = run_spec(
-            tool_spec(execution.tool, chosen), execution.arguments, actor=_actor_of(execution)
-        )
-        finish(execution, outcome, output_schema=chosen.output_schema)
+        execution_run_claimed(execution_id)
+    except Exception:
+        logger.exception("background tool run failed", execution_id=str(execution_id))
     finally:
-        close_old_connections()
+        connection.close()  # this pool thread's own connection
 
 
 def _background() -> ThreadPoolExecutor:
@@ -386,6 +390,6 @@ def execution_start_pending(execution_id: uuid.UUID) -> None:
     if not execution_claim(execution_id):
         return
     if settings.LUMINA_EVENT_TRANSPORT == "inprocess":
-        transaction.on_commit(lambda: _background().submit(execution_run_claimed, execution_id))
+        transaction.on_commit(lambda: _background().submit(_run_on_thread, execution_id))
     else:
         transaction.on_commit(lambda: execution_run_claimed(execution_id))
