@@ -101,11 +101,15 @@ async def test_an_unknown_tool_is_a_protocol_error_and_recorded(lumina, develope
     assert execution.status == "rejected"
 
 
-@pytest.mark.parametrize("role", [None, "Viewer"])
+@pytest.mark.parametrize(
+    ("staff", "role"),
+    [(False, None), (True, None), (False, "Viewer")],
+    ids=["nobody", "staff", "viewer"],
+)
 async def test_a_user_without_tools_execute_sees_no_tool_and_may_call_none(
-    lumina, user_factory, stats, role
+    lumina, user_factory, stats, staff, role
 ):
-    user = await sync_to_async(user_factory)(role=role)
+    user = await sync_to_async(user_factory)(staff=staff, role=role)
     token = await sync_to_async(lumina_token)(user)
     async with mcp_client(lumina, token) as client:
         assert (await client.list_tools()).tools == []
@@ -127,6 +131,20 @@ async def test_a_token_scoped_without_tools_execute_lists_nothing_and_runs_nothi
             await client.call_tool("stats", {"text": "x"})
     executions = await sync_to_async(_executions)()
     assert [execution.status for execution in executions] == ["rejected"]
+
+
+async def test_a_disabled_tool_is_not_listed_and_does_not_run(lumina, developer, stats):
+    from lumina.tools.services.registry import tool_update
+
+    await sync_to_async(tool_update)(actor=SYSTEM, tool=stats.id, enabled=False)
+    token = await sync_to_async(lumina_token)(developer)
+    async with mcp_client(lumina, token) as client:
+        assert "stats" not in {tool.name for tool in (await client.list_tools()).tools}
+        answer = await client.call_tool("stats", {"text": "a"})
+    assert answer.is_error is True
+    assert "disabled" in answer.content[0].text
+    (execution,) = await sync_to_async(_executions)(tool_name="stats")
+    assert execution.status == "rejected"
 
 
 async def test_an_object_grant_exposes_exactly_that_tool(lumina, nobody, stats):
