@@ -38,7 +38,7 @@ from lumina.tools.models import Execution, Tool, ToolVersion
 from lumina.tools.schemas import problems
 from lumina.tools.selectors.executions import execution_dto
 from lumina.tools.selectors.registry import tool_find, tool_spec, version_of
-from lumina.tools.types import ExecutionDTO, ExecutionStatus, RunOutcome, ToolSpec
+from lumina.tools.types import ExecutionDTO, ExecutionStatus, Limits, RunOutcome, ToolSpec
 
 logger = structlog.get_logger(__name__)
 
@@ -205,7 +205,7 @@ def execute(
     execution.started_at = timezone.now()
     execution.save()
     outcome = run_spec(tool_spec(row, chosen), execution.arguments, actor=actor)
-    return execution_dto(finish(execution, outcome, output_schema=chosen.output_schema))
+    return execution_dto(finish(execution, outcome, version=chosen))
 
 
 def run_spec(spec: ToolSpec, arguments: Mapping[str, Any], *, actor: Actor) -> RunOutcome:
@@ -234,11 +234,10 @@ def _cap(text: str, limit: int) -> tuple[str, bool]:
     return text[:limit], True
 
 
-def finish(
-    execution: Execution, outcome: RunOutcome, *, output_schema: Mapping[str, Any] | None
-) -> Execution:
+def finish(execution: Execution, outcome: RunOutcome, *, version: ToolVersion | None) -> Execution:
     """Check the outcome against the result contract and limits, store it, publish it."""
-    limit = _output_limit(execution)
+    limit = version.output_bytes if version is not None else Limits.output_bytes
+    output_schema = version.output_schema if version is not None else None
     status = ExecutionStatus(outcome.status)
     result = outcome.result if status is ExecutionStatus.SUCCEEDED else None
     error, error_code = outcome.error, outcome.error_code
@@ -278,15 +277,6 @@ def finish(
         execution.save()
         _publish_outcome(execution)
     return execution
-
-
-def _output_limit(execution: Execution) -> int:
-    version = (
-        ToolVersion.objects.filter(tool_id=execution.tool_id, number=execution.tool_version)
-        .values_list("output_bytes", flat=True)
-        .first()
-    )
-    return int(version or 1_000_000)
 
 
 def _publish_outcome(execution: Execution) -> None:
@@ -356,12 +346,12 @@ def execution_run_claimed(execution_id: uuid.UUID) -> None:
             error="The tool was removed before it ran.",
             error_code="removed",
         )
-        finish(execution, outcome, output_schema=None)
+        finish(execution, outcome, version=None)
         return
     outcome = run_spec(
         tool_spec(execution.tool, chosen), execution.arguments, actor=_actor_of(execution)
     )
-    finish(execution, outcome, output_schema=chosen.output_schema)
+    finish(execution, outcome, version=chosen)
 
 
 def _run_on_thread(execution_id: uuid.UUID) -> None:
