@@ -64,6 +64,7 @@ def test_a_server_that_crashes_mid_call_is_a_recorded_failure_and_lumina_goes_on
 ):
     crashed = _run(developer_client, "calc_crash").json()
     assert crashed["status"] == "failed"
+    assert crashed["error_code"] == "mcp_server_crashed"
     assert "closed the connection" in crashed["error"]
     again = _run(developer_client, "calc_add", {"a": 1, "b": 1}).json()
     assert again["status"] == "succeeded"
@@ -77,6 +78,7 @@ def test_a_server_that_crashes_mid_call_is_a_recorded_failure_and_lumina_goes_on
 def test_a_server_that_never_answers_times_out_and_is_recorded(developer_client, calculator):
     hung = _run(developer_client, "calc_hang").json()
     assert hung["status"] == "timeout"
+    assert hung["error_code"] == "wall_clock"
     assert "did not answer within 10 s" in hung["error"]
     assert Execution.objects.get().status == "timeout"
 

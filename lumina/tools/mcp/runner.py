@@ -20,6 +20,15 @@ from lumina.tools.models import McpServer
 from lumina.tools.selectors.mcp import mcp_endpoint
 from lumina.tools.types import ExecutionStatus, RunOutcome, ToolSpec
 
+# The error codes an execution records for each way a call can end (none on success).
+_CODES = {
+    "tool_error": "mcp_tool_error",
+    "crashed": "mcp_server_crashed",
+    "failed": "mcp_failed",
+    "timeout": "wall_clock",
+    "too_large": "output_size",
+    "refused": "outbound_refused",
+}
 _STATUS = {
     "succeeded": ExecutionStatus.SUCCEEDED,
     "tool_error": ExecutionStatus.FAILED,
@@ -34,10 +43,16 @@ _STATUS = {
 def run_mcp(spec: ToolSpec, arguments: Mapping[str, Any]) -> RunOutcome:
     server = McpServer.objects.filter(id=spec.mcp_server_id).first()
     if server is None:
-        return RunOutcome(ExecutionStatus.FAILED, error="The tool's MCP server was removed.")
+        return RunOutcome(
+            ExecutionStatus.FAILED,
+            error="The tool's MCP server was removed.",
+            error_code="mcp_server_missing",
+        )
     if not server.enabled:
         return RunOutcome(
-            ExecutionStatus.REFUSED, error=f"The MCP server {server.name} is disabled."
+            ExecutionStatus.REFUSED,
+            error=f"The MCP server {server.name} is disabled.",
+            error_code="mcp_server_disabled",
         )
     endpoint = mcp_endpoint(server)
     outcome: CallOutcome
@@ -64,6 +79,7 @@ def run_mcp(spec: ToolSpec, arguments: Mapping[str, Any]) -> RunOutcome:
         status=_STATUS[outcome.status],
         result=outcome.result if outcome.ok else None,
         error=outcome.error,
+        error_code=_CODES.get(outcome.status, ""),
         stderr=outcome.stderr[: spec.limits.output_bytes],
         duration_ms=outcome.duration_ms,
         resource_use={"mcp_server": server.name, "mcp_outcome": outcome.status},
