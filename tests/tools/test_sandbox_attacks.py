@@ -369,3 +369,24 @@ def test_a_host_process_cannot_be_signalled():
     result = run(source, {"pid": os.getpid()})
     assert result.status == ExecutionStatus.FAILED
     assert result.error.startswith(("ProcessLookupError", "PermissionError"))
+
+
+FORGED_RESULT = """
+import os, sys
+def main(line):
+    os.write(int(sys.argv[1]), line.encode() + b"\\n")  # the harness's result pipe
+    os._exit(0)
+"""
+
+
+def test_a_result_line_forged_by_the_tool_cannot_break_the_server():
+    # The tool can reach the result pipe: a well-formed line is its own result to give …
+    forged = run(FORGED_RESULT, {"line": '{"ok": true, "result": 42}'})
+    assert forged.status == ExecutionStatus.SUCCEEDED
+    assert forged.result == 42
+    # … and one nested past any parser's depth is a failed run, not a server error.
+    limits = Limits(timeout_seconds=5, output_bytes=1_000_000)
+    deep = run(FORGED_RESULT, {"line": "[" * 200_000}, limits)
+    assert deep.status == ExecutionStatus.FAILED
+    assert deep.error_code == "exit"
+    assert deep.result is None

@@ -1,8 +1,10 @@
 """``run_python``: one python tool run in a sandbox, reported as a ``SandboxResult``.
 
 The job goes to the sandbox's harness on stdin; its stdout, stderr and result pipe are read
-here together, each capped, until the sandbox ends or the wall-clock deadline passes (then
-the whole sandbox is killed: its PID namespace goes with its first process). Every way a
+here together, each capped, until the harness's one-line result arrives (the sandbox's
+teardown is left to a reaper thread), the sandbox ends without one, a cap is passed, or the
+wall-clock deadline passes (then the whole sandbox is killed: its PID namespace goes with
+its first process). Every way a
 run can end maps to one status and a short ``error_code``; nothing raises for the tool's
 own failure.
 """
@@ -51,7 +53,8 @@ class SandboxResult:
     ``status`` is an ``ExecutionStatus``; ``error_code`` says which limit or failure:
     ``exception``, ``exit``, ``entrypoint``, ``result`` (not JSON), ``memory``,
     ``cpu_time``, ``wall_clock``, ``output_size``, ``result_size``, ``crashed``,
-    ``unavailable``. ``error`` is a message safe to show the caller.
+    ``arguments`` (not JSON values), ``unavailable``. ``error`` is a message safe to show
+    the caller.
     """
 
     status: ExecutionStatus
@@ -466,7 +469,7 @@ def _result(
     if not ended_by and streams["result"].data:
         try:
             message = json.loads(bytes(streams["result"].data))
-        except ValueError:
+        except (ValueError, RecursionError):  # the tool may write on this pipe itself
             message = None
     if isinstance(message, dict) and isinstance(message.get("usage"), dict):
         usage = message["usage"]
