@@ -390,3 +390,28 @@ def test_a_result_line_forged_by_the_tool_cannot_break_the_server():
     assert deep.status == ExecutionStatus.FAILED
     assert deep.error_code == "exit"
     assert deep.result is None
+
+
+ENVIRONMENT = """
+import os
+def main():
+    seen = {"environ": dict(os.environ)}
+    for pid in ("1", "self"):
+        try:
+            seen[pid] = open(f"/proc/{pid}/environ", "rb").read().decode("latin-1")
+        except OSError as exc:
+            seen[pid] = type(exc).__name__
+    return seen
+"""
+
+
+def test_the_server_s_environment_does_not_reach_the_tool(settings, monkeypatch):
+    canary = secrets.token_hex(16)
+    monkeypatch.setenv("LUMINA_SANDBOX_TEST_CANARY", canary)
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://user:{canary}@127.0.0.1/db")
+    settings.LUMINA_SANDBOX_POOL_SIZE = 0  # a sandbox started now, with the canary set
+    assert os.environ["LUMINA_SANDBOX_TEST_CANARY"] == canary
+    result = run(ENVIRONMENT)
+    assert result.status == ExecutionStatus.SUCCEEDED
+    assert set(result.result["environ"]) <= {"PATH", "HOME", "LANG", "PWD"}
+    assert canary not in everything_seen(result)
