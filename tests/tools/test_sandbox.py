@@ -364,3 +364,19 @@ def test_start_up_warms_the_pool_and_never_fails_the_start(settings, caplog):
     with caplog.at_level(logging.ERROR, logger="lumina.tools.sandbox.runner"):
         runner.sandbox_start()  # does not raise
     assert any("sandbox.unavailable" in record.getMessage() for record in caplog.records)
+
+
+def test_a_forked_worker_starts_its_own_pool():
+    # As a Celery prefork worker: the parent's warm sandboxes are not the child's children.
+    assert run("def main():\n    return 'parent'\n").result == "parent"
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child reports through its exit code
+        ok = False
+        try:
+            fresh = not runner._pools  # the parent's pools were forgotten at fork
+            ok = fresh and run("def main():\n    return 'child'\n").result == "child"
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert run("def main():\n    return 'parent again'\n").result == "parent again"
