@@ -95,7 +95,7 @@ PROJECT_DIR = Path(__file__).resolve().parents[3]
 
 def _check_prefix(prefix: str) -> None:
     """An interpreter outside /usr brings its tree (``<prefix>/bin/python3``) read-only;
-    never a tree that holds the project, its data or the whole host."""
+    never a tree that holds the project (its .env, var/) or the whole host."""
     real = Path(prefix).resolve()
     if len(real.parts) < 3 or PROJECT_DIR.is_relative_to(real):
         raise ValueError(
