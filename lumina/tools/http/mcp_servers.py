@@ -153,6 +153,8 @@ class McpServerDetailApi(APIView):
 class McpServerImportApi(APIView):
     """Import the server's tools now: create, update, or disable Lumina's ``mcp`` tools."""
 
+    error_statuses = (502,)  # the server could not be reached or did not answer
+
     @extend_schema(request=None, responses=ImportOutput)
     def post(self, request, server):
         report = mcp_tools_import(actor=actor_of(request), server=server)
