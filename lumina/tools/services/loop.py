@@ -19,12 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import json
+import threading
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Callable, Coroutine, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
-from asgiref.sync import async_to_sync, sync_to_async
+from django.conf import settings
+from django.db import close_old_connections
 
 from lumina.kernel.errors import ApplicationError
 from lumina.providers.api import complete_async, truncate_text_tokens
@@ -39,6 +43,45 @@ DEFAULT_MAX_ITERATIONS = 8
 MAX_ITERATIONS = 32
 MAX_TOOLS = 128  # OpenAI's limit on tools per request
 DEFAULT_MAX_RESULT_TOKENS = 2000
+
+T = TypeVar("T")
+_threads: ThreadPoolExecutor | None = None
+_loop: asyncio.AbstractEventLoop | None = None
+_lock = threading.Lock()
+
+
+def _worker(function: Callable[..., T], *args: Any) -> T:
+    # As Django does around a request: a connection broken or past its age is replaced.
+    close_old_connections()
+    try:
+        return function(*args)
+    finally:
+        close_old_connections()
+
+
+async def _off_loop(function: Callable[..., T], *args: Any) -> T:
+    """Run database work on this module's long-lived threads: their connections are reused
+    from run to run (fresh threads would each open one, and leave it open)."""
+    global _threads
+    if _threads is None:
+        with _lock:
+            if _threads is None:
+                size = max(4, int(settings.LUMINA_TOOLS_ASYNC_WORKERS) * 2)
+                _threads = ThreadPoolExecutor(max_workers=size, thread_name_prefix="tools-loop")
+    return await asyncio.get_running_loop().run_in_executor(
+        _threads, functools.partial(_worker, function, *args)
+    )
+
+
+def _run(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Run on one long-lived loop, so synchronous callers share its pooled provider
+    connections (a fresh loop per run would open a connection pool each time)."""
+    global _loop
+    with _lock:
+        if _loop is None:
+            _loop = asyncio.new_event_loop()
+            threading.Thread(target=_loop.run_forever, name="tools-loop", daemon=True).start()
+    return asyncio.run_coroutine_threadsafe(coroutine, _loop).result()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +237,7 @@ async def run_with_tools_events(
         raise ApplicationError(
             f"Between 1 and {MAX_ITERATIONS}.", fields={"max_iterations": ["out of range"]}
         )
-    offered_list = await sync_to_async(tools_resolve)(actor, tools)
+    offered_list = await _off_loop(tools_resolve, actor, tools)
     offered = {tool.name: tool for tool in offered_list}
     definitions = [tool.openai() for tool in offered_list]
     run_id = run_id or uuid.uuid4()
@@ -234,15 +277,18 @@ async def run_with_tools_events(
             )  # fmt: skip
             stopped = "answer"
             break
-        # Threads of their own: calls run side by side, never queued behind other requests.
-        run_one = sync_to_async(_call_sync, thread_sensitive=False)
+        # Calls of one turn run side by side on the pool's threads when parallel.
         if parallel and len(calls) > 1:
             traces = await asyncio.gather(
-                *(run_one(actor, call, offered, run_id, max_result_tokens) for call in calls)
+                *(
+                    _off_loop(_call_sync, actor, call, offered, run_id, max_result_tokens)
+                    for call in calls
+                )
             )
         else:
             traces = [
-                await run_one(actor, call, offered, run_id, max_result_tokens) for call in calls
+                await _off_loop(_call_sync, actor, call, offered, run_id, max_result_tokens)
+                for call in calls
             ]
         for trace in traces:
             conversation.append(
@@ -294,7 +340,7 @@ def run_with_tools(
     **options: Any,
 ) -> LoopResult:
     """``run_with_tools_async`` for synchronous callers (views, commands)."""
-    return async_to_sync(run_with_tools_async)(messages, tools, model, actor=actor, **options)
+    return _run(run_with_tools_async(messages, tools, model, actor=actor, **options))
 
 
 __all__ = [
