@@ -11,6 +11,7 @@ own failure.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import json
@@ -152,11 +153,16 @@ def sandbox_start() -> None:
 
 
 def close_pools() -> None:
+    """End the idle sandboxes and wait for them (shutdown hooks, and at exit)."""
     with _pools_lock:
         pools = list(_pools.values())
         _pools.clear()
     for pool in pools:
         pool.close()
+
+
+# Processes without lifecycle hooks (manage.py commands, tests) reap theirs too.
+atexit.register(close_pools)
 
 
 def sandbox_status() -> dict[str, Any]:
