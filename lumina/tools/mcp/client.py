@@ -43,7 +43,7 @@ STDERR_TAIL = 4000
 CLIENT_NAME = "lumina"
 
 
-class _Connection:
+class Connection:
     """An entered SDK ``Client`` for one endpoint, with the stdio server's stderr file."""
 
     def __init__(
@@ -110,7 +110,7 @@ def _client_info() -> Any:
 
 async def list_tools(endpoint: McpEndpoint, *, timeout_seconds: float = 30.0) -> list[RemoteTool]:
     """Every tool the server offers (all pages), or ``McpUnavailable`` saying why not."""
-    connection = _Connection(endpoint, timeout_seconds=timeout_seconds, max_bytes=16 * 1024 * 1024)
+    connection = Connection(endpoint, timeout_seconds=timeout_seconds, max_bytes=16 * 1024 * 1024)
     tools: list[RemoteTool] = []
     try:
         with anyio.fail_after(timeout_seconds):
@@ -132,7 +132,7 @@ async def list_tools(endpoint: McpEndpoint, *, timeout_seconds: float = 30.0) ->
                     if not cursor:
                         break
     except BaseException as exc:  # the SDK raises exception groups from its task groups
-        status, message = _classify(exc, endpoint, timeout_seconds)
+        status, message = classify(exc, endpoint, timeout_seconds)
         if status == "cancelled":
             raise
         raise McpUnavailable(
@@ -153,16 +153,16 @@ async def call_tool(
 ) -> CallOutcome:
     """Call ``name`` with ``arguments`` under one deadline for connecting and calling."""
     started = time.perf_counter()
-    connection = _Connection(endpoint, timeout_seconds=timeout_seconds, max_bytes=max_bytes * 4)
+    connection = Connection(endpoint, timeout_seconds=timeout_seconds, max_bytes=max_bytes * 4)
     outcome: CallOutcome | None = None
     try:
         with anyio.fail_after(timeout_seconds):
             async with AsyncExitStack() as stack:
                 client = await connection.open(stack)
                 answer = await client.call_tool(name, dict(arguments))
-                outcome = _outcome_of(answer, max_bytes)
+                outcome = outcome_of(answer, max_bytes)
     except BaseException as exc:
-        status, message = _classify(exc, endpoint, timeout_seconds)
+        status, message = classify(exc, endpoint, timeout_seconds)
         if status == "cancelled":
             raise
         if outcome is None or status != "failed":
@@ -174,7 +174,7 @@ async def call_tool(
     )
 
 
-def _outcome_of(answer: Any, max_bytes: int) -> CallOutcome:
+def outcome_of(answer: Any, max_bytes: int) -> CallOutcome:
     content = tuple(
         block.model_dump(mode="json", by_alias=True, exclude_none=True) for block in answer.content
     )
@@ -209,7 +209,7 @@ def _leaves(exc: BaseException) -> list[BaseException]:
     return [exc]
 
 
-def _classify(exc: BaseException, endpoint: McpEndpoint, timeout_seconds: float) -> tuple[str, str]:
+def classify(exc: BaseException, endpoint: McpEndpoint, timeout_seconds: float) -> tuple[str, str]:
     """A status and a message safe to show, for whatever the SDK or transport raised."""
     leaves = _leaves(exc)
     for leaf in leaves:

@@ -25,7 +25,7 @@ from typing import Any
 
 import anyio
 
-from lumina.tools.mcp.client import _classify, _Connection, _outcome_of
+from lumina.tools.mcp.client import Connection, classify, outcome_of
 from lumina.tools.mcp.types import CallOutcome, McpEndpoint
 
 IDLE_SECONDS = 300.0
@@ -39,7 +39,7 @@ class _Session:
     def __init__(self, server_id: str, revision: str, endpoint: McpEndpoint) -> None:
         self.server_id = server_id
         self.revision = revision
-        self.connection = _Connection(endpoint, timeout_seconds=None, max_bytes=None)
+        self.connection = Connection(endpoint, timeout_seconds=None, max_bytes=None)
         self.client: Any = None
         self.closed = asyncio.Event()
         self.task: asyncio.Task | None = None
@@ -116,9 +116,9 @@ class SessionPool:
             finally:
                 session.in_flight -= 1
                 session.last_used = time.monotonic()
-            outcome = _outcome_of(answer, max_bytes)
+            outcome = outcome_of(answer, max_bytes)
         except BaseException as exc:
-            status, message = _classify(exc, endpoint, timeout_seconds)
+            status, message = classify(exc, endpoint, timeout_seconds)
             if status == "cancelled":
                 raise
             outcome = CallOutcome(status=status, error=message)  # type: ignore[arg-type]
