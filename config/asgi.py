@@ -23,6 +23,7 @@ from lumina.kernel import lifecycle  # noqa: E402
 from lumina.platform.asgi import BodyLimit  # noqa: E402
 from lumina.providers.http.gateway import Gateway  # noqa: E402
 from lumina.security.consumers import websocket_auth  # noqa: E402
+from lumina.tools.http.mcp import McpEndpoint  # noqa: E402
 
 
 class Lifespan:
@@ -54,8 +55,9 @@ class Lifespan:
 application = Lifespan(
     ProtocolTypeRouter(
         {
-            # /v1 (the OpenAI-compatible gateway) bypasses Django's handler: ADR 0005.
-            "http": BodyLimit(Gateway(ASGIStaticFilesHandler(django_asgi))),
+            # /v1 (the OpenAI-compatible gateway) bypasses Django's handler: ADR 0005;
+            # so does /mcp (Lumina as an MCP server): ADR 0019.
+            "http": BodyLimit(McpEndpoint(Gateway(ASGIStaticFilesHandler(django_asgi)))),
             "websocket": AllowedHostsOriginValidator(
                 websocket_auth(URLRouter(websocket_urlpatterns))
             ),

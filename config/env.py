@@ -45,6 +45,11 @@ class EmailBackend(StrEnum):
     SMTP = "smtp"
 
 
+class SandboxMode(StrEnum):
+    BWRAP = "bwrap"  # namespaces + seccomp + rlimits (lumina.tools.sandbox)
+    RLIMITS_ONLY = "rlimits_only"  # weaker: rlimits and another user only; operator opt-in
+
+
 class LocalEmbeddings(StrEnum):
     INT8 = "int8"
     FP32 = "fp32"
@@ -130,8 +135,29 @@ class LuminaEnv(BaseSettings):
     # URLs (lumina.kernel.outbound). Unset: loopback in development and test, none in production.
     lumina_outbound_allow: Annotated[list[str] | None, NoDecode] = None
 
+    # Tools: the sandbox for python tools. rlimits_only is weaker (no namespaces, no seccomp)
+    # and only ever used when set here; it is logged and shown in /health/ready.
+    lumina_sandbox_mode: SandboxMode = SandboxMode.BWRAP
+    lumina_sandbox_pool_size: int = Field(default=4, ge=0, le=64)
+    lumina_sandbox_python: Path | None = None  # default: this server's base interpreter
+    lumina_sandbox_uid: int = Field(default=65534, ge=1)  # used when the server runs as root
+    lumina_sandbox_gid: int = Field(default=65534, ge=1)
+    # Tools: the programs (absolute paths) an Admin may register as stdio MCP servers. Such a
+    # server runs on this host as this server's user, so the operator names them. Unset: none.
+    lumina_mcp_stdio_commands: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Tools: runs whose timeout exceeds this answer 202 and run in the background; threads
+    # for those runs in the web process (in-process transport); the chat model that
+    # summarises results (POST /tools/results/{id}/process), none by default.
+    lumina_tools_sync_seconds: float = Field(default=30.0, gt=0, le=3600)
+    lumina_tools_async_workers: int = Field(default=4, ge=1, le=256)
+    lumina_tools_summary_model: str = Field(default="", max_length=200)
+
     _split = field_validator(
-        "allowed_hosts", "csrf_trusted_origins", "lumina_outbound_allow", mode="before"
+        "allowed_hosts",
+        "csrf_trusted_origins",
+        "lumina_outbound_allow",
+        "lumina_mcp_stdio_commands",
+        mode="before",
     )(_csv)
 
     @field_validator("lumina_outbound_allow")

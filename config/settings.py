@@ -225,6 +225,16 @@ if LUMINA_AUDIT_HEAD_INTERVAL:
 
 # --- Event bus: the one swappable seam (see docs/adr/0003-event-bus-and-outbox.md) ---
 # A name from lumina.kernel.transports.TRANSPORTS ("inprocess" or "celery").
+LUMINA_SANDBOX_MODE = ENV.lumina_sandbox_mode.value
+LUMINA_SANDBOX_POOL_SIZE = ENV.lumina_sandbox_pool_size
+LUMINA_SANDBOX_PYTHON = str(ENV.lumina_sandbox_python) if ENV.lumina_sandbox_python else None
+LUMINA_SANDBOX_UID = ENV.lumina_sandbox_uid
+LUMINA_SANDBOX_GID = ENV.lumina_sandbox_gid
+LUMINA_MCP_STDIO_COMMANDS = tuple(ENV.lumina_mcp_stdio_commands)
+LUMINA_TOOLS_SYNC_SECONDS = ENV.lumina_tools_sync_seconds
+LUMINA_TOOLS_ASYNC_WORKERS = ENV.lumina_tools_async_workers
+LUMINA_TOOLS_SUMMARY_MODEL = ENV.lumina_tools_summary_model
+
 LUMINA_EVENT_TRANSPORT = ENV.lumina_event_transport.value
 # The Celery app the Celery transport sends through, loaded by that transport only.
 LUMINA_CELERY_APP = "config.celery.app"
@@ -260,8 +270,13 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Request bodies get their own components, so non-blank strings say minLength: 1.
     "COMPONENT_SPLIT_REQUEST": True,
-    # Choice sets that share a field name with another context's get names of their own.
-    "ENUM_NAME_OVERRIDES": {"TopicScopeEnum": ["user", "agent", "session", "collection"]},
+    # Choice sets sharing a field name get names of their own (a provider's and a tool's
+    # kind, a topic's scope).
+    "ENUM_NAME_OVERRIDES": {
+        "ProviderKindEnum": "lumina.providers.http.registry.KINDS",
+        "ToolKindEnum": "lumina.tools.http.registry.KINDS",
+        "TopicScopeEnum": ["user", "agent", "session", "collection"],
+    },
     # The description (with the /v1 gateway), tags and their descriptions.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("lumina.security.http.urls")),
     path("", include("lumina.providers.http.urls")),
     path("", include("lumina.memory.http.urls")),
+    path("", include("lumina.tools.http.urls")),
 ]
 
 urlpatterns = [

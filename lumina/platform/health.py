@@ -1,4 +1,4 @@
-"""Readiness checks: the database, the pgvector extension, migrations, Redis."""
+"""Readiness checks: the database, the pgvector extension, migrations, Redis, the sandbox."""
 
 from __future__ import annotations
 
@@ -55,11 +55,26 @@ def check_redis() -> dict[str, Any]:
     return {"version": info.get("redis_version")}
 
 
+def check_sandbox() -> dict[str, Any]:
+    """The python-tool sandbox: its mode and whether it starts.
+
+    Not a readiness failure (only python tools need it): "unavailable" when python tools
+    are refused, "weaker" when the operator chose the rlimits-only mode, else "ok".
+    """
+    from lumina.tools.api import sandbox_status
+
+    status = sandbox_status()
+    if not status["available"]:
+        return {"status": "unavailable", "python_tools": "refused", **status}
+    return {"status": "weaker" if status["weaker"] else "ok", **status}
+
+
 def readiness_checks() -> dict[str, Check]:
     checks: dict[str, Check] = {
         "database": check_database,
         "pgvector": check_pgvector,
         "migrations": check_migrations,
+        "sandbox": check_sandbox,
     }
     if settings.REDIS_URL:
         checks["redis"] = check_redis

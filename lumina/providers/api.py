@@ -26,6 +26,7 @@ from lumina.providers.tokens import (
     count_message_tokens_async,
     count_text_tokens,
     count_text_tokens_async,
+    truncate_text_tokens,
 )
 from lumina.providers.types import Capability, Strategy, Usage
 from lumina.security.api import Actor
@@ -44,6 +45,7 @@ __all__ = [
     "embed",
     "embed_async",
     "real_chat_model_available",
+    "truncate_text_tokens",
 ]
 
 # Ships with Lumina (ONNX int8 all-MiniLM-L6-v2, 384 dimensions): works with no provider.

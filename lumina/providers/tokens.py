@@ -100,6 +100,25 @@ def count_text_tokens(text: str) -> int:
     return _Counter().text(text)
 
 
+def truncate_text_tokens(text: str, max_tokens: int) -> tuple[str, int, bool]:
+    """The longest prefix of ``text`` within ``max_tokens`` tokens, its tokens, and whether
+    anything was cut. Encodes only a head of the text that can hold the budget."""
+    if max_tokens < 1:
+        return "", 0, bool(text)
+    # No cl100k_base token is longer than a few dozen characters, so this head holds the budget.
+    head = text[: max_tokens * 64 + 1]
+    encode = _encode or _encoder()
+    tokens = encode(head)
+    if len(tokens) <= max_tokens and len(head) == len(text):
+        return text, len(tokens), False
+    if len(tokens) <= max_tokens:  # unreachable for real text; kept exact all the same
+        return head, len(tokens), True
+    import tiktoken
+
+    kept = tiktoken.get_encoding(ENCODING).decode(tokens[:max_tokens]).rstrip("\ufffd")
+    return kept, len(encode(kept)), True
+
+
 def _content_tokens(content: Any, counter: _Counter) -> int:
     if content is None:
         return 0

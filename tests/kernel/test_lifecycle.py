@@ -127,14 +127,19 @@ def test_the_apps_register_their_hooks_from_ready():
     assert lifecycle.hooks("startup", lifecycle.WEB) == [
         "lumina.kernel.relay.relay_start",
         "lumina.security.services.token_refusals.refusals_timer_start",
+        "lumina.tools.sandbox.runner.sandbox_start",
     ]
-    assert lifecycle.hooks("shutdown", lifecycle.WEB)[:2] == [
+    assert lifecycle.hooks("shutdown", lifecycle.WEB)[:4] == [
+        "lumina.tools.sandbox.runner.close_pools",
+        "lumina.tools.mcp.mcp_stop",
         "lumina.providers.apps.provider_sessions_close",
         "lumina.providers.apps.usage_write_buffered",
     ]
     assert lifecycle.hooks("shutdown", lifecycle.WEB)[-1] == "lumina.kernel.relay.relay_stop"
     assert lifecycle.hooks("shutdown", lifecycle.WORKER) == [
-        "lumina.providers.apps.usage_write_buffered"
+        "lumina.tools.sandbox.runner.close_pools",
+        "lumina.tools.mcp.mcp_stop",
+        "lumina.providers.apps.usage_write_buffered",
     ]
 
 

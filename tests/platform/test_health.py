@@ -60,7 +60,9 @@ def test_ready_tells_anyone_only_the_status_of_each_check(client):
     assert response.status_code == 200
     assert response.json() == {
         "status": "ok",
-        "checks": {name: {"status": "ok"} for name in ("database", "pgvector", "migrations")},
+        "checks": {
+            name: {"status": "ok"} for name in ("database", "pgvector", "migrations", "sandbox")
+        },
     }
     assert version not in response.content.decode()  # … and anonymous callers do not see it
 

@@ -51,7 +51,8 @@ def test_every_operation_is_tagged_by_its_context(schema):
     assert tags[("POST", "/api/v1/auth/tokens")] == ["security"]
     assert tags[("GET", "/api/v1/providers/costs")] == ["providers"]
     assert tags[("GET", "/api/v1/events/outbox")] == ["platform"]
-    contexts = ["security", "providers", "platform"]
+    assert tags[("POST", "/api/v1/tools/execute")] == ["tools"]
+    contexts = ["security", "providers", "tools", "platform"]
     assert {tag for value in tags.values() for tag in value} == set(contexts)
     assert [tag["name"] for tag in schema["tags"]] == contexts
 

@@ -49,6 +49,8 @@ from lumina.security.services.audit import audit_append
 from lumina.security.services.policies import policy_create
 from lumina.security.services.tokens import token_create
 from lumina.security.types import Actor
+from lumina.tools.models import Execution, HttpAllowEntry, McpServer, Tool
+from lumina.tools.services.registry import tool_create
 from tests.providers.factories import DeploymentFactory, ProviderFactory
 from tests.security.access_support import holder, lacking, make_user
 
@@ -93,6 +95,12 @@ ADMIN: dict[str, AdminPermissions] = {
         change="providers.change",
         delete="providers.change",
     ),
+    "tools.mcpserver": P.full("tools.manage"),
+    "tools.tool": P(
+        view="tools.read", add="tools.manage", change="tools.manage", delete="tools.manage"
+    ),
+    "tools.httpallowentry": P.full("tools.manage"),
+    "tools.execution": P(view="tools.read"),
 }
 # Memories: people see their own (everyone's with memory.manage); changes go through
 # the API and CLI, which keep history.
@@ -204,6 +212,23 @@ def _object(label: str, owner):
         ),
         "providers.budget": lambda: Budget.objects.create(
             scope="user", subject_id=owner.pk, limit_usd=1
+        ),
+        "tools.mcpserver": lambda: McpServer.objects.create(
+            name=f"walk-{uuid.uuid4().hex[:8]}", transport="http", url="http://127.0.0.1:9/mcp"
+        ),
+        "tools.tool": lambda: Tool.objects.get(
+            pk=tool_create(
+                actor=SYSTEM,
+                name=f"walk_{uuid.uuid4().hex[:8]}",
+                kind="builtin",
+                builtin_name="time_now",
+            ).id
+        ),
+        "tools.httpallowentry": lambda: HttpAllowEntry.objects.create(
+            prefix=f"https://walk-{uuid.uuid4().hex[:8]}.example/"
+        ),
+        "tools.execution": lambda: Execution.objects.create(
+            tool_name="walked", tool_version=1, status="succeeded", actor_id=owner.pk
         ),
     }
     makers.update(

@@ -99,16 +99,17 @@ def build_app(server: UpstreamServer) -> web.Application:
 
 
 def _message(script: Script, model: str) -> dict[str, Any]:
-    if script.tool_call is not None:
-        name, arguments = script.tool_call
-        content: list[dict[str, Any]] = [
-            {"type": "text", "text": "Let me check."},
+    calls = script.take_tool_calls()
+    if calls:
+        content: list[dict[str, Any]] = [{"type": "text", "text": "Let me check."}]
+        content += [
             {
                 "type": "tool_use",
                 "id": "toolu_" + os.urandom(12).hex(),
                 "name": name,
                 "input": arguments,
-            },
+            }
+            for name, arguments in calls
         ]
         stop_reason = "tool_use"
     else:

@@ -42,6 +42,9 @@ class Script:
     omit_prompt_count: bool = False  # Ollama, when its cache held the whole prompt
     # Answer with a call of this tool instead of text: (name, arguments).
     tool_call: tuple[str, dict[str, Any]] | None = None
+    # Function-calling turns: each whole (non-streamed) answer takes the next turn's calls,
+    # several at once being parallel calls; an empty turn, or none left, answers with text.
+    tool_turns: list[list[tuple[str, dict[str, Any]]]] = dataclasses.field(default_factory=list)
     # Faults.
     fail_next: int = 0  # the next N requests fail with fail_status
     fail_status: int = 500
@@ -60,6 +63,12 @@ class Script:
     expect_api_key: str | None = None  # other keys get the provider's 401
     echo_key_in_errors: bool = False  # the 401 message repeats the key, unmasked
     embedding_dims: int = 8
+
+    def take_tool_calls(self) -> list[tuple[str, dict[str, Any]]]:
+        """The tool calls this answer makes (``tool_turns`` first, then ``tool_call``)."""
+        if self.tool_turns:
+            return list(self.tool_turns.pop(0))
+        return [self.tool_call] if self.tool_call is not None else []
 
     def take_failure(self) -> bool:
         if self.fail_next > 0:

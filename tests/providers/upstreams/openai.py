@@ -205,8 +205,8 @@ def _completion(script: Script, model: str) -> bytes:
         "annotations": [],
     }
     finish_reason = "stop"
-    if script.tool_call is not None:
-        name, arguments = script.tool_call
+    calls = script.take_tool_calls()
+    if calls:
         message["content"] = None
         message["tool_calls"] = [
             {
@@ -214,6 +214,7 @@ def _completion(script: Script, model: str) -> bytes:
                 "type": "function",
                 "function": {"name": name, "arguments": orjson.dumps(arguments).decode()},
             }
+            for name, arguments in calls
         ]
         finish_reason = "tool_calls"
     answer: dict[str, Any] = {

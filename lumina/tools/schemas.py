@@ -1,0 +1,103 @@
+"""JSON Schema contracts: checking a schema when a tool is saved, and values against it.
+
+Draft 2020-12 (a schema naming another draft in ``$schema`` is checked against that
+one). References resolve only inside the schema itself: the registry given to every
+validator retrieves nothing, so a ``$ref`` to a URL never makes the server fetch it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import exceptions as jsonschema_errors
+from jsonschema import validators
+from referencing import Registry, Resource
+from referencing.exceptions import NoSuchResource, Unresolvable
+from referencing.jsonschema import DRAFT202012, specification_with
+
+from lumina.tools.errors import SchemaInvalidError
+
+MAX_SCHEMA_BYTES = 64 * 1024
+MAX_ERRORS = 10
+
+
+def _retrieve(uri: str) -> Resource:
+    # Refuse every remote reference: a schema is a contract, not a URL to fetch.
+    raise NoSuchResource(ref=uri)
+
+
+NO_RETRIEVAL: Registry = Registry(retrieve=_retrieve)  # type: ignore[call-arg]
+
+
+def _refs(schema: Any) -> Iterator[str]:
+    if isinstance(schema, Mapping):
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            yield ref
+        for key, value in schema.items():
+            if key not in ("const", "enum", "default", "examples"):
+                yield from _refs(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            yield from _refs(item)
+
+
+def schema_check(schema: Any, *, field: str, object_root: bool = False) -> dict[str, Any]:
+    """``schema`` as a dict, or ``SchemaInvalidError`` naming ``field`` and the problem."""
+    if not isinstance(schema, Mapping):
+        raise SchemaInvalidError(field, "A JSON Schema here is a JSON object.")
+    try:
+        encoded = json.dumps(schema)
+    except (TypeError, ValueError):
+        raise SchemaInvalidError(field, "The schema is not JSON.") from None
+    if len(encoded.encode()) > MAX_SCHEMA_BYTES:
+        raise SchemaInvalidError(field, f"The schema is larger than {MAX_SCHEMA_BYTES} bytes.")
+    schema = json.loads(encoded)
+    if object_root and schema.get("type") != "object":
+        raise SchemaInvalidError(
+            field, 'Arguments are a JSON object: the schema needs "type": "object".'
+        )
+    cls = validators.validator_for(schema, default=validators.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except jsonschema_errors.SchemaError as exc:
+        where = "/".join(str(part) for part in exc.absolute_path)
+        raise SchemaInvalidError(
+            field, f"{exc.message} (at /{where})" if where else exc.message
+        ) from None
+    dialect = schema.get("$schema") if isinstance(schema.get("$schema"), str) else ""
+    root = Resource(contents=schema, specification=specification_with(dialect, default=DRAFT202012))
+    resolver = NO_RETRIEVAL.resolver_with_root(root)
+    for ref in _refs(schema):
+        try:
+            resolver.lookup(ref)
+        except Unresolvable:
+            raise SchemaInvalidError(
+                field, f"The reference {ref!r} does not resolve inside the schema."
+            ) from None
+    return schema
+
+
+@lru_cache(maxsize=1024)
+def _validator_for(encoded: str) -> Any:
+    schema = json.loads(encoded)
+    cls = validators.validator_for(schema, default=validators.Draft202012Validator)
+    return cls(schema, registry=NO_RETRIEVAL, format_checker=cls.FORMAT_CHECKER)
+
+
+def problems(schema: Mapping[str, Any], value: Any, *, prefix: str) -> dict[str, list[str]]:
+    """What is wrong with ``value`` under ``schema``, keyed by dotted path under ``prefix``.
+
+    Empty when the value is valid. At most ``MAX_ERRORS`` messages, most relevant first.
+    """
+    validator = _validator_for(json.dumps(schema, sort_keys=True))
+    found: dict[str, list[str]] = {}
+    errors = sorted(validator.iter_errors(value), key=jsonschema_errors.relevance)
+    for error in errors[:MAX_ERRORS]:
+        path = ".".join(str(part) for part in error.absolute_path)
+        key = f"{prefix}.{path}" if path else prefix
+        found.setdefault(key, []).append(error.message[:500])
+    return found
