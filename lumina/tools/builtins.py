@@ -1,30 +1,19 @@
 """Builtin tools: Lumina capabilities offered to models, each through a context's ``api``.
 
-The table is pluggable: a builtin is registered here only when what it needs exists.
-``memory_search`` appears when ``lumina.memory.api`` offers ``search``; the others need
-nothing but the standard library.
+``memory_search`` reaches the memory context through its ``api``, with the caller's own
+authorisation (``memory.read``); the others need nothing but the standard library.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import importlib
 import zoneinfo
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from lumina.memory import api as memory_api
 from lumina.security.api import Actor
-
-
-def _memory_api() -> Any:
-    """``lumina.memory.api`` if this build has it. Looked up by name because the memory
-    context is optional for tools: a build without its ``api`` still has the other
-    builtins (ADR 0020)."""
-    try:
-        return importlib.import_module("lumina.memory.api")
-    except ImportError:
-        return None
 
 
 class BuiltinError(Exception):
@@ -123,29 +112,49 @@ register(
 )
 
 
-_memory_search = getattr(_memory_api(), "search", None)
-if callable(_memory_search):
+def _search_memory(arguments: Mapping[str, Any], actor: Actor) -> Any:
+    found = memory_api.memory_search(
+        actor=actor, query=arguments["query"], k=arguments.get("limit", 5)
+    )
+    return [
+        {
+            "text": hit.record.text,
+            "layer": hit.record.layer,
+            "speaker": hit.record.speaker,
+            "occurred_at": hit.record.occurred_at.isoformat(),
+            "score": round(hit.score, 6),
+        }
+        for hit in found.hits
+    ]
 
-    def _search_memory(arguments: Mapping[str, Any], actor: Actor) -> Any:
-        found = _memory_search(arguments["query"], actor=actor, limit=arguments.get("limit", 5))
-        return [
-            dataclasses.asdict(item) if dataclasses.is_dataclass(item) else item for item in found
-        ]
 
-    register(
-        Builtin(
-            name="memory_search",
-            description="Search the caller's memories for passages about a query.",
-            input_schema={
+register(
+    Builtin(
+        name="memory_search",
+        description="Search the caller's memories (turns, facts, summaries) for a query.",
+        input_schema={
+            "type": "object",
+            "properties": {
+                "query": {"type": "string", "minLength": 1, "maxLength": 2000},
+                "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+            },
+            "required": ["query"],
+            "additionalProperties": False,
+        },
+        output_schema={
+            "type": "array",
+            "items": {
                 "type": "object",
                 "properties": {
-                    "query": {"type": "string", "minLength": 1, "maxLength": 2000},
-                    "limit": {"type": "integer", "minimum": 1, "maximum": 50},
+                    "text": {"type": "string"},
+                    "layer": {"type": "string"},
+                    "speaker": {"type": "string"},
+                    "occurred_at": {"type": "string"},
+                    "score": {"type": "number"},
                 },
-                "required": ["query"],
-                "additionalProperties": False,
+                "required": ["text", "layer", "speaker", "occurred_at", "score"],
             },
-            output_schema=None,
-            function=_search_memory,
-        )
+        },
+        function=_search_memory,
     )
+)

@@ -52,9 +52,28 @@ def test_a_builtin_s_refusal_and_crash_are_recorded_failures_without_details(who
     assert "/etc/secret" not in done.error
 
 
-def test_the_memory_search_builtin_appears_only_when_memory_offers_search():
-    from lumina.tools.builtins import _memory_api
+def test_memory_search_finds_the_caller_s_memories_and_never_another_s(
+    developer, other_developer, nobody
+):
+    from lumina.memory import api as memory_api
 
-    memory = _memory_api()
-    offered = memory is not None and callable(getattr(memory, "search", None))
-    assert ("memory_search" in builtins.available()) is offered
+    memory_api.turn_record(
+        actor=actor_of_user(developer), text="My sister Ines moved to Lisbon.", speaker="user"
+    )
+    memory_api.turn_record(
+        actor=actor_of_user(other_developer), text="The vault code is 4711.", speaker="user"
+    )
+    builtin_tool("memory_search", name="recall")
+
+    mine = execute(actor=actor_of_user(developer), tool="recall", arguments={"query": "Lisbon"})
+    assert mine.status == "succeeded"
+    assert [hit["text"] for hit in mine.result][:1] == ["My sister Ines moved to Lisbon."]
+    assert all("4711" not in hit["text"] for hit in mine.result)
+
+    theirs = execute(
+        actor=actor_of_user(developer), tool="recall", arguments={"query": "vault code"}
+    )
+    assert all("4711" not in hit["text"] for hit in theirs.result)
+
+    with pytest.raises(PermissionDeniedError):
+        execute(actor=actor_of_user(nobody), tool="recall", arguments={"query": "Lisbon"})
