@@ -276,6 +276,9 @@ SPECTACULAR_SETTINGS = {
         "ProviderKindEnum": "lumina.providers.http.registry.KINDS",
         "ToolKindEnum": "lumina.tools.http.registry.KINDS",
         "TopicScopeEnum": ["user", "agent", "session", "collection"],
+        "BudgetScopeEnum": "lumina.providers.models.usage.Budget.Scope",
+        "MemoryScopeEnum": ["user", "agent", "session"],
+        "MemoryLayerEnum": ["working", "episodic", "semantic", "pinned"],
     },
     # The description (with the /v1 gateway), tags and their descriptions.
     "POSTPROCESSING_HOOKS": [

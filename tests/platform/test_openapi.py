@@ -52,7 +52,9 @@ def test_every_operation_is_tagged_by_its_context(schema):
     assert tags[("GET", "/api/v1/providers/costs")] == ["providers"]
     assert tags[("GET", "/api/v1/events/outbox")] == ["platform"]
     assert tags[("POST", "/api/v1/tools/execute")] == ["tools"]
-    contexts = ["security", "providers", "tools", "platform"]
+    assert tags[("POST", "/api/v1/memory/search")] == ["memory"]
+    assert tags[("POST", "/api/v1/vectors/collections")] == ["memory"]
+    contexts = ["security", "providers", "memory", "tools", "platform"]
     assert {tag for value in tags.values() for tag in value} == set(contexts)
     assert [tag["name"] for tag in schema["tags"]] == contexts
 

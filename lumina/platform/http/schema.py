@@ -182,6 +182,9 @@ TAGS = [
     {"name": "providers", "description": "AI providers and their models, selection, "
      "completions through Lumina's pipeline, usage, costs and budgets. The OpenAI-compatible "
      "`/v1` gateway has its own document: /api/schema/gateway/."},
+    {"name": "memory", "description": "Vector collections with hybrid search; memories "
+     "(turns, facts, summaries, pinned blocks) with import and time-aware search; context "
+     "compression and expansion; topics and the entity graph."},
     {"name": "tools", "description": "The tool registry (JSON Schema contracts, versions), "
      "running tools, their results, the function-calling loop and MCP servers."},
     {"name": "platform", "description": "Operator endpoints: the event outbox."},
