@@ -81,3 +81,25 @@ def _actor_calls_with_a_user() -> list[str]:
 def test_no_module_builds_a_users_actor_by_hand():
     # Anonymous (user_id=None) and system actors are fine; a user's goes through for_user.
     assert _actor_calls_with_a_user() == []
+
+
+def test_deferred_work_acts_as_the_user_as_they_are_now_within_the_token_s_scopes(
+    django_user_model,
+):
+    import uuid
+
+    from lumina.security.api import actor_of_user_id, authorize
+    from lumina.security.services.rbac import role_assignment_create
+
+    user = django_user_model.objects.create_user("grace@example.com", None)
+    role_assignment_create(actor=Actor.system("tests"), role="Developer", user=user.email)
+
+    scoped = actor_of_user_id(user.pk, token_id=uuid.uuid4(), scopes=["memory.read"])
+    assert authorize(scoped, "memory.read")
+    assert not authorize(scoped, "memory.write")  # the token it was asked with allows less
+    assert authorize(actor_of_user_id(user.pk), "memory.write")
+
+    user.is_active = False
+    user.save()
+    assert not authorize(actor_of_user_id(user.pk), "memory.read")
+    assert actor_of_user_id(uuid.uuid4()).user_id is None  # deleted since: nobody

@@ -26,7 +26,7 @@ from typing import Any
 import structlog
 
 from lumina.memory.services.records import TurnInput, turn_check, turns_store
-from lumina.security.api import Actor, authorize
+from lumina.security.api import actor_of_user_id, authorize
 
 logger = structlog.get_logger(__name__)
 
@@ -65,8 +65,8 @@ def transcript_record(
     """Record a completion's new turns; the number recorded (0 when not allowed)."""
     if user_id is None:
         return 0
-    scopes = frozenset(token_scopes) if opt_in == "header" and token_scopes is not None else None
-    actor = Actor(user_id=user_id, token_id=token_id, scopes=scopes)
+    scopes = token_scopes if opt_in == "header" else None
+    actor = actor_of_user_id(user_id, token_id=token_id, scopes=scopes)
     if not authorize(actor, "memory.write"):
         logger.info("completion not recorded: no memory.write", request_id=request_id)
         return 0

@@ -4,7 +4,7 @@ Everything here takes and returns plain values or the frozen dataclasses of
 ``lumina.security.types``; never models or querysets.
 """
 
-from lumina.security.api.actors import actor_of, actor_of_scope, client_ip
+from lumina.security.api.actors import actor_of, actor_of_scope, actor_of_user_id, client_ip
 from lumina.security.api.admin import (
     AdminPermissions,
     PermissionAdmin,
@@ -49,6 +49,7 @@ __all__ = [
     "UserDTO",
     "actor_of",
     "actor_of_scope",
+    "actor_of_user_id",
     "add_errors",
     "admin_may",
     "authenticate_token",

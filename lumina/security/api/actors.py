@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from lumina.security.types import Actor
 
 
@@ -29,3 +31,20 @@ def actor_of_scope(scope) -> Actor:
     if user is None or not user.is_authenticated:
         return Actor(user_id=None, ip_address=ip_address)
     return Actor.for_user(user, token=scope.get("auth"), ip_address=ip_address)
+
+
+def actor_of_user_id(user_id, *, token_id=None, scopes=None, context: str | None = None) -> Actor:
+    """The actor for deferred work known only by its user's id (a background run, an event
+    handler): read from the database now, so a user deactivated or deleted since is
+    refused; ``scopes`` keeps such work within the token it was asked with."""
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.filter(pk=user_id).first()
+    if user is None:
+        return Actor(user_id=None, context=context)
+    actor = Actor.for_user(user, mfa_verified=False, context=context)
+    return dataclasses.replace(
+        actor,
+        token_id=token_id,
+        scopes=frozenset(scopes) if scopes is not None else None,
+    )

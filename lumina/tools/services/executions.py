@@ -30,7 +30,7 @@ from django.utils import timezone
 
 from lumina.kernel.bus import publish
 from lumina.kernel.errors import ApplicationError, PermissionDeniedError
-from lumina.security.api import Actor, Resource, require
+from lumina.security.api import Actor, Resource, actor_of_user_id, require
 from lumina.tools import runners
 from lumina.tools.errors import ArgumentsInvalidError, ToolDisabledError, ToolNotFoundError
 from lumina.tools.events.executions import RunToolExecution, ToolExecuted, ToolFailed
@@ -315,11 +315,8 @@ def _actor_of(execution: Execution) -> Actor:
     """Who a pending run acts for: the asker, with no more than the token's scopes."""
     if execution.actor_id is None:
         return Actor.system(execution.actor_context or "tools")
-    scopes = execution.token_scopes
-    return Actor(
-        user_id=execution.actor_id,
-        token_id=execution.token_id,
-        scopes=frozenset(scopes) if scopes is not None else None,
+    return actor_of_user_id(
+        execution.actor_id, token_id=execution.token_id, scopes=execution.token_scopes
     )
 
 
