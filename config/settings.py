@@ -256,8 +256,6 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     # Request bodies get their own components, so non-blank strings say minLength: 1.
     "COMPONENT_SPLIT_REQUEST": True,
-    # Loads the API token's security scheme only when a document is built.
-    "PREPROCESSING_HOOKS": ["lumina.security.http.openapi.register_token_scheme"],
     # The description (with the /v1 gateway), tags and their descriptions.
     "POSTPROCESSING_HOOKS": [
         "drf_spectacular.hooks.postprocess_schema_enums",

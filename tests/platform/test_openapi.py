@@ -91,18 +91,6 @@ def test_page_parameters_state_their_bounds(schema):
     assert parameters["page_size"]["schema"] == {"type": "integer", "minimum": 1, "maximum": 500}
 
 
-def test_the_api_token_scheme_is_documented(schema):
-    # Registered by a preprocessing hook, not by importing the authentication class.
-    assert schema["components"]["securitySchemes"]["apiToken"] == {
-        "type": "http",
-        "scheme": "bearer",
-        "bearerFormat": "lum_<43 url-safe characters>",
-        "description": "A personal API token from POST /api/v1/auth/tokens or the CLI.",
-    }
-    listed = [op for _, _, op in _operations(schema) if {"apiToken": []} in op.get("security", [])]
-    assert listed
-
-
 def test_the_description_leads_to_the_gateway(schema):
     description = schema["info"]["description"]
     assert "/api/schema/gateway/" in description

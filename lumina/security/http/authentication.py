@@ -7,6 +7,7 @@ On success ``request.user`` is the token's user and ``request.auth`` the token's
 
 from __future__ import annotations
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework import exceptions
 from rest_framework.authentication import BaseAuthentication
 
@@ -41,3 +42,16 @@ class TokenAuthentication(BaseAuthentication):
     def authenticate_header(self, request) -> str:
         # Makes DRF answer unauthenticated requests 401 with this challenge (RFC 6750).
         return 'Bearer realm="lumina"'
+
+
+class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    target_class = "lumina.security.http.authentication.TokenAuthentication"
+    name = "apiToken"
+
+    def get_security_definition(self, auto_schema):
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "bearerFormat": "lum_<43 url-safe characters>",
+            "description": "A personal API token from POST /api/v1/auth/tokens or the CLI.",
+        }
