@@ -625,10 +625,15 @@ async def closed_loop(
 
 @contextlib.contextmanager
 def sampling(pid: int, output: Path, seconds: float):
-    """py-spy samples ``pid`` (every thread, without pausing it) while the block runs."""
+    """py-spy samples ``pid`` (every thread, without pausing it) while the block runs.
+
+    Only samples of a thread holding the GIL count: a thread waiting for it (the event loop
+    after ``os.urandom`` or a socket call released it) spends no CPU, yet would be sampled
+    in that call, and the profile would point at waits instead of work.
+    """
     command = [str(Path(sys.executable).with_name("py-spy")), "record", "--pid", str(pid)]
     command += ["--format", "raw", "--output", str(output), "--duration", f"{seconds:.0f}"]
-    command += ["--nonblocking", "--threads", "--rate", "250"]
+    command += ["--nonblocking", "--threads", "--gil", "--rate", "250"]
     recorder = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         yield
@@ -1090,8 +1095,9 @@ def parse_args() -> argparse.Namespace:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="sample the web process with py-spy during the 64-client phase; collapsed"
-        " stacks (one file per configuration) go to DIR, and the top functions are printed",
+        help="sample the web process with py-spy during the 64-client phase (threads holding"
+        " the GIL); collapsed stacks (one file per configuration) go to DIR, and the top"
+        " functions are printed",
     )
     return parser.parse_args()
 

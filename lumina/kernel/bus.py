@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
 import random
 import threading
 import uuid
@@ -170,7 +169,7 @@ def publish_many(events: Sequence[Event]) -> None:
                 event.name,
                 event.version,
                 event.kind.value,
-                json.dumps(event.payload()),
+                event.payload_json(),
                 event.occurred_at,
                 pending,
                 0,

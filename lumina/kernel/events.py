@@ -18,6 +18,7 @@ import re
 import types
 import typing
 import uuid
+from collections.abc import Callable
 from typing import Any, ClassVar, Self
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*\.[A-Z][A-Za-z0-9]*$")
@@ -69,20 +70,23 @@ class Event:
 
     def payload(self) -> dict[str, Any]:
         """The event's own fields as JSON-compatible values."""
-        data = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in ("id", "occurred_at")
-        }
         # Round-trip through json so a value JSON cannot hold fails at publish time.
-        return json.loads(json.dumps(data, default=_encode))
+        return json.loads(self.payload_json())
+
+    def payload_json(self) -> str:
+        """``payload()`` as JSON text, serialised once (what the outbox stores)."""
+        data = {name: getattr(self, name) for name in _payload_fields(type(self))}
+        return json.dumps(data, default=_encode)
 
     @classmethod
     def from_payload(
         cls, *, id: uuid.UUID, occurred_at: dt.datetime, payload: dict[str, Any]
     ) -> Self:
-        hints = _type_hints(cls)
-        values = {key: _decode(hints.get(key), value) for key, value in payload.items()}
+        decoders = _decoders(cls)
+        values = {}
+        for key, value in payload.items():
+            decode = decoders.get(key)
+            values[key] = value if decode is None or value is None else decode(value)
         return cls(id=id, occurred_at=occurred_at, **values)
 
 
@@ -117,6 +121,17 @@ def _type_hints(cls: type) -> dict[str, Any]:
     return typing.get_type_hints(cls)
 
 
+@functools.cache
+def _payload_fields(cls: type) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls) if f.name not in ("id", "occurred_at"))
+
+
+@functools.cache
+def _decoders(cls: type) -> dict[str, Callable[[Any], Any] | None]:
+    """Each field's decoder (None: the JSON value as it is), worked out once per class."""
+    return {name: _decoder(hint) for name, hint in _type_hints(cls).items()}
+
+
 def _encode(value: Any) -> Any:
     if isinstance(value, uuid.UUID | decimal.Decimal):
         return str(value)
@@ -129,23 +144,21 @@ def _encode(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON-serialisable in an event payload")
 
 
-def _decode(hint: Any, value: Any) -> Any:
-    if value is None:
-        return None
+def _decoder(hint: Any) -> Callable[[Any], Any] | None:
     # Optional[X] / X | None: decode as X.
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(hint) if a is not type(None)]
         hint = args[0] if len(args) == 1 else hint
     if hint is uuid.UUID:
-        return uuid.UUID(value)
+        return uuid.UUID
     if hint is decimal.Decimal:
-        return decimal.Decimal(value)
+        return decimal.Decimal
     if hint is dt.datetime:
-        return dt.datetime.fromisoformat(value)
+        return dt.datetime.fromisoformat
     if hint is dt.date:
-        return dt.date.fromisoformat(value)
+        return dt.date.fromisoformat
     if isinstance(hint, type) and issubclass(hint, enum.Enum):
-        return hint(value)
+        return hint
     if typing.get_origin(hint) is tuple:
-        return tuple(value)
-    return value
+        return tuple
+    return None

@@ -24,10 +24,13 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import cedarpy
-from cedarpy import pst
+if TYPE_CHECKING:
+    # Imported where used: cedarpy (~4 MiB, native) loads with the first policy checked
+    # or evaluated, not in every process that imports the authorisation service.
+    import cedarpy
+    from cedarpy import pst
 
 NAMESPACE = "Lumina"
 USER = f"{NAMESPACE}::User"
@@ -133,6 +136,8 @@ def schema_json(actions: tuple[str, ...]) -> str:
 
 @lru_cache(maxsize=8)
 def _schema(actions: tuple[str, ...]) -> cedarpy.Schema:
+    import cedarpy
+
     return cedarpy.Schema.from_json_str(schema_json(actions))
 
 
@@ -152,6 +157,8 @@ def validate(text: str, actions: tuple[str, ...], exempt: frozenset[str] = froze
     action (one policies never apply to) and schema violations (unknown actions,
     principal or context attributes, type errors).
     """
+    import cedarpy
+
     try:
         tree = cedarpy.policies_to_pst(text)
     except ValueError as error:
@@ -262,6 +269,8 @@ def _statement_starts(text: str) -> list[int]:
 
 
 def _fails_before_end(text: str) -> bool:
+    import cedarpy
+
     try:
         cedarpy.policies_to_json_str(text)
     except ValueError as error:
@@ -303,6 +312,8 @@ def _locate(text: str, message: str) -> int:
 
 def statements(text: str, rule: str) -> list[Statement]:
     """The statements of stored policy text, each tagged with ``rule``."""
+    import cedarpy
+
     tree = cedarpy.policies_to_pst(text)
     result = []
     for key, node in sorted(tree.static_policies.items(), key=lambda item: _index(item[0])):
@@ -312,6 +323,8 @@ def statements(text: str, rule: str) -> list[Statement]:
 
 
 def _actions(node: pst.Template) -> frozenset[str] | None:
+    from cedarpy import pst
+
     constraint = node.action
     if isinstance(constraint, pst.ActionEq):
         return frozenset({constraint.entity.id})
@@ -322,6 +335,8 @@ def _actions(node: pst.Template) -> frozenset[str] | None:
 
 @lru_cache(maxsize=1)
 def _rbac_permit() -> pst.Template:
+    import cedarpy
+
     node = cedarpy.policies_to_pst("permit(principal, action, resource);").static_policies
     return dataclasses.replace(next(iter(node.values())), id=RBAC_PERMIT_ID)
 
@@ -344,6 +359,9 @@ class CompiledPolicies:
 
     def for_action(self, action: str) -> tuple[cedarpy.PolicySet, tuple[str, ...]] | None:
         """The policy set and rule names that apply to ``action``, or None if none does."""
+        import cedarpy
+        from cedarpy import pst
+
         try:
             return self._sets[action]
         except KeyError:
@@ -377,6 +395,8 @@ def evaluate(
     context: Mapping[str, Any],
 ) -> Outcome:
     """Run ``policy_set`` for one request; ``principal`` is (entity type, id)."""
+    import cedarpy
+
     resource_uid = {"type": RESOURCE, "id": f"{resource_type or ''}:{resource_id or ''}"}
     attributes = _record(resource_attributes)
     attributes.update(type=resource_type or "", id=resource_id or "")

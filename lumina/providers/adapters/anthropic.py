@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from lumina.providers.adapters import http
@@ -399,6 +398,8 @@ class AnthropicAdapter:
         response = await http.post(endpoint, _url(endpoint), orjson.dumps(body), _headers(endpoint))
         await http.check(response, endpoint)
         name = endpoint.provider_name
+        import aiohttp  # loaded by adapters.http with the first provider call
+
         parser = SSEParser()
         state = _StreamState()
         try:

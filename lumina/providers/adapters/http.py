@@ -18,15 +18,20 @@ import functools
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 import structlog
 
 from lumina.kernel import outbound
 from lumina.providers.adapters.base import UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from lumina.providers.types import Endpoint
+
+if TYPE_CHECKING:
+    import aiohttp
+
+# aiohttp (~7 MiB with yarl, multidict, frozenlist) is imported where used: it loads with
+# the first provider call, not in every process that imports the providers context.
 
 logger = structlog.get_logger(__name__)
 
@@ -57,6 +62,8 @@ def session() -> aiohttp.ClientSession:
 
 
 def _open_session(loop: asyncio.AbstractEventLoop) -> aiohttp.ClientSession:
+    import aiohttp
+
     _forget_closed_loops()
     connector = outbound.aiohttp_connector(
         # Unlimited here: each provider's bulkhead bounds its concurrency, and a global cap
@@ -99,6 +106,8 @@ def _forget_closed_loops() -> None:
 
 @functools.lru_cache(maxsize=64)
 def _timeout(connect: float, read: float) -> aiohttp.ClientTimeout:
+    import aiohttp
+
     # No total: a stream may last minutes; ``sock_read`` bounds the wait for each piece.
     return aiohttp.ClientTimeout(total=None, connect=connect, sock_read=read)
 
@@ -199,6 +208,8 @@ async def post(
     The caller must ``release()`` the response; ``check()`` turns an error status into
     an ``UpstreamError``.
     """
+    import aiohttp
+
     try:
         return await session().post(
             url,
@@ -233,6 +244,8 @@ async def check(response: aiohttp.ClientResponse, endpoint: Endpoint) -> None:
             retryable=False,
             code="upstream_redirect",
         )
+    import aiohttp
+
     raw = b""
     try:
         while len(raw) < ERROR_BODY_LIMIT:
@@ -249,6 +262,8 @@ async def check(response: aiohttp.ClientResponse, endpoint: Endpoint) -> None:
 
 async def read_json(response: aiohttp.ClientResponse, endpoint: Endpoint) -> Any:
     """The whole body of a successful response, parsed."""
+    import aiohttp
+
     try:
         raw = await response.read()
     except TimeoutError:
@@ -278,6 +293,8 @@ async def finish(response: aiohttp.ClientResponse) -> None:
 
 
 async def _drain(response: aiohttp.ClientResponse) -> None:
+    import aiohttp
+
     try:
         async with asyncio.timeout(DRAIN_SECONDS):
             while await response.content.readany():

@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from lumina.providers.adapters import http
@@ -235,6 +234,8 @@ class OllamaAdapter:
                 "model": model,
                 "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
             }
+
+        import aiohttp  # loaded by adapters.http with the first provider call
 
         done = False
         started = False

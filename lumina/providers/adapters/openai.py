@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from lumina.providers.adapters import http
@@ -108,6 +107,8 @@ class OpenAIAdapter:
         if response.content_type == _JSON:
             response.release()
             raise UpstreamProtocolError(f"{name} answered JSON to a streamed request")
+        import aiohttp  # loaded by adapters.http with the first provider call
+
         parser = SSEParser()
         done = False
         try:

@@ -18,9 +18,6 @@ from __future__ import annotations
 import os
 import uuid
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 NONCE_BYTES = 12
 TAG_BYTES = 16
 DATA_KEY_BYTES = 32
@@ -29,6 +26,15 @@ WRAPPED_KEY_BYTES = NONCE_BYTES + DATA_KEY_BYTES + TAG_BYTES
 # Domain separation: wrapping and sealing never share associated data by accident.
 _WRAP_CONTEXT = b"lumina.datakey.v1"
 _SEAL_CONTEXT = b"lumina.secret.v1"
+
+
+def _aead():
+    """``(AESGCM, InvalidTag)``: cryptography (~7 MiB) loads with the first secret sealed
+    or opened, not in every process that imports the security API."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    return AESGCM, InvalidTag
 
 
 class CryptoError(Exception):
@@ -40,6 +46,7 @@ class AuthenticationFailedError(CryptoError):
 
 
 def new_data_key() -> bytes:
+    AESGCM, _ = _aead()
     return AESGCM.generate_key(bit_length=DATA_KEY_BYTES * 8)
 
 
@@ -56,6 +63,7 @@ def wrap_data_key(
     data_key: bytes, *, kek: bytes, kek_version: int, data_key_id: uuid.UUID
 ) -> bytes:
     """``nonce || AES-GCM(kek, data_key)`` bound to the data key's id and the KEK version."""
+    AESGCM, _ = _aead()
     nonce = os.urandom(NONCE_BYTES)
     return nonce + AESGCM(kek).encrypt(nonce, data_key, _wrap_aad(data_key_id, kek_version))
 
@@ -66,6 +74,7 @@ def unwrap_data_key(
     if len(wrapped) != WRAPPED_KEY_BYTES:
         raise AuthenticationFailedError("the wrapped data key has the wrong length")
     nonce, body = wrapped[:NONCE_BYTES], wrapped[NONCE_BYTES:]
+    AESGCM, InvalidTag = _aead()
     try:
         return AESGCM(kek).decrypt(nonce, body, _wrap_aad(data_key_id, kek_version))
     except InvalidTag:
@@ -74,11 +83,13 @@ def unwrap_data_key(
 
 def seal(plaintext: bytes, *, data_key: bytes, aad: bytes) -> tuple[bytes, bytes]:
     """Encrypt ``plaintext``; returns ``(nonce, ciphertext || tag)``."""
+    AESGCM, _ = _aead()
     nonce = os.urandom(NONCE_BYTES)
     return nonce, AESGCM(data_key).encrypt(nonce, plaintext, aad)
 
 
 def open_sealed(nonce: bytes, ciphertext: bytes, *, data_key: bytes, aad: bytes) -> bytes:
+    AESGCM, InvalidTag = _aead()
     try:
         return AESGCM(data_key).decrypt(nonce, ciphertext, aad)
     except InvalidTag:

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import os
 
-from argon2.low_level import Type, hash_secret_raw
-
 SALT_BYTES = 16
 DIGEST_BYTES = 32
 # "argon2id$m=<KiB>,t=<passes>,p=<lanes>"
@@ -41,6 +39,9 @@ def _parse(params: str) -> dict[str, int]:
 
 def digest(secret: str, *, salt: bytes, params: str = DEFAULT_PARAMS) -> str:
     """The hex digest stored for ``secret`` (already normalised by the caller)."""
+    # argon2 loads with the first backup code hashed or checked, not at start-up.
+    from argon2.low_level import Type, hash_secret_raw
+
     p = _parse(params)
     raw = hash_secret_raw(
         secret.encode("utf-8"),

@@ -24,8 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from django.conf import settings
 from django.utils import timezone
 
@@ -61,6 +59,10 @@ class AuditHead:
 
 
 def _head_key(version: int) -> bytes:
+    # cryptography loads here, with the first head exported or checked, not at start-up.
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
     kek = current_keyring().key(version)
     return HKDF(
         algorithm=hashes.SHA256(), length=32, salt=None, info=HEAD_FORMAT.encode("ascii")

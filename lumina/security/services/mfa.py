@@ -15,7 +15,6 @@ import os
 import uuid
 from base64 import b32encode
 
-import segno
 from django.db import transaction
 from django_otp.models import Device
 
@@ -109,6 +108,8 @@ def totp_provisioning(*, device: TotpDevice) -> TotpEnrolment:
     if not device.key_is_open:
         totp_open(device=device)
     uri = device.config_url
+    import segno  # only for enrolment: not loaded by every process
+
     png = io.BytesIO()
     segno.make(uri, error="m").save(png, kind="png", scale=5, border=4)
     return TotpEnrolment(device=device, provisioning_uri=uri, qr_png=png.getvalue())
