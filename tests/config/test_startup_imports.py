@@ -23,10 +23,13 @@ from django.urls import get_resolver
 get_resolver().url_patterns
 admin.site.get_urls()
 loaded = lambda *names: {name: name in sys.modules for name in names}
-before = loaded("authlib", "joserfc", "celery", "redis")
+before = loaded("authlib", "joserfc", "celery", "redis", "sklearn", "scipy", "mcp")
 from lumina.security.http import oidc
 oidc.services.oidc_login_start  # the first use of the OIDC services
 after = loaded("authlib", "joserfc")
+from lumina.memory.services import topic_clustering
+topic_clustering.cluster(["one", "two"], [[1.0, 0.0], [0.0, 1.0]])  # topic extraction
+after.update(loaded("sklearn", "scipy"))
 print(json.dumps({"before": before, "after": after}))
 """
 
@@ -51,7 +54,7 @@ def _probe(**env: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_oidc_celery_and_redis_libraries_load_only_when_used():
+def test_oidc_celery_redis_scikit_learn_and_mcp_libraries_load_only_when_used():
     result = _probe(LUMINA_EVENT_TRANSPORT="inprocess")
 
     assert result["before"] == {
@@ -59,6 +62,9 @@ def test_oidc_celery_and_redis_libraries_load_only_when_used():
         "joserfc": False,
         "celery": False,
         "redis": False,
+        "sklearn": False,
+        "scipy": False,
+        "mcp": False,
     }
     # The first use does load them: the check above is not blind.
-    assert result["after"] == {"authlib": True, "joserfc": True}
+    assert result["after"] == {"authlib": True, "joserfc": True, "sklearn": True, "scipy": True}

@@ -18,14 +18,18 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lumina.kernel.lazy import lazy_module
-
 __all__ = ["ClusteredTopic", "Clustering", "c_tf_idf", "cluster"]
 
-# scikit-learn takes about a second to import: load it on first use, not at start-up.
-_cluster = lazy_module("sklearn.cluster")
-_metrics = lazy_module("sklearn.metrics")
-_text = lazy_module("sklearn.feature_extraction.text")
+
+def _sklearn():
+    """scikit-learn, imported on first clustering: importing it (with scipy) takes about a
+    second and tens of MiB, and only topic extraction needs it."""
+    from sklearn import cluster, metrics
+    from sklearn.feature_extraction import text
+
+    return cluster, metrics, text
+
+
 _WORDS = r"(?u)\b[a-zA-Z][a-zA-Z\-]+\b"  # words of letters, no numbers
 
 SEED = 0
@@ -69,12 +73,12 @@ def _best_kmeans(vectors: np.ndarray) -> tuple[np.ndarray, float | None]:
     best: tuple[float, np.ndarray] | None = None
     sample = min(n, SILHOUETTE_SAMPLE)
     for k in _candidates(n):
-        model = _cluster.KMeans(n_clusters=k, n_init=4, random_state=SEED)
+        model = _sklearn()[0].KMeans(n_clusters=k, n_init=4, random_state=SEED)
         labels = model.fit_predict(vectors)
         if len(set(labels)) < 2:
             continue
         score = float(
-            _metrics.silhouette_score(vectors, labels, sample_size=sample, random_state=SEED)
+            _sklearn()[1].silhouette_score(vectors, labels, sample_size=sample, random_state=SEED)
         )
         if best is None or score > best[0]:
             best = (score, labels)
@@ -89,7 +93,7 @@ def c_tf_idf(
     """Keywords (and weights) of each class, where ``documents[i]`` is all text of class i."""
     if not documents:
         return []
-    vectorizer = _text.CountVectorizer(
+    vectorizer = _sklearn()[2].CountVectorizer(
         stop_words="english",
         ngram_range=(1, 2),
         token_pattern=_WORDS,
@@ -146,7 +150,7 @@ def cluster(texts: Sequence[str], embeddings: Sequence[Sequence[float]] | np.nda
     parent_groups: list[list[int]] = []
     if len(leaves) >= 4:
         n_parents = max(2, round(math.sqrt(len(leaves))))
-        model = _cluster.AgglomerativeClustering(
+        model = _sklearn()[0].AgglomerativeClustering(
             n_clusters=n_parents, metric="cosine", linkage="average"
         )
         parent_labels = model.fit_predict(_normalise(centroids))
