@@ -106,7 +106,8 @@ def test_ready_refuses_a_bad_token_with_the_error_shape(client, settings, given)
 @pytest.mark.django_db
 def test_ready_reports_503_naming_the_failing_dependency(client):
     with connection.cursor() as cursor:
-        cursor.execute("DROP EXTENSION vector")  # rolled back with the test transaction
+        # Rolled back with the test transaction (CASCADE: memory's vector columns go too).
+        cursor.execute("DROP EXTENSION vector CASCADE")
     response = client.get("/health/ready", **_operator("Admin"))
     assert response.status_code == 503
     body = response.json()

@@ -59,7 +59,7 @@ def test_every_context_declares_its_permissions():
     names = set(catalogue())
     assert {
         "providers.read", "providers.add", "providers.change", "providers.delete",
-        "providers.use", "memory.read", "memory.write", "memory.delete", "tools.read",
+        "providers.use", "memory.read", "memory.write", "memory.manage", "tools.read",
         "tools.manage", "tools.execute", "documents.read", "documents.edit",
         "documents.share", "security.users.manage", "security.tokens.manage",
         "security.roles.manage", "security.policies.manage", "security.secrets.encrypt",
