@@ -8,6 +8,7 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
+import time
 
 import orjson
 import pytest
@@ -168,13 +169,20 @@ def test_every_log_line_of_a_v1_request_carries_its_request_id(
 
     assert response.status_code == 502, response.text
     assert response.headers["X-Request-ID"] == "trace-v1-42"
-    lines = {
-        record.msg["event"]: record.msg
-        for record in caplog.records
-        if isinstance(record.msg, dict)
-        and record.name.startswith("lumina.")
-        and record.msg.get("event") in ("provider attempt failed", "request")
-    }
+
+    def logged() -> dict:
+        return {
+            record.msg["event"]: record.msg
+            for record in list(caplog.records)
+            if isinstance(record.msg, dict)
+            and record.name.startswith("lumina.")
+            and record.msg.get("event") in ("provider attempt failed", "request")
+        }
+
+    # The access line is written once the response has gone out: wait for it (bounded).
+    deadline = time.monotonic() + 10
+    while len(lines := logged()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
     # Both lines were logged (else the check below would pass on nothing) ...
     assert set(lines) == {"provider attempt failed", "request"}
     # ... the provider's failure, logged deep in the completion service, and the access line.

@@ -278,7 +278,9 @@ def test_authorize_makes_no_query_when_warm(django_assert_num_queries):
         authorize(actor, "memory.delete")
 
 
-def test_an_object_grant_check_is_one_query_and_then_cached(django_assert_num_queries):
+def test_an_object_grant_check_is_one_query_and_then_cached(
+    django_assert_num_queries, generations_steady
+):
     user = make_user()
     user.groups.add(Group.objects.create(name="g"))
     grant_add(

@@ -65,6 +65,8 @@ class ScopeInput(serializers.Serializer):
 class TopicListApi(APIView):
     """The topics of a scope: parents first, each with its children's ids."""
 
+    error_statuses = (404,)  # a collection named in ``key`` that does not exist
+
     @extend_schema_serializer(component_name="TopicList")
     class OutputSerializer(serializers.Serializer):
         scope = serializers.CharField()
@@ -179,7 +181,10 @@ class TopicGraphApi(APIView):
             help_text="Only this entity and its neighbours.",
         )
         relation = serializers.MultipleChoiceField(
-            choices=RELATION_KINDS, required=False, help_text="Relation kinds to keep (repeat)."
+            choices=RELATION_KINDS,
+            required=False,
+            allow_blank=True,  # ``relation=`` is an empty list in a query string
+            help_text="Relation kinds to keep (repeat).",
         )
         min_weight = serializers.FloatField(required=False, default=1.0, min_value=0)
         limit = serializers.IntegerField(required=False, default=200, min_value=1, max_value=500)
@@ -201,7 +206,7 @@ class TopicGraphApi(APIView):
             session_id=data["session_id"],
             entity=data["entity"],
             min_weight=data["min_weight"],
-            kinds=tuple(sorted(data.get("relation") or ())),
+            kinds=tuple(sorted(kind for kind in data.get("relation") or () if kind)),
             limit=data["limit"],
         )
         return Response(self.OutputSerializer(graph).data)
