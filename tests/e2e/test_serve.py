@@ -8,6 +8,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -39,7 +40,14 @@ def _wait_for(url: str, timeout: float = 90) -> None:
 
 
 @pytest.fixture
-def server(tmp_path):
+def server():
+    # Not under pytest's basetemp: another pytest session on the machine resets that tree
+    # to 0700, and PostgreSQL runs as its own user, which must reach the data directory.
+    with tempfile.TemporaryDirectory(prefix="lumina-serve-") as directory:
+        yield from _serve(Path(directory))
+
+
+def _serve(tmp_path: Path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LUMINA_", "DATABASE"))}
     env.update(

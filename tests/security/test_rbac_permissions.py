@@ -31,7 +31,7 @@ def test_patterns_match_whole_segments(pattern, name, expected):
 
 def test_declared_matching_expands_a_pattern_over_the_catalogue():
     assert permissions.declared_matching("memory.*") == [
-        "memory.delete",
+        "memory.manage",
         "memory.read",
         "memory.write",
     ]
