@@ -4,7 +4,13 @@ Everything here takes and returns plain values or the frozen dataclasses of
 ``lumina.security.types``; never models or querysets.
 """
 
-from lumina.security.api.actors import actor_of, actor_of_scope, actor_of_user_id, client_ip
+from lumina.security.api.actors import (
+    access_generation,
+    actor_of,
+    actor_of_scope,
+    actor_of_user_id,
+    client_ip,
+)
 from lumina.security.api.admin import (
     AdminPermissions,
     PermissionAdmin,
@@ -47,6 +53,7 @@ __all__ = [
     "Resource",
     "TokenInfo",
     "UserDTO",
+    "access_generation",
     "actor_of",
     "actor_of_scope",
     "actor_of_user_id",

@@ -48,3 +48,24 @@ def actor_of_user_id(user_id, *, token_id=None, scopes=None, context: str | None
         token_id=token_id,
         scopes=frozenset(scopes) if scopes is not None else None,
     )
+
+
+def access_generation() -> object | None:
+    """A value that changes whenever a token is revoked, a user is changed (deactivated,
+    made staff) or a role, group, grant or policy changes: here at once, in every other
+    process within ``generations.STALENESS_SECONDS`` of the commit.
+
+    For connections that outlive one request (websockets): compare it with the value
+    seen when the connection's access was last checked, and check again when it moved.
+    None means it cannot be known now (the database is unreachable): check every time.
+    Like any cached look-up it may query the database, so call it through ``run_sync``
+    from an event loop.
+    """
+    from lumina.kernel import generations
+    from lumina.security.services import authorization, tokens
+
+    values = (
+        generations.current(tokens.GENERATION),
+        generations.current(authorization.GENERATION),
+    )
+    return None if None in values else values

@@ -17,6 +17,7 @@ from lumina.security.events.auth import (
     LoginSucceeded,
 )
 from lumina.security.events.base import SecurityEvent
+from lumina.security.events.sessions import SessionsEnded
 from lumina.security.events.tokens import ApiTokenCreated, ApiTokenRevoked, ApiTokensRefused
 from lumina.security.events.users import UserCreated
 
@@ -31,5 +32,6 @@ __all__ = [
     "LoginFailed",
     "LoginSucceeded",
     "SecurityEvent",
+    "SessionsEnded",
     "UserCreated",
 ]

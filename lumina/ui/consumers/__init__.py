@@ -1,0 +1,1 @@
+"""Websocket consumers of the ui context (thin: protocol in, services and realtime out)."""
