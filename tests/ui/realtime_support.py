@@ -126,3 +126,51 @@ def _publish_committed(events) -> None:
 async def publish(*events) -> None:
     """Publish ``events`` in one committed transaction (delivered in process, on commit)."""
     await sync_to_async(_publish_committed, thread_sensitive=False)(list(events))
+
+
+def usage_of(user_id: uuid.UUID, token_id: uuid.UUID | None = None):
+    from lumina.providers.events import UsageRecorded
+
+    return UsageRecorded(
+        request_id=uuid.uuid4().hex,
+        operation="chat",
+        status="ok",
+        stream=False,
+        requested_model="lumina-dev-chat",
+        model="lumina-dev-chat",
+        input_tokens=3,
+        output_tokens=5,
+        user_id=user_id,
+        token_id=token_id,
+    )
+
+
+def budget_refusal(scope: str, subject_id: uuid.UUID):
+    import datetime as dt
+    from decimal import Decimal
+
+    from lumina.providers.events import BudgetExceeded
+
+    return BudgetExceeded(
+        budget_id=uuid.uuid4(),
+        scope=scope,
+        subject_id=subject_id,
+        period="day",
+        period_start=dt.date(2026, 1, 1),
+        limit_usd=Decimal("1.00"),
+        spent_usd=Decimal("1.20"),
+    )
+
+
+def memory_stored(owner_id: uuid.UUID):
+    from lumina.memory.events import MemoryStored
+
+    return MemoryStored(owner_id=owner_id, layer="working", record_ids=(uuid.uuid4(),))
+
+
+def circuit_opened():
+    from lumina.providers.events import CircuitOpened
+
+    return CircuitOpened(
+        deployment_id=uuid.uuid4(), provider_name="upstream", model="m", reason="5 failures"
+    )

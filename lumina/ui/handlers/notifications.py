@@ -3,13 +3,14 @@
 Each handler keeps what a subscriber may see of an event (ids, names, counts, costs;
 never texts, arguments, results or anything secret) and names whose it is: the usage,
 tool runs and memories of one user, a budget refusal of one user or one API token.
-Circuit changes are shared by everyone allowed to subscribe. Batch handlers: one push
-per delivery batch, whatever its size.
+Circuit changes are shared by everyone allowed to subscribe. One push per delivery
+batch, whatever its size.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable
+from typing import Any
 
 from lumina.kernel.bus import subscribe
 from lumina.kernel.events import Event
@@ -113,33 +114,25 @@ def _memory(event: MemoryStored | MemoryUpdated | MemorySuperseded | MemoryExpir
     return _notification(event, topics.MEMORY, data, users=(event.owner_id,))
 
 
-def _push(found: Iterable[Notification | None]) -> None:
+_TRANSLATORS: dict[type[Event], Callable[[Any], Notification | None]] = {
+    UsageRecorded: _usage,
+    BudgetExceeded: _budget,
+    CircuitOpened: _circuit,
+    CircuitClosed: _circuit,
+    ToolExecuted: _tool,
+    ToolFailed: _tool,
+    MemoryStored: _memory,
+    MemoryUpdated: _memory,
+    MemorySuperseded: _memory,
+    MemoryExpired: _memory,
+}
+
+
+# One handler for every kind, so subscribers see a batch's events in the order published.
+@subscribe(*_TRANSLATORS, batch=True)
+def push_notifications(events: list[Event]) -> None:
+    found = (_TRANSLATORS[type(event)](event) for event in events)
     fanout.notify([n for n in found if n is not None])
-
-
-@subscribe(UsageRecorded, batch=True)
-def push_usage(events: list[UsageRecorded]) -> None:
-    _push(_usage(e) for e in events)
-
-
-@subscribe(BudgetExceeded, batch=True)
-def push_budget_refusals(events: list[BudgetExceeded]) -> None:
-    _push(_budget(e) for e in events)
-
-
-@subscribe(CircuitOpened, CircuitClosed, batch=True)
-def push_circuit_changes(events: list[CircuitOpened | CircuitClosed]) -> None:
-    _push(_circuit(e) for e in events)
-
-
-@subscribe(ToolExecuted, ToolFailed, batch=True)
-def push_tool_executions(events: list[ToolExecuted | ToolFailed]) -> None:
-    _push(_tool(e) for e in events)
-
-
-@subscribe(MemoryStored, MemoryUpdated, MemorySuperseded, MemoryExpired, batch=True)
-def push_memory_changes(events: list) -> None:
-    _push(_memory(e) for e in events)
 
 
 @subscribe(SessionsEnded, batch=True)
