@@ -15,14 +15,13 @@ from django.core.asgi import get_asgi_application
 django_asgi = get_asgi_application()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
 from lumina.kernel import lifecycle  # noqa: E402
 from lumina.platform.asgi import BodyLimit  # noqa: E402
 from lumina.providers.http.gateway import Gateway  # noqa: E402
-from lumina.security.consumers import websocket_auth  # noqa: E402
+from lumina.security.consumers import browser_origin_validator, websocket_auth  # noqa: E402
 from lumina.tools.http.mcp import McpEndpoint  # noqa: E402
 
 
@@ -58,9 +57,7 @@ application = Lifespan(
             # /v1 (the OpenAI-compatible gateway) bypasses Django's handler: ADR 0005;
             # so does /mcp (Lumina as an MCP server): ADR 0019.
             "http": BodyLimit(McpEndpoint(Gateway(ASGIStaticFilesHandler(django_asgi)))),
-            "websocket": AllowedHostsOriginValidator(
-                websocket_auth(URLRouter(websocket_urlpatterns))
-            ),
+            "websocket": browser_origin_validator(websocket_auth(URLRouter(websocket_urlpatterns))),
         }
     )
 )

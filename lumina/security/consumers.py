@@ -11,6 +11,8 @@ from __future__ import annotations
 from channels.auth import AuthMiddlewareStack
 from channels.db import database_sync_to_async
 from channels.middleware import BaseMiddleware
+from channels.security.websocket import OriginValidator
+from django.conf import settings
 
 from lumina.security.services.tokens import InvalidTokenError, token_authenticate
 
@@ -46,3 +48,24 @@ class TokenAuthMiddleware(BaseMiddleware):
 def websocket_auth(inner):
     """Sessions first, then a bearer token (which wins when both are present)."""
     return AuthMiddlewareStack(TokenAuthMiddleware(inner))
+
+
+class BrowserOriginValidator(OriginValidator):
+    """Refuses handshakes from pages of other sites (cross-site websocket hijacking).
+
+    Browsers always send ``Origin`` with a websocket handshake, so a page elsewhere is
+    refused by its origin. Programs (a CLI, a Node or Python client holding a token) send
+    none, and a missing header is no sign of a browser: Channels' validator refuses
+    them, which would leave token clients no way in, so this one lets them through.
+    """
+
+    def valid_origin(self, parsed_origin) -> bool:
+        return parsed_origin is None or super().valid_origin(parsed_origin)
+
+
+def browser_origin_validator(inner):
+    """``AllowedHostsOriginValidator`` with ``BrowserOriginValidator``'s rule for programs."""
+    allowed = list(settings.ALLOWED_HOSTS)
+    if settings.DEBUG and not allowed:
+        allowed = ["localhost", "127.0.0.1", "[::1]"]
+    return BrowserOriginValidator(inner, allowed)

@@ -85,3 +85,22 @@ async def test_no_credentials_connect_as_anonymous():
     assert connected
     assert await communicator.receive_json_from() == {"email": None, "scopes": None}
     await communicator.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("origin", "accepted"),
+    [(None, True), (b"http://127.0.0.1:8000", True), (b"http://evil.example", False)],
+    ids=["a program (no origin)", "a page of this site", "a page of another site"],
+)
+async def test_the_origin_check_refuses_other_sites_pages_not_programs(origin, accepted):
+    from lumina.security.consumers import browser_origin_validator
+
+    headers = [(b"origin", origin)] if origin else []
+    scope = {"type": "websocket", "path": "/ws/whoami", "headers": headers,
+             "query_string": b"", "subprotocols": []}  # fmt: skip
+    communicator = Client(browser_origin_validator(APP), scope)
+    connected, _ = await communicator.connect()
+    assert connected is accepted
+    if connected:
+        await communicator.receive_json_from()
+        await communicator.disconnect()
