@@ -1,0 +1,63 @@
+"""Notifications are fed from committed events only, and the registry refuses bad topics."""
+
+from __future__ import annotations
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.db import transaction
+
+from lumina.kernel.bus import publish as publish_one
+from lumina.ui.realtime import topics
+from tests.ui.realtime_support import (
+    connect_with_token,
+    make_user,
+    publish,
+    subscribe,
+    token_for,
+    tool_run,
+)
+
+
+class _RolledBack(Exception):
+    pass
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.asyncio
+async def test_an_event_of_a_rolled_back_transaction_is_never_pushed():
+    def setup():
+        user = make_user(role="Developer")
+        return user, token_for(user)
+
+    user, secret = await sync_to_async(setup)()
+    client = await connect_with_token(secret)
+    await subscribe(client, "tools")
+
+    def rolled_back():
+        try:
+            with transaction.atomic():
+                publish_one(tool_run(user.pk, "rolled_back"))
+                raise _RolledBack
+        except _RolledBack:
+            pass
+
+    await sync_to_async(rolled_back)()
+    await publish(tool_run(user.pk, "committed"))
+
+    assert (await client.receive())["data"]["tool_name"] == "committed"
+    await client.receive_nothing(timeout=0.2)
+    await client.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("topic", "problem"),
+    [
+        (topics.Topic("Bad Name", "x.read", topics.Audience.SHARED, "."), "lower-case"),
+        (topics.Topic("k", "x.read", topics.Audience.SHARED, ".", keyed=True), "resource type"),
+    ],
+    ids=["a name that cannot be a group name", "a keyed topic nobody can check"],
+)
+def test_the_registry_refuses_a_topic_it_could_not_serve_safely(topic, problem):
+    with pytest.raises(ValueError, match=problem):
+        topics.register(topic)
+    assert topic.name not in topics.registered()
