@@ -33,18 +33,22 @@ class _Watch:
         self.task: asyncio.Task | None = None
 
     async def run(self) -> None:
-        seen = await run_sync(access_generation)
+        seen = await _generation()
         while self.watchers:
             await asyncio.sleep(POLL_SECONDS)
-            try:
-                now = await run_sync(access_generation)
-            except Exception:
-                logger.warning("access generation unreadable", exc_info=True)
-                now = None
+            now = await _generation()
             if now is None or now != seen:  # unknown counts as changed
                 for watcher in list(self.watchers):
                     watcher.access_changed()
             seen = now
+
+
+async def _generation() -> object | None:
+    try:
+        return await run_sync(access_generation)
+    except Exception:
+        logger.warning("access generation unreadable", exc_info=True)
+        return None
 
 
 _watches: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _Watch] = weakref.WeakKeyDictionary()
