@@ -61,3 +61,25 @@ def test_the_registry_refuses_a_topic_it_could_not_serve_safely(topic, problem):
     with pytest.raises(ValueError, match=problem):
         topics.register(topic)
     assert topic.name not in topics.registered()
+
+
+def _notification(topic: str, **whose):
+    import uuid
+
+    from lumina.ui.realtime.fanout import Notification
+
+    return Notification(
+        topic=topic, event="x.Y", event_id=uuid.uuid4(), occurred_at="", data={}, **whose
+    )
+
+
+def test_a_personal_notification_goes_to_its_users_and_never_to_a_topic_group():
+    import uuid
+
+    from lumina.ui.realtime.fanout import groups_of, token_group, topic_group, user_group
+
+    user, token = uuid.uuid4(), uuid.uuid4()
+    assert groups_of(_notification("tools", users=(user,))) == [user_group(user)]
+    assert groups_of(_notification("budgets", tokens=(token,))) == [token_group(token)]
+    assert groups_of(_notification("tools")) == []  # naming nobody: delivered to nobody
+    assert groups_of(_notification("circuits")) == [topic_group("circuits")]

@@ -28,6 +28,8 @@ import structlog
 from channels.layers import get_channel_layer
 from django.db import transaction
 
+from lumina.ui.realtime import topics
+
 logger = structlog.get_logger(__name__)
 
 EVENT_MESSAGE = "rt.event"  # the consumer's ``rt_event`` handler
@@ -76,11 +78,15 @@ def topic_group(subscription: str) -> str:
 
 
 def groups_of(notification: Notification) -> list[str]:
+    """Where a notification goes: its users' and tokens' groups, or its shared topic's.
+    A personal notification naming nobody goes nowhere, never to a topic group."""
     if notification.users or notification.tokens:
         return [user_group(u) for u in notification.users] + [
             token_group(t) for t in notification.tokens
         ]
-    return [topic_group(notification.topic)]
+    if topics.audience(notification.topic) is topics.Audience.SHARED:
+        return [topic_group(notification.topic)]
+    return []
 
 
 def notify(notifications: Sequence[Notification]) -> None:
