@@ -143,3 +143,21 @@ async def test_a_token_budget_refusal_reaches_that_token_not_the_users_other_con
     await other.receive_nothing(timeout=0.2)
     await holder.disconnect()
     await other.disconnect()
+
+
+async def test_after_unsubscribing_a_topic_its_events_stop():
+    def setup():
+        user = make_user(role="Developer")
+        return user, token_for(user)
+
+    user, secret = await sync_to_async(setup)()
+    client = await connect_with_token(secret)
+    await subscribe(client, "circuits", "tools", "memory")
+    await client.send_json({"type": "unsubscribe", "topics": ["circuits", "memory"]})
+    assert (await client.receive_type("unsubscribed"))["topics"] == ["tools"]
+
+    await publish(circuit_opened(), memory_stored(user.pk), tool_run(user.pk))
+
+    assert (await client.receive())["topic"] == "tools"
+    await client.receive_nothing(timeout=0.2)
+    await client.disconnect()
