@@ -128,6 +128,7 @@ def test_the_apps_register_their_hooks_from_ready():
         "lumina.kernel.relay.relay_start",
         "lumina.security.services.token_refusals.refusals_timer_start",
         "lumina.tools.sandbox.runner.sandbox_start",
+        "lumina.ui.realtime.fanout.adopt_server_loop",
     ]
     assert lifecycle.hooks("shutdown", lifecycle.WEB)[:4] == [
         "lumina.tools.sandbox.runner.close_pools",
