@@ -53,9 +53,14 @@ async def test_an_event_of_a_rolled_back_transaction_is_never_pushed():
     ("topic", "problem"),
     [
         (topics.Topic("Bad Name", "x.read", topics.Audience.SHARED, "."), "lower-case"),
+        (topics.Topic("n" * 25, "x.read", topics.Audience.SHARED, "."), "up to 24"),
         (topics.Topic("k", "x.read", topics.Audience.SHARED, ".", keyed=True), "resource type"),
     ],
-    ids=["a name that cannot be a group name", "a keyed topic nobody can check"],
+    ids=[
+        "a name that cannot be a group name",
+        "a name too long for a group name",
+        "a keyed topic nobody can check",
+    ],
 )
 def test_the_registry_refuses_a_topic_it_could_not_serve_safely(topic, problem):
     with pytest.raises(ValueError, match=problem):
@@ -83,3 +88,21 @@ def test_a_personal_notification_goes_to_its_users_and_never_to_a_topic_group():
     assert groups_of(_notification("budgets", tokens=(token,))) == [token_group(token)]
     assert groups_of(_notification("tools")) == []  # naming nobody: delivered to nobody
     assert groups_of(_notification("circuits")) == [topic_group("circuits")]
+
+
+def test_the_longest_topic_and_key_still_make_a_valid_group_name():
+    from channels.layers import BaseChannelLayer
+
+    from lumina.ui.realtime.fanout import topic_group
+
+    registered = topics.register(
+        topics.Topic(
+            "n" * 24, "x.read", topics.Audience.SHARED, ".", keyed=True, resource_type="a.b"
+        )
+    )
+    try:
+        subscription = f"{registered.name}:{'k' * 64}"
+        assert not isinstance(topics.parse(subscription), topics.Refusal)
+        assert BaseChannelLayer().require_valid_group_name(topic_group(subscription))
+    finally:
+        topics._topics.pop(registered.name)

@@ -61,8 +61,11 @@ _topics: dict[str, Topic] = {}
 
 def register(topic: Topic) -> Topic:
     """Make ``topic`` subscribable (registering the same name again replaces it)."""
-    if not re.fullmatch(r"[a-z][a-z0-9_.]*", topic.name):
-        raise ValueError(f"topic name {topic.name!r}: lower-case letters, digits, '.', '_'")
+    # With "rt.topic." and a 64-character key, a group name stays under Channels' 100.
+    if not re.fullmatch(r"[a-z][a-z0-9_.]{0,23}", topic.name):
+        raise ValueError(
+            f"topic name {topic.name!r}: up to 24 lower-case letters, digits, '.', '_'"
+        )
     if topic.keyed and topic.check is None and topic.resource_type is None:
         raise ValueError(f"keyed topic {topic.name} needs a resource type or a check")
     _topics[topic.name] = topic
