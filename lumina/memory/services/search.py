@@ -23,6 +23,7 @@ connected records from other sessions.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import json
@@ -30,6 +31,7 @@ import math
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from django.db import connection, transaction
@@ -60,6 +62,8 @@ OUTSIDE_PERIOD = 0.5
 HELD_IN_PERIOD = 0.85  # a fact that held then, though said at another time
 NO_LONGER_TRUE = 0.8
 SEARCH_LAYERS = (Layer.WORKING, Layer.EPISODIC, Layer.SEMANTIC)
+# Embeds questions while the text retrievers run (the embedder holds no database handle).
+_embedder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memory-search-embed")
 _TSQUERY = f"replace(plainto_tsquery('{TEXT_SEARCH_CONFIG}', %s)::text, ' & ', ' | ')::tsquery"
 
 
@@ -355,20 +359,26 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             windows, remaining = [], text
         text = remaining or text
     weights = {"vector": 1.0, "text": 1.0, "time": 1.0, **(q.weights or {})}
+    pending = None
+    if q.mode in (HYBRID, VECTOR, GRAPH):
+        # The question is embedded on another thread (another core) while the text
+        # retrievers run here.
+        pending = _embedder.submit(contextvars.copy_context().run, embed_texts, [q.query.strip()])
     base = eligible(owner_id, q)
     if windows:
         windows = _resolve_anchors(owner_id, windows, base)
     depth = max(q.k * 4, 40)
 
-    embedding = None
-    if q.mode in (HYBRID, VECTOR, GRAPH):
-        embedding = embed_texts([q.query.strip()])[0]
+    text_ranking = None
+    if q.mode in (HYBRID, TEXT, GRAPH) and weights["text"] > 0:
+        text_ranking = _text_ranking(base, text, depth)
+    embedding = pending.result()[0] if pending is not None else None
     rankings: dict[str, list[tuple[uuid.UUID, float]]] = {}
     with _hnsw_scan(int(max(q.ef_search, depth)), needed=embedding is not None):
         if embedding is not None and weights["vector"] > 0:
             rankings["vector"] = _vector_ranking(base, embedding, depth)
-        if q.mode in (HYBRID, TEXT, GRAPH) and weights["text"] > 0:
-            rankings["text"] = _text_ranking(base, text, depth)
+        if text_ranking is not None:
+            rankings["text"] = text_ranking
         bounded = [w for w in windows if w.start is not None or w.end is not None]
         if bounded and weights["time"] > 0 and q.mode != TEXT:
             period = Q()
