@@ -357,6 +357,29 @@ def test_unfiltered_search_reads_the_hnsw_index(dev):
     assert f"memory_vec_{info.id.hex}_0" in plan
 
 
+def test_the_statement_the_api_runs_reads_the_index(dev):
+    """The query vector is sent once, as an init plan's value: the walk still uses the
+    collection's index."""
+    info = make_collection(dev)
+    fill(dev, "notes", 300)
+    query = unit(np.random.default_rng(26))
+    memory.vectors_search(actor=dev, collection="notes", vector=query, k=5)
+    with CaptureQueriesContext(connection) as captured:
+        memory.vectors_search(actor=dev, collection="notes", vector=query, k=5, ef_search=60)
+    [statement] = [q["sql"] for q in captured.captured_queries]
+    assert statement.count("[") == 1  # the vector literal, once
+    [select] = [part for part in statement.split("; ") if part.startswith("WITH q AS")]
+    with connection.cursor() as cursor:
+        # 300 rows: left to itself the planner would rather sort them all.
+        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+        cursor.execute(f"EXPLAIN {select}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute(
+            "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT"
+        )
+    assert f"Index Scan using memory_vec_{info.id.hex}_0" in plan, plan
+
+
 def test_hits_are_scored_on_the_stored_vectors_not_the_half_precision_index(dev):
     make_collection(dev)
     vectors = fill(dev, "notes", 200, seed=21)

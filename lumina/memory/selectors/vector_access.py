@@ -148,4 +148,6 @@ def half_index(collection: Collection) -> bool:
 
 
 def vector_literal(array: np.ndarray) -> str:
-    return "[" + ",".join(repr(float(x)) for x in array.tolist()) + "]"
+    """pgvector's text form. Nine significant digits give back every float32 exactly,
+    in about half the characters of a float64 repr."""
+    return "[" + ",".join([f"{x:.9g}" for x in array.tolist()]) + "]"

@@ -229,14 +229,17 @@ def _vector_ranking(
             # The index orders by its own (half-precision) distance, and relaxed_order may
             # hand rows back slightly out of order: the hits are scored on the stored
             # vectors and sorted again.
+            # The query vector travels once; the index reads it as an init plan's value.
             rows = _rows(
                 cursor,
-                f"{before}SELECT id, {column} {operator} %s::vector({dimension}) AS distance, "  # noqa: S608
+                f"{before}WITH q AS (SELECT %s::vector({dimension}) AS v) "  # noqa: S608
+                f"SELECT id, {column} {operator} (SELECT v FROM q) AS distance, "
                 f"external_id, text, metadata FROM ("
                 f"SELECT id, vector_{slot}, external_id, text, metadata FROM {table} "
-                f"WHERE {where} ORDER BY {indexed} {operator} %s::{kind}({dimension}) "
-                f"LIMIT %s) AS hits ORDER BY distance, id{after}",
-                [literal, *params, literal, limit],
+                f"WHERE {where} ORDER BY {indexed} {operator} "
+                f"(SELECT v::{kind}({dimension}) FROM q) LIMIT %s) AS hits "
+                f"ORDER BY distance, id{after}",
+                [literal, *params, limit],
             )
             if len(rows) < limit and filtered:
                 cursor.execute(
