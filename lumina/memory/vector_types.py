@@ -26,6 +26,7 @@ class CollectionInfo:
     reembedding_to: str | None
     created_at: dt.datetime
     updated_at: dt.datetime
+    index_type: str = "halfvec"  # what the HNSW graph stores: halfvec or vector
 
 
 @dataclasses.dataclass(frozen=True)

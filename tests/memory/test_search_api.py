@@ -239,3 +239,34 @@ def test_outside_a_transaction_the_scan_settings_stay_on_the_session(people):
     with connection.cursor() as cursor:
         cursor.execute("SHOW hnsw.ef_search")
         assert cursor.fetchone()[0] == "200"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_search_is_a_bounded_number_of_statements_and_leaves_durability_alone(people):
+    """Vector, text, the candidates' scoring columns, the k best whole, the access counts:
+    five statements, however many candidates; the count commits without waiting for the
+    disk, and the session's own commits still wait."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    records_import(actor=actor_as(people.developer), text=history_json(), fmt="json")
+    client = client_as(people.developer)
+    assert texts(search(client, query="pottery teacher"))
+    with CaptureQueriesContext(connection) as captured:
+        found = texts(search(client, query="Where did Sam go hiking?", k=10))
+    assert len(found) == 10
+    memory_statements = [q["sql"] for q in captured.captured_queries if "memory_" in q["sql"]]
+    assert len(memory_statements) <= 5, memory_statements
+    assert any("synchronous_commit = off" in sql for sql in memory_statements)
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW synchronous_commit")
+        assert cursor.fetchone()[0] == "on"
+
+
+def test_a_fact_hit_names_how_many_turns_it_came_from(history):
+    response = search(client_as(history), query="Where does Sam live?", layers=["semantic"])
+    hits = response.json()["hits"]
+    assert hits
+    for hit in hits:
+        count = len(hit["record"]["provenance"])
+        assert (f"from {count} turn(s)" in hit["why"]) == (count > 0), hit["why"]

@@ -7,10 +7,13 @@ import math
 import numpy as np
 import pytest
 from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from lumina.kernel.errors import ApplicationError, ConflictError, PermissionDeniedError
 from lumina.memory import api as memory
 from lumina.memory.errors import CollectionNotFoundError, InvalidInputError, RecordNotFoundError
+from lumina.memory.models.vectors import Collection
+from lumina.memory.selectors import vector_access
 from lumina.memory.selectors import vectors as vector_reads
 from tests.memory.conftest import actor_as
 from tests.memory.vectors_support import DIM, exact_cosine, fill, make_collection, unit
@@ -44,9 +47,10 @@ def test_a_collection_fixes_model_dimension_and_distance(dev):
         )
         (definition,) = cursor.fetchone()
     assert "hnsw" in definition
-    assert f"vector({DIM})" in definition
-    assert "vector_l2_ops" in definition
+    assert f"halfvec({DIM})" in definition
+    assert "halfvec_l2_ops" in definition
     assert str(info.id) in definition
+    assert info.index_type == "halfvec"
 
 
 def test_the_default_model_gives_its_dimension_without_asking(dev):
@@ -345,12 +349,135 @@ def test_unfiltered_search_reads_the_hnsw_index(dev):
         cursor.execute("SET LOCAL enable_seqscan = off")
         cursor.execute(
             f"EXPLAIN SELECT id FROM memory_vectorrecord WHERE collection_id = '{info.id}'::uuid "  # noqa: S608
-            f"ORDER BY vector_0::vector({DIM}) <=> %s::vector({DIM}) LIMIT 10",
+            f"ORDER BY vector_0::halfvec({DIM}) <=> %s::halfvec({DIM}) LIMIT 10",
             [str(query)],
         )
         plan = "\n".join(row[0] for row in cursor.fetchall())
         cursor.execute("SET LOCAL enable_seqscan TO DEFAULT")
     assert f"memory_vec_{info.id.hex}_0" in plan
+
+
+def test_the_statement_the_api_runs_reads_the_index(dev):
+    """The query vector is sent once, as an init plan's value: the walk still uses the
+    collection's index."""
+    info = make_collection(dev)
+    fill(dev, "notes", 300)
+    query = unit(np.random.default_rng(26))
+    memory.vectors_search(actor=dev, collection="notes", vector=query, k=5)
+    with CaptureQueriesContext(connection) as captured:
+        memory.vectors_search(actor=dev, collection="notes", vector=query, k=5, ef_search=60)
+    [statement] = [q["sql"] for q in captured.captured_queries]
+    assert statement.count("[") == 1  # the vector literal, once
+    [select] = [part for part in statement.split("; ") if part.startswith("WITH q AS")]
+    with connection.cursor() as cursor:
+        # 300 rows: left to itself the planner would rather sort them all.
+        cursor.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
+        cursor.execute(f"EXPLAIN {select}")
+        plan = "\n".join(row[0] for row in cursor.fetchall())
+        cursor.execute(
+            "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT"
+        )
+    assert f"Index Scan using memory_vec_{info.id.hex}_0" in plan, plan
+
+
+def test_hits_are_scored_on_the_stored_vectors_not_the_half_precision_index(dev):
+    make_collection(dev)
+    vectors = fill(dev, "notes", 200, seed=21)
+    query = unit(np.random.default_rng(22))
+    result = memory.vectors_search(actor=dev, collection="notes", vector=query, k=10)
+    assert result.vector_plan == "hnsw"
+    # float16 would be off by ~1e-3; the stored float32 vectors give float32 rounding only.
+    for hit in result.hits:
+        v, q = np.asarray(vectors[hit.id], dtype=np.float32), np.asarray(query, dtype=np.float32)
+        cosine = float(v @ q / np.linalg.norm(v) / np.linalg.norm(q))
+        assert hit.retrievers["vector"].distance == pytest.approx(1 - cosine, abs=2e-6)
+    distances = [hit.retrievers["vector"].distance for hit in result.hits]
+    assert distances == sorted(distances)
+
+
+def test_recall_at_10_on_a_seeded_clustered_set(dev):
+    """3,000 vectors in 30 tight clusters: nearest neighbours are close calls, as in the
+    benchmark; at ef_search 200 the index must find almost all of the exact top 10."""
+    rng = np.random.default_rng(31)
+    dim = 32
+    make_collection(dev, "clusters", dimension=dim)
+    centres = rng.normal(size=(30, dim))
+    points = centres[rng.integers(0, 30, size=3000)] + rng.normal(scale=0.35, size=(3000, dim))
+    vectors = {f"p{i}": (row / np.linalg.norm(row)).tolist() for i, row in enumerate(points)}
+    records = [{"id": key, "vector": vector} for key, vector in vectors.items()]
+    for start in range(0, len(records), 1000):
+        memory.vectors_upsert(
+            actor=dev, collection="clusters", records=records[start : start + 1000]
+        )
+    found = []
+    for _ in range(20):
+        query = points[rng.integers(0, 3000)] + rng.normal(scale=0.1, size=dim)
+        query = (query / np.linalg.norm(query)).tolist()
+        result = memory.vectors_search(
+            actor=dev, collection="clusters", vector=query, k=10, ef_search=200
+        )
+        exact = exact_cosine(vectors, query, 10)
+        found.append(len({hit.id for hit in result.hits} & set(exact)) / 10)
+    assert np.mean(found) >= 0.98
+
+
+def test_a_single_precision_index_still_serves_its_collection(dev):
+    """Collections created before half-precision indexes keep theirs until rebuilt."""
+    info = make_collection(dev, "legacy", build_index=False)
+    Collection.objects.filter(id=info.id).update(index_type="vector")
+    vector_access.collection_forget()
+    memory.collection_reindex(actor=dev, collection="legacy")
+    vectors = fill(dev, "legacy", 200, seed=23, metadata=lambda i: {"group": i % 2})
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+            [f"memory_vec_{info.id.hex}_0"],
+        )
+        assert "vector_cosine_ops" in cursor.fetchone()[0]
+    # A value beyond half precision's range is fine in a single-precision collection.
+    memory.vectors_upsert(
+        actor=dev, collection="legacy", records=[{"id": "big", "vector": [1e5] * DIM}]
+    )
+    query = unit(np.random.default_rng(24))
+    result = memory.vectors_search(actor=dev, collection="legacy", vector=query, k=5)
+    assert result.vector_plan == "hnsw"
+    vectors["big"] = [1e5] * DIM
+    assert [hit.id for hit in result.hits] == exact_cosine(vectors, query, 5)
+
+
+def test_values_beyond_half_precision_are_a_400_naming_the_field(dev):
+    make_collection(dev)
+    fill(dev, "notes", 5)
+    with pytest.raises(InvalidInputError) as caught:
+        memory.vectors_upsert(
+            actor=dev,
+            collection="notes",
+            records=[{"id": "ok", "vector": [0.1] * DIM}, {"id": "x", "vector": [7e4] * DIM}],
+        )
+    assert _field(caught.value) == "records[1].vector"
+    assert memory.collection_get(actor=dev, collection="notes").record_count == 5
+    with pytest.raises(InvalidInputError) as caught:
+        memory.vectors_search(actor=dev, collection="notes", vector=[-7e4] * DIM)
+    assert _field(caught.value) == "vector"
+    # 65504, the largest half-precision value, is taken.
+    memory.vectors_upsert(
+        actor=dev, collection="notes", records=[{"id": "edge", "vector": [65504.0] * DIM}]
+    )
+
+
+def test_a_search_is_one_statement_once_the_collection_is_cached(dev):
+    make_collection(dev)
+    fill(dev, "notes", 50, metadata=lambda i: {"group": i % 2})
+    query = unit(np.random.default_rng(25))
+    memory.vectors_search(actor=dev, collection="notes", vector=query, k=5)
+    memory.vectors_search(actor=dev, collection="notes", vector=query, k=5, filter={"group": 1})
+    with CaptureQueriesContext(connection) as unfiltered:
+        result = memory.vectors_search(actor=dev, collection="notes", vector=query, k=5)
+    assert len(result.hits) == 5
+    assert len(unfiltered.captured_queries) == 1
+    with CaptureQueriesContext(connection) as filtered:
+        memory.vectors_search(actor=dev, collection="notes", vector=query, k=5, filter={"group": 1})
+    assert len(filtered.captured_queries) == 1
 
 
 def test_a_selective_filter_is_answered_exactly(dev):

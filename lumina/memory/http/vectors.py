@@ -15,7 +15,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lumina.memory.models.vectors import MAX_DIMENSION, Distance
+from lumina.memory.models.vectors import MAX_DIMENSION, Distance, IndexType
 from lumina.memory.selectors import vectors as reads
 from lumina.memory.selectors.vectors import MAX_K, MODES
 from lumina.memory.services import vectors as writes
@@ -84,6 +84,11 @@ class CollectionOutput(serializers.Serializer):
     reembedding_to = serializers.CharField(allow_null=True)
     created_at = serializers.DateTimeField()
     updated_at = serializers.DateTimeField()
+    index_type = serializers.ChoiceField(
+        choices=IndexType.values,
+        help_text="What the HNSW index stores: halfvec (half precision, hits re-scored on "
+        "the stored single-precision vectors) or vector (collections created before).",
+    )
 
 
 class RecordOutput(serializers.Serializer):

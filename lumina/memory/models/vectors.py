@@ -16,7 +16,7 @@ from django.db import models
 from django.db.models import Q
 from pgvector.django import VectorField
 
-__all__ = ["Collection", "Distance", "VectorRecord"]
+__all__ = ["Collection", "Distance", "IndexType", "VectorRecord"]
 
 MAX_DIMENSION = 2000  # pgvector's HNSW limit for ``vector``
 
@@ -25,6 +25,13 @@ class Distance(models.TextChoices):
     COSINE = "cosine", "Cosine"
     L2 = "l2", "Euclidean (L2)"
     IP = "ip", "Inner product"
+
+
+class IndexType(models.TextChoices):
+    # What the HNSW graph stores: half precision halves the index, so more of it stays in
+    # shared buffers, and answers are re-scored on the full-precision column.
+    HALFVEC = "halfvec", "Half precision (re-scored exactly)"
+    VECTOR = "vector", "Single precision"
 
 
 class Collection(models.Model):
@@ -39,6 +46,9 @@ class Collection(models.Model):
     hnsw_m = models.PositiveSmallIntegerField(default=16)
     hnsw_ef_construction = models.PositiveSmallIntegerField(default=64)
     default_ef_search = models.PositiveSmallIntegerField(default=100)
+    index_type = models.CharField(
+        max_length=10, choices=IndexType.choices, default=IndexType.HALFVEC, editable=False
+    )
     # Which of VectorRecord.vector_0/vector_1 searches read.
     active_slot = models.PositiveSmallIntegerField(default=0)
     # A re-embedding in progress fills the other slot with this model's vectors.

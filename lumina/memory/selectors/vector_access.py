@@ -13,11 +13,13 @@ from typing import Any
 import numpy as np
 
 from lumina.memory.errors import CollectionNotFoundError, InvalidInputError
-from lumina.memory.models.vectors import Collection, Distance
+from lumina.memory.models.vectors import Collection, Distance, IndexType
 from lumina.memory.vector_types import CollectionInfo
 from lumina.security.api import Actor, authorize, require
 
 OPERATOR = {Distance.COSINE: "<=>", Distance.L2: "<->", Distance.IP: "<#>"}
+# The largest magnitude a half-precision index can hold.
+HALF_MAX = 65504.0
 
 
 # --- Access -----------------------------------------------------------------------------
@@ -109,11 +111,15 @@ def collection_info(collection: Collection) -> CollectionInfo:
         reembedding_to=collection.pending_model or None,
         created_at=collection.created_at,
         updated_at=collection.updated_at,
+        index_type=collection.index_type,
     )
 
 
-def vector_validate(value: Any, *, dimension: int, field: str = "vector") -> np.ndarray:
-    """``value`` as float32, or a 400 naming ``field``: wrong length, NaN, inf, non-numbers."""
+def vector_validate(
+    value: Any, *, dimension: int, field: str = "vector", half: bool = False
+) -> np.ndarray:
+    """``value`` as float32, or a 400 naming ``field``: wrong length, NaN, inf, non-numbers;
+    with ``half`` (a half-precision index), a value beyond ±65504 too."""
     if not isinstance(value, list | tuple | np.ndarray):
         raise InvalidInputError(field, "A vector is a list of numbers.")
     if len(value) != dimension:
@@ -130,8 +136,18 @@ def vector_validate(value: Any, *, dimension: int, field: str = "vector") -> np.
         raise InvalidInputError(
             field, "The vector holds NaN or an infinite value (or one too large for float32)."
         )
+    if half and array.size and float(np.abs(array).max()) > HALF_MAX:
+        raise InvalidInputError(
+            field, f"The collection's index holds values from -{HALF_MAX:g} to {HALF_MAX:g}."
+        )
     return array
 
 
+def half_index(collection: Collection) -> bool:
+    return collection.index_type == IndexType.HALFVEC
+
+
 def vector_literal(array: np.ndarray) -> str:
-    return "[" + ",".join(repr(float(x)) for x in array.tolist()) + "]"
+    """pgvector's text form. Nine significant digits give back every float32 exactly,
+    in about half the characters of a float64 repr."""
+    return "[" + ",".join([f"{x:.9g}" for x in array.tolist()]) + "]"

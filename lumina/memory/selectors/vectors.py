@@ -33,6 +33,7 @@ from lumina.memory.selectors.vector_access import (
     collection_guard,
     collection_info,
     collection_resolve,
+    half_index,
     vector_literal,
     vector_validate,
 )
@@ -185,6 +186,8 @@ def _vector_ranking(
     slot, dimension = collection.active_slot, collection.dimension
     operator = OPERATOR[collection.distance]
     column = f"vector_{slot}::vector({dimension})"
+    kind = collection.index_type  # what the index stores: halfvec or vector
+    indexed = f"vector_{slot}::{kind}({dimension})"
     where = f"collection_id = '{collection.id}'::uuid AND vector_{slot} IS NOT NULL AND {condition}"
     literal = vector_literal(query)
     with connection.cursor() as cursor:
@@ -223,15 +226,20 @@ def _vector_ranking(
                 if connection.in_atomic_block
                 else ""
             )
-            # relaxed_order may hand rows back slightly out of order: sort the k again.
+            # The index orders by its own (half-precision) distance, and relaxed_order may
+            # hand rows back slightly out of order: the hits are scored on the stored
+            # vectors and sorted again.
+            # The query vector travels once; the index reads it as an init plan's value.
             rows = _rows(
                 cursor,
-                f"{before}SELECT id, distance, external_id, text, metadata FROM ("  # noqa: S608
-                f"SELECT id, {column} {operator} %s::vector({dimension}) AS distance, "
-                f"external_id, text, metadata FROM {table} WHERE {where} "
-                f"ORDER BY {column} {operator} %s::vector({dimension}) LIMIT %s) AS hits "
+                f"{before}WITH q AS (SELECT %s::vector({dimension}) AS v) "  # noqa: S608
+                f"SELECT id, {column} {operator} (SELECT v FROM q) AS distance, "
+                f"external_id, text, metadata FROM ("
+                f"SELECT id, vector_{slot}, external_id, text, metadata FROM {table} "
+                f"WHERE {where} ORDER BY {indexed} {operator} "
+                f"(SELECT v::{kind}({dimension}) FROM q) LIMIT %s) AS hits "
                 f"ORDER BY distance, id{after}",
-                [literal, *params, literal, limit],
+                [literal, *params, limit],
             )
             if len(rows) < limit and filtered:
                 cursor.execute(
@@ -404,11 +412,16 @@ def _search(
     query_vector = None
     if mode in ("vector", "hybrid"):
         if vector is not None:
-            query_vector = vector_validate(vector, dimension=collection.dimension)
+            query_vector = vector_validate(
+                vector, dimension=collection.dimension, half=half_index(collection)
+            )
         elif collection.embedding_model:
             embedded = embed_texts([query], actor=actor, model=collection.embedding_model)[0]
             query_vector = vector_validate(
-                embedded, dimension=collection.dimension, field="embedding_model"
+                embedded,
+                dimension=collection.dimension,
+                field="embedding_model",
+                half=half_index(collection),
             )
         elif mode == "vector":
             raise InvalidInputError(

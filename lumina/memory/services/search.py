@@ -23,17 +23,19 @@ connected records from other sessions.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import datetime as dt
 import json
 import math
 import uuid
 import weakref
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, NamedTuple
 
 from django.db import connection, transaction
-from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, F, Func, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from pgvector.django import CosineDistance
@@ -60,6 +62,8 @@ OUTSIDE_PERIOD = 0.5
 HELD_IN_PERIOD = 0.85  # a fact that held then, though said at another time
 NO_LONGER_TRUE = 0.8
 SEARCH_LAYERS = (Layer.WORKING, Layer.EPISODIC, Layer.SEMANTIC)
+# Embeds questions while the text retrievers run (the embedder holds no database handle).
+_embedder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memory-search-embed")
 _TSQUERY = f"replace(plainto_tsquery('{TEXT_SEARCH_CONFIG}', %s)::text, ' & ', ' | ')::tsquery"
 
 
@@ -267,6 +271,26 @@ def _touches(row: MemoryRecord, window: TimeWindow) -> bool:
     return starts_before_end and ends_after_start
 
 
+class _Scoring(NamedTuple):
+    """What scoring and explaining a candidate reads of its record."""
+
+    id: uuid.UUID
+    layer: str
+    agent_id: str
+    session_id: str
+    speaker: str
+    occurred_at: dt.datetime
+    importance: float
+    valid_from: dt.datetime | None
+    valid_to: dt.datetime | None
+    provenance_count: int | None
+    has_embedding: bool
+
+    @classmethod
+    def of(cls, rows: Iterable[tuple]) -> Iterator[_Scoring]:
+        return (cls._make(row) for row in rows)
+
+
 # psycopg connection -> the ef_search its session is set to (see _hnsw_scan).
 _session_ef_search: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -297,10 +321,15 @@ def _hnsw_scan(ef_search: int, *, needed: bool) -> Iterator[None]:
 
 
 def _accessed(record_ids: list[uuid.UUID]) -> None:
-    """Count one more access of each record: one statement on the narrow access table."""
+    """Count one more access of each record: one statement on the narrow access table.
+
+    On its own (no caller's transaction) the count commits without waiting for the WAL
+    flush: a crash may lose the last counts of a fraction of a second, never consistency,
+    and the search does not wait for the disk."""
+    relaxed = "" if connection.in_atomic_block else "SET LOCAL synchronous_commit = off; "
     with connection.cursor() as cursor:
         cursor.execute(
-            "INSERT INTO memory_memoryaccess (record_id, count, last_accessed_at) "
+            f"{relaxed}INSERT INTO memory_memoryaccess (record_id, count, last_accessed_at) "
             "SELECT unnest(%s::uuid[]), 1, %s "
             "ON CONFLICT (record_id) DO UPDATE SET count = memory_memoryaccess.count + 1, "
             "last_accessed_at = EXCLUDED.last_accessed_at",
@@ -330,20 +359,26 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             windows, remaining = [], text
         text = remaining or text
     weights = {"vector": 1.0, "text": 1.0, "time": 1.0, **(q.weights or {})}
+    pending = None
+    if q.mode in (HYBRID, VECTOR, GRAPH):
+        # The question is embedded on another thread (another core) while the text
+        # retrievers run here.
+        pending = _embedder.submit(contextvars.copy_context().run, embed_texts, [q.query.strip()])
     base = eligible(owner_id, q)
     if windows:
         windows = _resolve_anchors(owner_id, windows, base)
     depth = max(q.k * 4, 40)
 
-    embedding = None
-    if q.mode in (HYBRID, VECTOR, GRAPH):
-        embedding = embed_texts([q.query.strip()])[0]
+    text_ranking = None
+    if q.mode in (HYBRID, TEXT, GRAPH) and weights["text"] > 0:
+        text_ranking = _text_ranking(base, text, depth)
+    embedding = pending.result()[0] if pending is not None else None
     rankings: dict[str, list[tuple[uuid.UUID, float]]] = {}
     with _hnsw_scan(int(max(q.ef_search, depth)), needed=embedding is not None):
         if embedding is not None and weights["vector"] > 0:
             rankings["vector"] = _vector_ranking(base, embedding, depth)
-        if q.mode in (HYBRID, TEXT, GRAPH) and weights["text"] > 0:
-            rankings["text"] = _text_ranking(base, text, depth)
+        if text_ranking is not None:
+            rankings["text"] = text_ranking
         bounded = [w for w in windows if w.start is not None or w.end is not None]
         if bounded and weights["time"] > 0 and q.mode != TEXT:
             period = Q()
@@ -401,16 +436,20 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             parts["graph_link"] = round(g.link, 6)
         fused = graph_fused
 
+    # Every candidate is scored from a few narrow columns; only the k best are read whole.
     rows = {
         row.id: row
-        for row in MemoryRecord.objects.filter(id__in=list(fused))
-        .select_related("access")
-        .defer("search")
-        .annotate(has_embedding=ExpressionWrapper(Q(embedding__isnull=False), BooleanField()))
-        .defer("embedding")
+        for row in _Scoring.of(
+            MemoryRecord.objects.filter(id__in=list(fused))
+            .annotate(
+                provenance_count=Func(F("provenance"), function="cardinality"),
+                has_embedding=ExpressionWrapper(Q(embedding__isnull=False), BooleanField()),
+            )
+            .values_list(*_Scoring._fields)
+        )
     }
     policies = policy.policies_for(owner_id, cached=True)
-    hits: list[MemoryHit] = []
+    scored: list[tuple[uuid.UUID, float, dict[str, Any], list[str]]] = []
     for record_id, fused_score in fused.items():
         row = rows.get(record_id)
         if row is None:
@@ -458,8 +497,8 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
                 why.append(f"a fact that held from {since} until {row.valid_to.date().isoformat()}")
             else:
                 why.append(f"a fact, true since {since}")
-            if row.provenance:
-                why.append(f"from {len(row.provenance)} turn(s)")
+            if row.provenance_count:
+                why.append(f"from {row.provenance_count} turn(s)")
         elif row.layer == Layer.WORKING:
             where = f" in session '{row.session_id}'" if row.session_id else ""
             why.append(f"said by {row.speaker or 'someone'}{where} on {row.occurred_at.date()}")
@@ -478,10 +517,25 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             time=round(time_factor, 6),
             validity=round(validity, 6),
         )
-        dto = record_dto(row, embedded=row.has_embedding)
-        hits.append(MemoryHit(record=dto, score=round(score, 6), scores=parts, why=tuple(why)))
-    hits.sort(key=lambda hit: (-hit.score, str(hit.record.id)))
-    hits = hits[: q.k]
+        scored.append((record_id, round(score, 6), parts, why))
+    scored.sort(key=lambda item: (-item[1], str(item[0])))
+    scored = scored[: q.k]
+    whole = {
+        row.id: row
+        for row in MemoryRecord.objects.filter(id__in=[item[0] for item in scored])
+        .select_related("access")
+        .defer("search", "embedding")
+    }
+    hits = [
+        MemoryHit(
+            record=record_dto(whole[record_id], embedded=rows[record_id].has_embedding),
+            score=score,
+            scores=parts,
+            why=tuple(why),
+        )
+        for record_id, score, parts, why in scored
+        if record_id in whole
+    ]
     if hits and q.as_of is None:
         _accessed([hit.record.id for hit in hits])
     return MemorySearchResult(

@@ -28,6 +28,7 @@ from lumina.memory.selectors.vector_access import (
     collection_forget,
     collection_info,
     collection_resolve,
+    half_index,
     may_manage,
     vector_literal,
     vector_validate,
@@ -48,9 +49,9 @@ MAX_ID = 200
 # The shipped model's width: a collection on it needs no probe to learn its dimension.
 KNOWN_DIMENSIONS = {DEFAULT_EMBEDDING_MODEL: 384}
 OPCLASS = {
-    Distance.COSINE: "vector_cosine_ops",
-    Distance.L2: "vector_l2_ops",
-    Distance.IP: "vector_ip_ops",
+    Distance.COSINE: "cosine_ops",
+    Distance.L2: "l2_ops",
+    Distance.IP: "ip_ops",
 }
 
 
@@ -212,10 +213,11 @@ def _index_create(collection: Collection, slot: int, *, concurrently: bool, dime
             cursor.execute("SET CONSTRAINTS ALL DEFERRED")
         # The whole graph in memory makes the build several times faster.
         cursor.execute("SET maintenance_work_mem = '1GB'")
+        kind = collection.index_type  # halfvec or vector, a pgvector type
         cursor.execute(
             f"CREATE INDEX {'CONCURRENTLY ' if concurrently else ''}IF NOT EXISTS "
             f"{index_name(collection, slot)} ON {table} USING hnsw "
-            f"((vector_{slot}::vector({dimension})) {OPCLASS[collection.distance]}) "
+            f"((vector_{slot}::{kind}({dimension})) {kind}_{OPCLASS[collection.distance]}) "
             f"WITH (m = {int(collection.hnsw_m)}, "
             f"ef_construction = {int(collection.hnsw_ef_construction)}) "
             f"WHERE collection_id = '{collection.id}'::uuid"
@@ -289,7 +291,10 @@ def _items_validate(collection: Collection, items: Any) -> list[dict]:
         vector = item.get("vector")
         if vector is not None:
             vector = vector_validate(
-                vector, dimension=collection.dimension, field=f"{where}.vector"
+                vector,
+                dimension=collection.dimension,
+                field=f"{where}.vector",
+                half=half_index(collection),
             )
         elif not text.strip():
             raise InvalidInputError(f"{where}.text", "Give a vector, or a non-empty text to embed.")
@@ -328,7 +333,10 @@ def vectors_upsert(*, actor: Actor, ref: str | uuid.UUID, records: Any) -> Upser
         )
         for item, vector in zip(to_embed, vectors, strict=True):
             item["vector"] = vector_validate(
-                vector, dimension=collection.dimension, field="embedding_model"
+                vector,
+                dimension=collection.dimension,
+                field="embedding_model",
+                half=half_index(collection),
             )
     with transaction.atomic():
         locked = Collection.objects.select_for_update().get(pk=collection.pk)
@@ -505,7 +513,12 @@ def reembed_batch(*, actor: Actor, collection: Collection, batch_size: int = 64)
         )
         params = []
         for (record_id, _), vector in zip(rows, vectors, strict=True):
-            array = vector_validate(vector, dimension=collection.pending_dimension, field="model")
+            array = vector_validate(
+                vector,
+                dimension=collection.pending_dimension,
+                field="model",
+                half=half_index(collection),
+            )
             params.append((vector_literal(array), record_id))
         with connection.cursor() as cursor:
             cursor.executemany(
