@@ -279,6 +279,8 @@ SPECTACULAR_SETTINGS = {
         "BudgetScopeEnum": "lumina.providers.models.usage.Budget.Scope",
         "MemoryScopeEnum": ["user", "agent", "session"],
         "MemoryLayerEnum": ["working", "episodic", "semantic", "pinned"],
+        "DocumentPermissionEnum": "lumina.ui.http.documents.PERMISSIONS",
+        "SharePermissionEnum": "lumina.ui.http.documents.SHARE_LEVELS",
     },
     # The description (with the /v1 gateway), tags and their descriptions.
     "POSTPROCESSING_HOOKS": [

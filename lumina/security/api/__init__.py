@@ -19,6 +19,16 @@ from lumina.security.api.crypto import (
     encrypt_secret,
     forget_secret,
 )
+from lumina.security.api.grants import (
+    ObjectGrant,
+    object_authorize,
+    object_grants,
+    object_grants_clear,
+    object_grants_set,
+    object_holds,
+    object_ids_granted,
+    object_require,
+)
 from lumina.security.api.mfa import MfaDevice, MfaStatus, mfa_status
 from lumina.security.api.oidc import IdentityProviderDTO, identity_providers
 from lumina.security.api.tokens import (
@@ -41,6 +51,7 @@ __all__ = [
     "InvalidTokenError",
     "MfaDevice",
     "MfaStatus",
+    "ObjectGrant",
     "PermissionAdmin",
     "PermissionInline",
     "ReadOnlyAdmin",
@@ -61,6 +72,13 @@ __all__ = [
     "forget_secret",
     "identity_providers",
     "mfa_status",
+    "object_authorize",
+    "object_grants",
+    "object_grants_clear",
+    "object_grants_set",
+    "object_holds",
+    "object_ids_granted",
+    "object_require",
     "require",
     "token_cache_invalidate",
 ]
