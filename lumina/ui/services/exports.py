@@ -99,6 +99,26 @@ def _inline(node: Any, markdown: bool) -> str:
     return "".join(_inline(child, markdown) for child in node.children)
 
 
+def _list(node: Any, kind: str, markdown: bool, depth: int) -> str:
+    """One block: an item a line (its own blocks indented under it)."""
+    attributes = dict(node.attributes)
+    number = int(float(attributes.get("start") or attributes.get("order") or 1))
+    lines: list[str] = []
+    for item in node.children:
+        if isinstance(item, XmlText):
+            continue
+        marker = f"{number}." if kind == "orderedlist" else "-"
+        number += 1
+        if markdown and (kind == "tasklist" or _kind(item.tag) == "taskitem"):
+            checked = str(dict(item.attributes).get("checked", "")).lower() == "true"
+            marker = f"- [{'x' if checked else ' '}]"
+        body = _join(_blocks(item.children, markdown, depth + 1)).replace("\n\n", "\n")
+        first, *rest = body.split("\n") or [""]
+        indent = " " * (len(marker) + 1)
+        lines.append(f"{marker} {first}" + "".join(f"\n{indent}{line}" for line in rest))
+    return "\n".join(lines)
+
+
 def _blocks(children: Any, markdown: bool, depth: int = 0) -> list[str]:
     blocks: list[str] = []
     for node in children:
@@ -112,23 +132,7 @@ def _blocks(children: Any, markdown: bool, depth: int = 0) -> list[str]:
             text = _inline(node, markdown)
             blocks.append(f"{'#' * min(max(level, 1), 6)} {text}" if markdown else text)
         elif kind in ("bulletlist", "orderedlist", "tasklist"):
-            start = int(float(attributes.get("start") or attributes.get("order") or 1))
-            for number, item in enumerate(node.children, start=start):
-                if isinstance(item, XmlText):
-                    continue
-                marker = f"{number}." if kind == "orderedlist" else "-"
-                if kind == "tasklist" or _kind(item.tag) == "taskitem":
-                    checked = str(dict(item.attributes).get("checked", "")).lower() == "true"
-                    marker = f"- [{'x' if checked else ' '}]"
-                inner = _blocks(item.children, markdown, depth + 1)
-                body = "\n".join(inner).replace("\n\n", "\n")
-                indent = "   " if markdown else "  "
-                lines = body.split("\n")
-                prefix = marker if markdown else ("-" if kind != "orderedlist" else marker)
-                blocks.append(
-                    f"{prefix} {lines[0]}" + "".join(f"\n{indent}{line}" for line in lines[1:])
-                )
-            blocks.append("")
+            blocks.append(_list(node, kind, markdown, depth))
         elif kind == "blockquote":
             inner = "\n\n".join(_blocks(node.children, markdown, depth))
             lines = inner.split("\n")
