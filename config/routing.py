@@ -1,3 +1,5 @@
 """Websocket routes under ``/ws/``, gathered from the contexts that serve them."""
 
-websocket_urlpatterns: list = []
+from lumina.ui.routing import websocket_urlpatterns as ui_websocket_urlpatterns
+
+websocket_urlpatterns: list = [*ui_websocket_urlpatterns]

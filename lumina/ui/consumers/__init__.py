@@ -1,0 +1,1 @@
+"""Websocket consumers of the ui context: realtime document sync (y-websocket protocol)."""
