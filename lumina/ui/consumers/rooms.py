@@ -32,6 +32,9 @@ logger = structlog.get_logger(__name__)
 GROUP_PREFIX = "ui.document."
 # channels-redis forgets group members after a day: rejoin well before.
 GROUP_REJOIN_SECONDS = 3600.0
+# How often an idle room looks for updates appended without a word to it (another process
+# without a shared layer, a lost layer message).
+POLL_SECONDS = 1.0
 # The server itself has no presence: its awareness' own state is removed.
 _NO_LOCAL_STATE = None
 
@@ -92,6 +95,7 @@ class Room:
             await self._join_group()
             self._tasks.append(asyncio.create_task(self._listen()))
         self._tasks.append(asyncio.create_task(self._write()))
+        self._tasks.append(asyncio.create_task(self._poll()))
 
     async def _join_group(self) -> None:
         await self._layer.group_add(group_name(self.document_id), self._channel)
@@ -166,6 +170,18 @@ class Room:
                 break
             self._apply_remote(update)
             self.seq = max(self.seq, seq)
+
+    async def _poll(self) -> None:
+        while True:
+            await asyncio.sleep(POLL_SECONDS)
+            if self._pending or not self._drained.is_set():
+                continue  # the next append finds any gap
+            try:
+                latest = await _db(document_state.latest_seq)(self.document_id)
+                if latest > self.seq and self._drained.is_set():
+                    await self._catch_up(before=latest + 1)
+            except Exception:
+                logger.warning("poll failed", document=str(self.document_id), exc_info=True)
 
     def _apply_remote(self, update: bytes) -> None:
         try:

@@ -99,6 +99,16 @@ def updates_since(document_id: uuid.UUID, *, after_seq: int) -> list[tuple[int, 
     ]
 
 
+def latest_seq(document_id: uuid.UUID) -> int:
+    """The seq of the document's last appended update (0: none)."""
+    return (
+        DocumentUpdate.objects.filter(document_id=document_id)
+        .order_by("-seq")
+        .values_list("seq", flat=True)
+        .first()
+    ) or 0
+
+
 def update_validate(update: bytes) -> None:
     """Refuse what is not a Yjs v1 update (InvalidUpdateError)."""
     max_bytes = settings.LUMINA_DOCUMENTS_MAX_UPDATE_BYTES
