@@ -37,7 +37,7 @@ from lumina.security.api.tokens import (
     authenticate_token,
     token_cache_invalidate,
 )
-from lumina.security.api.users import EnsuredAdmin, UserDTO, ensure_admin
+from lumina.security.api.users import EnsuredAdmin, UserDTO, ensure_admin, user_find
 from lumina.security.services.authorization import authorize, require
 from lumina.security.types import Actor, Decision, Resource
 
@@ -81,4 +81,5 @@ __all__ = [
     "object_require",
     "require",
     "token_cache_invalidate",
+    "user_find",
 ]

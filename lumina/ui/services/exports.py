@@ -259,6 +259,14 @@ def state_from_json(body: str) -> bytes:
     return state
 
 
+def state_check(state: bytes, *, field: str) -> None:
+    """Refuse what is not a Yjs (v1) update, naming ``field``."""
+    try:
+        doc_of(state)
+    except Exception:  # pycrdt's decoder raises plain exceptions
+        raise ContentInvalidError(field, "Not a Yjs update.") from None
+
+
 def document_import(*, actor: Actor, document_id: uuid.UUID, update: bytes) -> int:
     """Make the document's content the given state's, as one new update; its seq.
 
