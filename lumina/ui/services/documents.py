@@ -20,6 +20,7 @@ from lumina.security.api import (
     object_grants_set,
     object_require,
     require,
+    user_find,
 )
 from lumina.ui.events import (
     DocumentCreated,
@@ -60,6 +61,8 @@ def document_create(*, actor: Actor, title: str, owner_id: uuid.UUID | None = No
     documents: Developer, Admin). ``owner_id`` (another's) needs ``documents.manage``."""
     if owner_id is not None and owner_id != actor.user_id:
         object_require(actor, MANAGE, Resource(type=RESOURCE_TYPE), manage=MANAGE)
+        if user_find(str(owner_id)) is None:
+            raise ApplicationError("No such user.", fields={"owner_id": ["No such user."]})
     else:
         owner_id = actor.user_id
     if owner_id is None:

@@ -230,6 +230,17 @@ def test_sharing_with_bad_input_is_a_400_naming_the_field(people, body, field):
     assert_error(response, 400, field=field)
 
 
+def test_creating_for_someone_else_needs_manage_and_an_existing_user(people):
+    body = {"title": "For you", "owner_id": str(people.viewer.pk)}
+    assert_error(client_as(people.developer).post(DOCUMENTS, body, format="json"), 403)
+    created = client_as(people.owner).post(DOCUMENTS, body, format="json")
+    assert created.status_code == 201
+    assert created.json()["owner_id"] == str(people.viewer.pk)
+    ghost = {"title": "x", "owner_id": str(uuid.uuid4())}
+    refused = client_as(people.owner).post(DOCUMENTS, ghost, format="json")
+    assert_error(refused, 400, field="owner_id")
+
+
 def test_sharing_with_the_owner_is_a_400(people):
     document = make_document(people.developer)
     response = client_as(people.developer).post(
