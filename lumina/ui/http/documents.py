@@ -7,6 +7,8 @@ but not change (or share, or restore) a 403. Who may do what is security's objec
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from django.http import HttpResponse
 from django.urls import path
 from drf_spectacular.types import OpenApiTypes
@@ -255,7 +257,11 @@ class DocumentExportApi(APIView):
             output=filters.validated_data["format"],
         )
         response = HttpResponse(export.body, content_type=export.media_type)
-        response["Content-Disposition"] = f'inline; filename="{export.filename}"'
+        # RFC 6266: an ASCII name for old clients, the real one (RFC 5987) for the others.
+        fallback = export.filename.encode("ascii", "replace").decode().replace("?", "_")
+        response["Content-Disposition"] = (
+            f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(export.filename)}"
+        )
         return response
 
 

@@ -211,3 +211,14 @@ def test_markdown_of_prosemirror_lists_quotes_code_rules_breaks_and_tasks():
     assert render_text(state) == (
         "3. three\n   - nested\n4. four\n\nquoted\n\nprint(1)\nprint(2)\n\na\nb\n\n- done\n"
     )
+
+
+def test_an_export_names_its_file_after_the_title_in_any_script(people):
+    document = make_document(people.developer, 'Доклад "Q3"/plan', content=text_state("x"))
+    response = client_as(people.developer).get(
+        f"{DOCUMENTS}/{document.id}/export", {"format": "markdown"}
+    )
+    assert response["Content-Disposition"] == (
+        'inline; filename="______ _Q3__plan.md"; '
+        "filename*=UTF-8''%D0%94%D0%BE%D0%BA%D0%BB%D0%B0%D0%B4%20_Q3__plan.md"
+    )
