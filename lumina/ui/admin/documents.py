@@ -24,7 +24,7 @@ from lumina.security.api import (
     actor_of,
 )
 from lumina.ui.models import Document, DocumentSnapshot, DocumentUpdate, DocumentVersion
-from lumina.ui.selectors.document_access import EDIT, READ, may, reach_of
+from lumina.ui.selectors.document_access import EDIT, MANAGE, READ, may, reach_of
 from lumina.ui.selectors.documents import document_shares
 from lumina.ui.services import documents as services
 from lumina.ui.services.versions import version_restore
@@ -72,6 +72,13 @@ class DocumentAdmin(PermissionAdmin):
 
     def may_manage(self, request: HttpRequest, obj: Document) -> bool:
         return may(actor_of(request), EDIT, obj)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        # As through the API: the owner or a manager, never a share.
+        if not super().has_delete_permission(request, obj):
+            return False
+        actor = actor_of(request)
+        return obj is None or obj.owner_id == actor.user_id or may(actor, MANAGE, obj)
 
     @admin.display(description="history")
     def history(self, obj: Document) -> str:

@@ -10,7 +10,7 @@ from django.urls import reverse
 from lumina.kernel.models import OutboxEvent
 from lumina.ui.models import DocumentUpdate, DocumentVersion
 from lumina.ui.services import document_state
-from tests.ui.documents.conftest import edit_text, make_document, text_state
+from tests.ui.documents.conftest import client_as, edit_text, make_document, text_state
 from tests.ui.documents.test_versions_exports import _text
 
 pytestmark = pytest.mark.django_db
@@ -97,3 +97,25 @@ def test_the_restore_action_appends_an_update(people):
     assert response.status_code == 302
     assert DocumentUpdate.objects.filter(document=document).count() == 3
     assert _text(document) == "kept"
+
+
+def test_a_share_to_edit_renames_in_the_console_but_does_not_delete(people):
+    owner = people.developer
+    editor, client = _staff(people, "other_developer")
+    document = make_document(owner, "shared")
+    client_as(owner).post(
+        f"/api/v1/documents/{document.id}/shares",
+        {"principal": editor.email, "permission": "edit", "can_share": True},
+        format="json",
+    )
+
+    renamed = client.post(
+        reverse("admin:ui_document_change", args=[document.pk]),
+        {"title": "by the editor", **_no_inline()},
+    )
+    refused = client.post(reverse("admin:ui_document_delete", args=[document.pk]), {"post": "yes"})
+
+    assert renamed.status_code == 302
+    assert refused.status_code == 403
+    document.refresh_from_db()
+    assert (document.title, document.deleted_at) == ("by the editor", None)
