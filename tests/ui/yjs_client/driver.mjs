@@ -86,7 +86,9 @@ const handlers = {
   },
   async synced ({ name, timeoutMs = 10000 }) {
     const client = clients.get(name)
-    await until(() => client.provider.synced, timeoutMs, `${name} synced`)
+    const { provider } = client
+    await until(() => provider.synced, timeoutMs,
+      `${name} synced (connected ${provider.wsconnected}, closes ${client.closeCodes}, url ${provider.url})`)
     return snapshot(client)
   },
   async closed ({ name, timeoutMs = 10000 }) {
@@ -159,9 +161,22 @@ const handlers = {
     }
     return {}
   },
-  stamps ({ name }) {
-    const client = clients.get(name)
-    return { stamps: client.stamps, keys: client.doc.getMap('stamps').size }
+  // Benchmarks: every writer writes `count` stamped entries (at `perSecond` each, or as
+  // fast as it can); answers when every client holds all of them, with the time that took
+  // and each receiver's latency per entry (ms).
+  async run ({ writers, readers, count, perSecond, timeoutMs = 300000 }) {
+    const everyone = [...new Set([...writers, ...readers])]
+    for (const name of everyone) clients.get(name).stamps = []
+    const total = writers.length * count
+    const started = performance.now()
+    await Promise.all(writers.map((name) => handlers.write({ name, count, perSecond, prefix: `${name}-` })))
+    await until(
+      () => everyone.every((name) => clients.get(name).doc.getMap('stamps').size >= total),
+      timeoutMs,
+      'every client to hold every entry'
+    )
+    const elapsedMs = performance.now() - started
+    return { elapsedMs, total, latencies: everyone.flatMap((name) => clients.get(name).stamps) }
   },
   // Raw frames on a plain socket (malformed input tests).
   async raw ({ url, origin, headers, frames, timeoutMs = 5000 }) {
