@@ -32,6 +32,7 @@ __all__ = [
     "ObjectGrant",
     "object_authorize",
     "object_grants",
+    "object_grants_check",
     "object_grants_clear",
     "object_grants_set",
     "object_holds",
@@ -100,6 +101,31 @@ def object_grants_set(
         manage=manage,
     )
     return tuple(_dto(grant) for grant in grants)
+
+
+def object_grants_check(
+    *,
+    actor: Actor,
+    principal: str,
+    resource: Resource,
+    actions: Iterable[str],
+    among: Iterable[str],
+    share_action: str,
+    owner_id: uuid.UUID | None = None,
+    manage: str | None = None,
+) -> None:
+    """Refuse, audited, what ``object_grants_set`` would refuse; call it before opening
+    the transaction in which ``object_grants_set`` runs with the caller's own writes."""
+    rbac_services.object_grants_check(
+        actor=actor,
+        principal=principal,
+        resource=resource,
+        actions=actions,
+        among=among,
+        share_action=share_action,
+        owner_id=owner_id,
+        manage=manage,
+    )
 
 
 def object_grants_clear(*, actor: Actor, resource_type: str, resource_id: str) -> int:

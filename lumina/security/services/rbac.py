@@ -519,6 +519,74 @@ def _grant_payload(grant: selectors.Grant) -> dict:
 # --- Grants on people's objects (contexts share their objects through these) ------------
 
 
+def _object_grants_plan(
+    *,
+    actor: Actor,
+    principal: str,
+    resource: Resource,
+    actions: Iterable[str],
+    among: Iterable[str],
+    share_action: str,
+    owner_id: uuid.UUID | None,
+    manage: str | None,
+) -> tuple[User | Group, str, dict[str, selectors.Grant], set[str], set[str]]:
+    """Check a change of grants (refusals audited and raised); (holder, resource type,
+    current grants by action, wanted actions, actions that change)."""
+    wanted, among = set(actions), set(among)
+    rules = {"owner_id": owner_id, "manage": manage}
+    object_require(actor, share_action, resource, **rules)
+    if not wanted <= among:
+        raise _invalid("actions", f"Only {', '.join(sorted(among))} can be granted here.")
+    holder, _, resource_type = _grant_target(
+        principal=principal,
+        action=share_action,
+        resource_type=resource.type,
+        resource_id=str(resource.id or ""),
+    )
+    if isinstance(holder, User) and owner_id is not None and holder.pk == owner_id:
+        raise _invalid("principal", "That is the owner, who holds every permission already.")
+    current = {
+        grant.action: grant
+        for grant in _grants_of_holder(
+            holder, resource_type=resource_type, resource_id=str(resource.id)
+        )
+        if grant.action in among
+    }
+    changed = wanted.symmetric_difference(current)
+    missing = sorted(a for a in changed if not object_holds(actor, a, resource, **rules))
+    if missing:
+        _refuse_hand_on(actor, missing, what=f"a grant on {resource_type} {resource.id}")
+    return holder, resource_type, current, wanted, changed
+
+
+def object_grants_check(
+    *,
+    actor: Actor,
+    principal: str,
+    resource: Resource,
+    actions: Iterable[str],
+    among: Iterable[str],
+    share_action: str,
+    owner_id: uuid.UUID | None,
+    manage: str | None,
+) -> None:
+    """Refuse (audited) what ``object_grants_set`` with the same arguments would refuse.
+
+    Call it before opening the transaction that makes the change, so that rolling that
+    transaction back does not take the ``AccessDenied`` with it.
+    """
+    _object_grants_plan(
+        actor=actor,
+        principal=principal,
+        resource=resource,
+        actions=actions,
+        among=among,
+        share_action=share_action,
+        owner_id=owner_id,
+        manage=manage,
+    )
+
+
 def object_grants_set(
     *,
     actor: Actor,
@@ -537,29 +605,17 @@ def object_grants_set(
     actions it holds there itself. The owner needs no grant and cannot be given one.
     Returns the principal's grants on the object afterwards.
     """
-    wanted, among = set(actions), set(among)
-    rules = {"owner_id": owner_id, "manage": manage}
-    object_require(actor, share_action, resource, **rules)
-    if not wanted <= among:
-        raise _invalid("actions", f"Only {', '.join(sorted(among))} can be granted here.")
-    holder, _, resource_type = _grant_target(
+    holder, resource_type, current, _, changed = _object_grants_plan(
+        actor=actor,
         principal=principal,
-        action=share_action,
-        resource_type=resource.type,
-        resource_id=str(resource.id or ""),
+        resource=resource,
+        actions=actions,
+        among=among,
+        share_action=share_action,
+        owner_id=owner_id,
+        manage=manage,
     )
-    if isinstance(holder, User) and owner_id is not None and holder.pk == owner_id:
-        raise _invalid("principal", "That is the owner, who holds every permission already.")
     resource_id = str(resource.id)
-    current = {
-        grant.action: grant
-        for grant in _grants_of_holder(holder, resource_type=resource_type, resource_id=resource_id)
-        if grant.action in among
-    }
-    changed = wanted.symmetric_difference(current)
-    missing = sorted(a for a in changed if not object_holds(actor, a, resource, **rules))
-    if missing:
-        _refuse_hand_on(actor, missing, what=f"a grant on {resource_type} {resource_id}")
     if not changed:
         return list(current.values())
     app_label, _, model = resource_type.partition(".")

@@ -16,6 +16,7 @@ from lumina.kernel.errors import ApplicationError, NotFoundError
 from lumina.security.api import (
     Actor,
     Resource,
+    object_grants_check,
     object_grants_clear,
     object_grants_set,
     object_require,
@@ -156,18 +157,20 @@ def document_share(
     wanted = set(LEVELS[permission]) if permission else set()
     if can_share and permission is not None:
         wanted.add(SHARE)
-    # Not inside a transaction of ours: a refusal's AccessDenied must outlive the rollback.
-    grants = object_grants_set(
-        actor=actor,
-        principal=principal,
-        resource=resource_of(document),
-        actions=wanted,
-        among=ACTIONS,
-        share_action=SHARE,
-        owner_id=document.owner_id,
-        manage=MANAGE,
-    )
+    change = {
+        "actor": actor,
+        "principal": principal,
+        "resource": resource_of(document),
+        "actions": wanted,
+        "among": ACTIONS,
+        "share_action": SHARE,
+        "owner_id": document.owner_id,
+        "manage": MANAGE,
+    }
+    # Checked first, outside the transaction: a refusal's AccessDenied outlives it.
+    object_grants_check(**change)
     with transaction.atomic():
+        grants = object_grants_set(**change)
         if grants:
             first = grants[0]
             publish(
@@ -195,17 +198,19 @@ def document_unshare(
             "The document is not shared with them.", fields={"principal": ["No such share."]}
         )
     reference = f"group:{principal_id}" if principal_type == "group" else f"user:{principal_id}"
-    object_grants_set(
-        actor=actor,
-        principal=reference,
-        resource=resource_of(document),
-        actions=(),
-        among=ACTIONS,
-        share_action=SHARE,
-        owner_id=document.owner_id,
-        manage=MANAGE,
-    )
+    change = {
+        "actor": actor,
+        "principal": reference,
+        "resource": resource_of(document),
+        "actions": (),
+        "among": ACTIONS,
+        "share_action": SHARE,
+        "owner_id": document.owner_id,
+        "manage": MANAGE,
+    }
+    object_grants_check(**change)
     with transaction.atomic():
+        object_grants_set(**change)
         publish(
             DocumentUnshared(
                 document_id=document.id,

@@ -138,6 +138,9 @@ def test_a_sharer_cannot_grant_more_than_they_hold(people):
     )
 
     assert_error(refused, 403, "permission_denied")
+    # The refusal is in the audit trail although the share's transaction never ran.
+    denied = OutboxEvent.objects.filter(name="security.AccessDenied")
+    assert any("documents.edit" in event.payload["reason"] for event in denied)
     assert allowed.status_code == 200
     assert client_as(people.nobody).get(f"{DOCUMENTS}/{document.id}").status_code == 200
     # Someone who may share may still not take away what they do not hold (edit of another).
