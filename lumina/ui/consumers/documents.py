@@ -20,7 +20,6 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from pycrdt import YMessageType, YSyncMessageType, create_sync_message, handle_sync_message
 
-from lumina.kernel.concurrency import run_sync
 from lumina.kernel.errors import NotFoundError
 from lumina.security.api import (
     Actor,
@@ -31,7 +30,7 @@ from lumina.security.api import (
 )
 from lumina.ui.consumers import watch
 from lumina.ui.consumers.protocol import QUERY_AWARENESS, CloseCode, ProtocolError, parse
-from lumina.ui.consumers.rooms import Room, RoomFullError, room_join
+from lumina.ui.consumers.rooms import Room, RoomFullError, in_thread, room_join
 from lumina.ui.services.document_state import EMPTY_UPDATE
 from lumina.ui.services.sync_access import SyncAccess, sync_access
 
@@ -91,7 +90,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         except ValueError:
             await self.close(CloseCode.NOT_FOUND)
             return
-        self.access = await run_sync(sync_access, self.actor, document_id=self.document_id)
+        self.access = await in_thread(sync_access)(self.actor, document_id=self.document_id)
         if not self.access.read:
             # Not readable is answered as not there, as the REST API does.
             await self.close(CloseCode.NOT_FOUND)
@@ -126,8 +125,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             return Actor(user_id=None), None
         client = self.scope.get("client")
         try:
-            actor = await run_sync(
-                authenticate_token, raw, ip_address=client[0] if client else None
+            actor = await in_thread(authenticate_token)(
+                raw, ip_address=client[0] if client else None
             )
         except InvalidTokenError:
             return Actor(user_id=None), None

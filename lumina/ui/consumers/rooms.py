@@ -23,6 +23,7 @@ import structlog
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import close_old_connections
 from pycrdt import Awareness, Doc, create_awareness_message, create_update_message
 
 from lumina.ui.services import document_state
@@ -57,9 +58,22 @@ class RoomFullError(Exception):
     pass
 
 
-def _db(fn: Callable[..., Any]) -> Callable[..., Any]:
-    # Rooms write in parallel, each from a pooled thread with its own connection.
-    return sync_to_async(fn, thread_sensitive=False)
+def in_thread(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` in a pooled thread (rooms write in parallel, each thread with its own
+    connection), its connection checked as a request's is: a broken or expired one is
+    replaced rather than failing every later call from that thread."""
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        close_old_connections()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            close_old_connections()
+
+    return sync_to_async(call, thread_sensitive=False)
+
+
+_db = in_thread
 
 
 class Room:

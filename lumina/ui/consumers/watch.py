@@ -15,9 +15,9 @@ import time
 from typing import Protocol
 
 import structlog
-from asgiref.sync import sync_to_async
 
 from lumina.kernel import generations
+from lumina.ui.consumers.rooms import in_thread
 
 logger = structlog.get_logger(__name__)
 
@@ -64,19 +64,19 @@ def _recheck_all(connections: list[Watched]) -> list[tuple[int | None, bool]]:
 
 
 async def _run() -> None:
-    seen = await sync_to_async(_generations, thread_sensitive=False)()
+    seen = await in_thread(_generations)()
     full_at = time.monotonic()
     while _watched:
         await asyncio.sleep(INTERVAL_SECONDS)
         with contextlib.suppress(Exception):
-            now = await sync_to_async(_generations, thread_sensitive=False)()
+            now = await in_thread(_generations)()
             due = time.monotonic() - full_at >= FULL_RECHECK_SECONDS
             # None: the database cannot be read, so nothing is known to have changed.
             if (now == seen or None in now) and not due:
                 continue
             seen, full_at = now, time.monotonic()
             connections = list(_watched)
-            results = await sync_to_async(_recheck_all, thread_sensitive=False)(connections)
+            results = await in_thread(_recheck_all)(connections)
             for connection, (code, edit) in zip(connections, results, strict=True):
                 if connection in _watched:
                     connection.recheck_apply(code, edit)

@@ -54,19 +54,27 @@ def test_concurrent_edits_from_two_clients_converge_and_are_stored(server, yjs):
     assert stored_text(document) == a["text"]
 
 
-def test_a_late_joiner_after_everyone_left_gets_the_whole_document(server, yjs):
+def test_a_late_joiner_after_everyone_left_gets_the_whole_document(servers, yjs):
+    from lumina.ui.models import DocumentSnapshot
+
+    server = servers(LUMINA_DOCUMENTS_COMPACT_EVERY="10")
     owner = make_user("owner")
     document = make_document(owner)
     token = make_token(owner)
     yjs.connect("a", server, document.id, token=token)
     yjs.call("synced", name="a")
-    yjs.call("insert", name="a", index=0, text="written while alone")
+    for number in range(25):
+        yjs.call("insert", name="a", index=1000, text=f"{number} ")
     yjs.call("set", name="a", key="status", value="draft")
+    written = yjs.call("state", name="a")["text"]
     yjs.call("disconnect", name="a")
 
     yjs.connect("late", server, document.id, token=token)
-    late = yjs.call("wait", name="late", text="written while alone", mapKeys=["status"])
+    late = yjs.call("wait", name="late", text=written, mapKeys=["status"])
     assert late["map"] == {"status": "draft"}
+    # The room compacted along the way; the history stays whole.
+    assert DocumentSnapshot.objects.filter(document=document).exists()
+    assert len(stored_updates(document)) == 26
 
 
 def test_an_update_appended_outside_the_socket_reaches_connected_clients(server, yjs):
