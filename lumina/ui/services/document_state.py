@@ -9,13 +9,14 @@ process, which apply it and relay it to their clients.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import structlog
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import IntegrityError, connection, transaction
 from pycrdt import Doc
 
 from lumina.kernel.errors import ApplicationError, NotFoundError
@@ -125,46 +126,53 @@ def update_validate(update: bytes) -> None:
         ) from error
 
 
-_LOCK_SQL = (
-    f"UPDATE {Document._meta.db_table} SET updated_at = now() "  # noqa: S608
-    "WHERE id = %s AND deleted_at IS NULL RETURNING id"
-)
-_INSERT_SQL = (
-    f"INSERT INTO {DocumentUpdate._meta.db_table} "  # noqa: S608
-    "(document_id, seq, data, user_id, created_at) "
-    "SELECT %s, base.seq + ordinality, item.data, item.user_id, now() "
-    f"FROM (SELECT COALESCE(MAX(seq), 0) AS seq FROM {DocumentUpdate._meta.db_table} "
-    "WHERE document_id = %s) AS base, "
+_APPEND_SQL = (
+    # One statement, so an append outside a transaction is one round trip. The UPDATE
+    # locks the document row (and marks it changed); appenders of the same document
+    # queue on it. After waiting, MAX(seq) may come from the statement's older snapshot
+    # and clash with the rows just committed: the unique constraint refuses, and the
+    # statement is simply run again.
+    f"WITH doc AS (UPDATE {Document._meta.db_table} SET updated_at = now() "  # noqa: S608
+    "WHERE id = %s AND deleted_at IS NULL RETURNING id), "
+    f"base AS (SELECT COALESCE(MAX(seq), 0) AS seq FROM {DocumentUpdate._meta.db_table} "
+    "WHERE document_id = %s) "
+    f"INSERT INTO {DocumentUpdate._meta.db_table} (document_id, seq, data, user_id, created_at) "
+    "SELECT doc.id, base.seq + item.ordinality, item.data, item.user_id, now() "
+    "FROM doc, base, "
     "unnest(%s::bytea[], %s::uuid[]) WITH ORDINALITY AS item(data, user_id, ordinality) "
     "RETURNING seq"
 )
+APPEND_ATTEMPTS = 20
 
 
 def updates_append(
     *, document_id: uuid.UUID, updates: Sequence[tuple[bytes, uuid.UUID | None]]
 ) -> list[int]:
-    """Append already validated updates in one transaction; their seqs, in order.
-
-    The document's row lock orders concurrent appends (several processes may hold a room
-    for it); the insert runs after the lock, so it sees every earlier append's rows.
-    """
+    """Append already validated updates, all or none; their seqs, in order."""
     if not updates:
         return []
-    with transaction.atomic(), connection.cursor() as cursor:
-        cursor.execute(_LOCK_SQL, [document_id])
-        if cursor.fetchone() is None:
+    parameters = [
+        document_id,
+        document_id,
+        [update for update, _ in updates],
+        [user_id for _, user_id in updates],
+    ]
+    for attempt in range(APPEND_ATTEMPTS):
+        try:
+            # Inside the caller's transaction a savepoint keeps a clash from spoiling it;
+            # alone, the statement is its own transaction.
+            scope = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+            with scope, connection.cursor() as cursor:
+                cursor.execute(_APPEND_SQL, parameters)
+                seqs = sorted(row[0] for row in cursor.fetchall())
+        except IntegrityError:
+            if attempt == APPEND_ATTEMPTS - 1:
+                raise
+            continue
+        if not seqs:
             raise NotFoundError("No such document.", fields={"document_id": ["Not found."]})
-        cursor.execute(
-            _INSERT_SQL,
-            [
-                document_id,
-                document_id,
-                [update for update, _ in updates],
-                [user_id for _, user_id in updates],
-            ],
-        )
-        seqs = sorted(row[0] for row in cursor.fetchall())
-    return seqs
+        return seqs
+    raise AssertionError("unreachable")
 
 
 def update_append(*, document_id: uuid.UUID, update: bytes, user_id: uuid.UUID | None) -> int:
