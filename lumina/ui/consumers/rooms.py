@@ -188,6 +188,11 @@ class Room:
     async def _poll(self) -> None:
         while True:
             await asyncio.sleep(POLL_SECONDS)
+            if self._layer is not None and (
+                time.monotonic() - self._group_joined_at > GROUP_REJOIN_SECONDS
+            ):
+                with contextlib.suppress(Exception):
+                    await self._join_group()
             if self._pending or not self._drained.is_set():
                 continue  # the next append finds any gap
             try:
@@ -297,8 +302,6 @@ class Room:
                     self._relay(create_awareness_message(bytes(message["payload"])))
             except Exception:
                 logger.exception("bad layer message", document=str(self.document_id))
-            if time.monotonic() - self._group_joined_at > GROUP_REJOIN_SECONDS:
-                await self._join_group()
 
     # --- members -------------------------------------------------------------------------
 

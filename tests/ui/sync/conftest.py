@@ -93,6 +93,8 @@ class Server:
 
 
 def server_env(**overrides: str) -> dict[str, str]:
+    from django.conf import settings
+
     env = {
         k: v
         for k, v in os.environ.items()
@@ -103,6 +105,8 @@ def server_env(**overrides: str) -> dict[str, str]:
         LUMINA_LOG_FORMAT="json",
         LUMINA_LOG_LEVEL="INFO",
         LUMINA_DATA_DIR=tempfile.gettempdir(),
+        # Sessions made here (Django's test client) must be readable there.
+        SECRET_KEY=settings.SECRET_KEY,
         **overrides,
     )
     return env

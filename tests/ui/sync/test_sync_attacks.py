@@ -180,6 +180,24 @@ def test_a_bearer_header_authenticates_like_the_rest_api(server, yjs):
     yjs.call("synced", name="a")
 
 
+def test_a_signed_in_browsers_session_cookie_authenticates(server, yjs):
+    from django.conf import settings
+    from django.test import Client
+
+    owner = make_user("owner")
+    document = make_document(owner)
+    browser = Client()
+    browser.force_login(owner)
+    cookie = f"{settings.SESSION_COOKIE_NAME}={browser.cookies[settings.SESSION_COOKIE_NAME].value}"
+    yjs.connect("a", server, document.id, headers={"Cookie": cookie})
+    yjs.call("synced", name="a")
+    # Someone else's session opens nothing of the owner's.
+    stranger = Client()
+    stranger.force_login(make_user("stranger"))
+    other = f"{settings.SESSION_COOKIE_NAME}={stranger.cookies[settings.SESSION_COOKIE_NAME].value}"
+    assert raw(yjs, server, document.id, [], headers={"Cookie": other}) == 4404
+
+
 def test_revoking_a_share_or_the_token_closes_open_sockets(server, yjs):
     from lumina.security.services.tokens import token_create, token_revoke
     from lumina.security.types import Actor
