@@ -39,7 +39,15 @@ $(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package-lock.json
 	cd $(OIDC_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-pytest: $(VENV)/.dev $(OIDC_PROVIDER)/node_modules/.installed
+YJS_CLIENT := tests/ui/yjs_client
+
+# Stock Yjs websocket clients (npm yjs, y-websocket, ws) for the document sync tests and
+# benchmarks/collab.py.
+$(YJS_CLIENT)/node_modules/.installed: $(YJS_CLIENT)/package-lock.json
+	cd $(YJS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+pytest: $(VENV)/.dev $(OIDC_PROVIDER)/node_modules/.installed $(YJS_CLIENT)/node_modules/.installed
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered
 
 worker: $(VENV)/.runtime  ## a Celery worker (LUMINA_EVENT_TRANSPORT=celery)
@@ -48,7 +56,7 @@ worker: $(VENV)/.runtime  ## a Celery worker (LUMINA_EVENT_TRANSPORT=celery)
 beat: $(VENV)/.runtime  ## Celery beat: periodic outbox relay
 	$(BIN)/celery -A config beat --loglevel=INFO --schedule=var/celerybeat-schedule
 
-bench: $(VENV)/.dev  ## every benchmark script, each printing its table
+bench: $(VENV)/.dev $(YJS_CLIENT)/node_modules/.installed  ## every benchmark script, each printing its table
 	@for script in benchmarks/*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
 
 clean:  ## remove the virtualenv (var/ keeps the database)

@@ -152,6 +152,15 @@ class LuminaEnv(BaseSettings):
     lumina_tools_async_workers: int = Field(default=4, ge=1, le=256)
     lumina_tools_summary_model: str = Field(default="", max_length=200)
 
+    # UI: realtime document sync (/ws/documents/{id}/). The largest Yjs update or sync
+    # message one client may send (bytes), messages per second per connection (a burst of
+    # twice that is allowed), clients per document in one server process, and how many
+    # appended updates make the room fold them into a snapshot.
+    lumina_documents_max_update_bytes: int = Field(default=1024 * 1024, ge=1024, le=64 * 1024**2)
+    lumina_documents_max_messages_per_second: float = Field(default=100.0, gt=0, le=100_000)
+    lumina_documents_max_clients: int = Field(default=200, ge=1, le=100_000)
+    lumina_documents_compact_every: int = Field(default=500, ge=10, le=1_000_000)
+
     _split = field_validator(
         "allowed_hosts",
         "csrf_trusted_origins",

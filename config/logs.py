@@ -9,6 +9,7 @@ logged while the request runs.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import TextIO
 
@@ -21,6 +22,29 @@ _SHARED_PROCESSORS = [
     structlog.processors.TimeStamper(fmt="iso", utc=True),
     structlog.processors.StackInfoRenderer(),
 ]
+
+
+# A credential in a URL's query string: websocket clients that cannot set headers send
+# their API token as ``?token=`` (document sync), and uvicorn logs every handshake's path.
+_QUERY_SECRET = re.compile(r"([?&](?:token|access_token)=)[^&\s\"']*", re.IGNORECASE)
+
+
+def redact_query_secrets(text: str) -> str:
+    return _QUERY_SECRET.sub(r"\1[redacted]", text)
+
+
+class QuerySecretFilter(logging.Filter):
+    """Blanks tokens in query strings, in the message and its %-arguments, before any
+    handler formats the record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str) and "=" in record.msg:
+            record.msg = redact_query_secrets(record.msg)
+        if isinstance(record.args, tuple) and record.args:
+            record.args = tuple(
+                redact_query_secrets(arg) if isinstance(arg, str) else arg for arg in record.args
+            )
+        return True
 
 
 def choose_json(requested: str | None, *, production: bool, stream: TextIO | None = None) -> bool:
@@ -72,7 +96,14 @@ def logging_config(level: str, *, json: bool) -> dict:
                 "foreign_pre_chain": _SHARED_PROCESSORS,
             }
         },
-        "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "structured"}},
+        "filters": {"query_secrets": {"()": QuerySecretFilter}},
+        "handlers": {
+            "console": {
+                "class": "logging.StreamHandler",
+                "formatter": "structured",
+                "filters": ["query_secrets"],
+            }
+        },
         "root": {"handlers": ["console"], "level": level},
         "loggers": {
             "django.db.backends": {"level": "WARNING"},

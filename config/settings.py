@@ -279,6 +279,8 @@ SPECTACULAR_SETTINGS = {
         "BudgetScopeEnum": "lumina.providers.models.usage.Budget.Scope",
         "MemoryScopeEnum": ["user", "agent", "session"],
         "MemoryLayerEnum": ["working", "episodic", "semantic", "pinned"],
+        "DocumentPermissionEnum": "lumina.ui.http.documents.PERMISSIONS",
+        "SharePermissionEnum": "lumina.ui.http.documents.SHARE_LEVELS",
     },
     # The description (with the /v1 gateway), tags and their descriptions.
     "POSTPROCESSING_HOOKS": [
@@ -322,3 +324,9 @@ if ENV.is_production:
 SESSION_COOKIE_HTTPONLY = True
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- UI: realtime document sync (docs/documents.md, "Realtime sync") ------------------
+LUMINA_DOCUMENTS_MAX_UPDATE_BYTES = ENV.lumina_documents_max_update_bytes
+LUMINA_DOCUMENTS_MAX_MESSAGES_PER_SECOND = ENV.lumina_documents_max_messages_per_second
+LUMINA_DOCUMENTS_MAX_CLIENTS = ENV.lumina_documents_max_clients
+LUMINA_DOCUMENTS_COMPACT_EVERY = ENV.lumina_documents_compact_every

@@ -10,12 +10,22 @@ class UIConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
-        # The permissions this context checks, for roles, token scopes and policies.
+        # The permissions this context checks, for roles, token scopes, object grants and
+        # policies. Roles do not open other people's documents (see
+        # lumina.ui.selectors.document_access): a role's documents.edit lets one write
+        # documents of one's own (Developer, Admin); read, comment, edit and share are
+        # granted per document by sharing; documents.manage (Owner-only by default: Owner's
+        # *) opens everyone's. Viewer's *.read covers documents.read alone.
         from lumina.kernel.permissions import declare
 
+        # Event classes must be registered before any delivery.
+        from lumina.ui import events  # noqa: F401
+
         declare("documents.read", "Open documents")
-        declare("documents.edit", "Edit documents")
+        declare("documents.comment", "Comment on documents")
+        declare("documents.edit", "Write documents: create your own, edit those shared to edit")
         declare("documents.share", "Share documents with others")
+        declare("documents.manage", "Open, change, share and delete everyone's documents")
 
         # Realtime notifications: handlers subscribed before any delivery; pushes from
         # the web server's own event loop once it runs.

@@ -16,6 +16,7 @@ import os
 import socket
 import subprocess
 import sys
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -142,6 +143,10 @@ def test_every_operation_conforms_for_a_superuser_and_a_user_without_permissions
 ):
     superuser = django_user_model.objects.create_superuser("st-root@example.com", "a long pass 9")
     nobody = django_user_model.objects.create_user("st-nobody@example.com", "a long pass 9")
+    # One schema first: drf-spectacular loads its extensions lazily and not thread-safely,
+    # so two first requests side by side can fail with a 500 in the server.
+    with urllib.request.urlopen(f"{server.url}/api/schema/", timeout=120) as warm:
+        assert warm.status == 200
     # Refusals are uniform: the caller without permissions needs fewer examples per phase.
     started = {
         "superuser": _schemathesis(server, _token(superuser), "superuser", MAX_EXAMPLES),

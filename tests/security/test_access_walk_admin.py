@@ -51,6 +51,7 @@ from lumina.security.services.tokens import token_create
 from lumina.security.types import Actor
 from lumina.tools.models import Execution, HttpAllowEntry, McpServer, Tool
 from lumina.tools.services.registry import tool_create
+from lumina.ui.models import Document, DocumentVersion
 from tests.providers.factories import DeploymentFactory, ProviderFactory
 from tests.security.access_support import holder, lacking, make_user
 
@@ -127,6 +128,14 @@ ADMIN.update(
         "memory.topic": P(view="memory.read"),
         "memory.entity": P(view="memory.read"),
         "memory.relation": P(view="memory.read"),
+    }
+)
+# Documents: people see those they may read (everyone's with documents.manage); renames and
+# deletes go through the services, documents are created through the API.
+ADMIN.update(
+    {
+        "ui.document": P(view="documents.read", change="documents.edit", delete="documents.edit"),
+        "ui.documentversion": P(view="documents.read"),
     }
 )
 STANDARD_PAGES = ("changelist", "add", "history", "delete", "change")
@@ -259,6 +268,13 @@ def _object(label: str, owner):
     def entity(key: str) -> Entity:
         return Entity.objects.create(owner_id=owner.pk, key=key, name=key.title())
 
+    def document() -> Document:
+        return Document.objects.create(title="walked", owner_id=owner.pk)
+
+    makers["ui.document"] = document
+    makers["ui.documentversion"] = lambda: DocumentVersion.objects.create(
+        document=document(), name="walked", upto_seq=0, state=b"\x00\x00"
+    )
     makers["memory.topic"] = lambda: Topic.objects.create(
         owner_id=owner.pk, scope="user", label="walking, porto", keywords=["walking"]
     )

@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 
 import pytest
 from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+from django.contrib.auth.models import Group
 from django.urls import URLResolver, get_resolver
 from rest_framework.test import APIClient
 
@@ -32,7 +33,7 @@ from lumina.memory.models.records import MemoryRecord
 from lumina.memory.models.topics import Topic
 from lumina.memory.models.vectors import Collection, VectorRecord
 from lumina.providers.models.usage import Budget
-from lumina.security.api import encrypt_secret
+from lumina.security.api import Resource, encrypt_secret, object_grants_set
 from lumina.security.models.oidc import IdentityProvider
 from lumina.security.models.rbac import Role, RoleAssignment
 from lumina.security.models.sessions import Session
@@ -42,6 +43,7 @@ from lumina.security.sessions import SessionStore
 from lumina.security.types import Actor
 from lumina.tools.models import Execution, HttpAllowEntry, McpServer
 from lumina.tools.services.registry import tool_create
+from lumina.ui.models import Document, DocumentVersion
 from tests.providers.factories import DeploymentFactory, ProviderFactory
 from tests.security.access_support import Caller, holder, holding, lacking, make_user
 
@@ -448,6 +450,67 @@ for _method, _route in list(ROUTES):
     if _route.startswith(f"{VECTORS}/<str:collection>"):
         OWNED[(_method, _route)] = _own_collection
 
+# Documents: each caller gets a document of its own, shared with someone and a group, with
+# a version; another user's is a 404 to anyone without documents.manage, whatever their
+# roles (tests/ui/documents/test_documents_attack.py).
+DOCUMENT = "api/v1/documents/<uuid:document_id>"
+DOCUMENT_ROUTES = [
+    ("GET", DOCUMENT),
+    ("PATCH", DOCUMENT),
+    ("DELETE", DOCUMENT),
+    ("GET", f"{DOCUMENT}/export"),
+    ("GET", f"{DOCUMENT}/shares"),
+    ("POST", f"{DOCUMENT}/shares"),
+    ("DELETE", f"{DOCUMENT}/shares/users/<uuid:user_id>"),
+    ("DELETE", f"{DOCUMENT}/shares/groups/<str:group>"),
+    ("GET", f"{DOCUMENT}/versions"),
+    ("POST", f"{DOCUMENT}/versions"),
+    ("POST", f"{DOCUMENT}/versions/<uuid:version_id>/restore"),
+]
+ROUTES[("GET", "api/v1/documents")] = SIGNED_IN
+ROUTES[("POST", "api/v1/documents")] = "documents.edit"
+OTHERS[("GET", "api/v1/documents")] = Others("documents.manage", 403, query={"owner_id": "{other}"})
+for _operation in DOCUMENT_ROUTES:
+    ROUTES[_operation] = SIGNED_IN
+    OTHERS[_operation] = Others(
+        "documents.manage",
+        404,
+        path={
+            "document_id": "{other_document}",
+            "version_id": "{other_version}",
+            "user_id": "{other_sharee}",
+        },
+    )
+BODIES.update(
+    {
+        ("POST", "api/v1/documents"): {"title": "walked"},
+        ("PATCH", DOCUMENT): {"title": "walked again"},
+        ("POST", f"{DOCUMENT}/shares"): {"principal": "{sharee_email}", "permission": "view"},
+        ("POST", f"{DOCUMENT}/versions"): {"name": "walked"},
+    }
+)
+WALK_GROUP = "walkers"
+
+
+def _document_of(owner_id, sharee) -> dict[str, str]:
+    """A document of ``owner_id``'s, shared with ``sharee`` and the walkers, with a version."""
+    document = Document.objects.create(title="walked", owner_id=owner_id)
+    for principal in (str(sharee.pk), f"group:{WALK_GROUP}"):
+        object_grants_set(
+            actor=SYSTEM,
+            principal=principal,
+            resource=Resource(type="ui.document", id=str(document.id)),
+            actions=["documents.read"],
+            among=["documents.read"],
+            share_action="documents.share",
+            owner_id=owner_id,
+        )
+    version = DocumentVersion.objects.create(
+        document=document, name="walked", upto_seq=0, state=b"\x00\x00"
+    )
+    return {"document_id": str(document.id), "version_id": str(version.id)}
+
+
 QUERIES: dict[tuple[str, str], dict] = {
     ("GET", "api/v1/providers/costs"): {"since": "2026-01-01"},
 }
@@ -493,7 +556,17 @@ class World:
             tool_id=walked_tool.id, tool_name="walked", tool_version=1, status="succeeded",
             result={"words": 1}, actor_id=self.other.pk,
         )  # fmt: skip
+        Group.objects.get_or_create(name=WALK_GROUP)
+        self.sharee = make_user()
+        other_document = _document_of(self.other.pk, self.sharee)
         self.values = {
+            "other_document": other_document["document_id"],
+            "other_version": other_document["version_id"],
+            "other_sharee": str(self.sharee.pk),
+            "sharee_email": self.sharee.email,
+            "user_id": str(self.sharee.pk),
+            "group": WALK_GROUP,
+            **other_document,
             "other_session": str(other_session.public_id),
             "uidb64": "MQ",
             "token": "set-password",
@@ -538,6 +611,7 @@ class World:
             tool_name="walked", tool_version=1, status="succeeded", result="x", actor_id=user.pk
         )
         return {
+            **_document_of(user.pk, self.sharee),
             "token_id": str(token.id),
             "budget_id": str(budget.id),
             "session_id": str(session.public_id),

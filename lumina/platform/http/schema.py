@@ -187,6 +187,8 @@ TAGS = [
      "compression and expansion; topics and the entity graph."},
     {"name": "tools", "description": "The tool registry (JSON Schema contracts, versions), "
      "running tools, their results, the function-calling loop and MCP servers."},
+    {"name": "ui", "description": "Collaborative documents: ownership, sharing, exports "
+     "and versions. Realtime editing is the websocket /ws/documents/{id}/ (y-websocket)."},
     {"name": "platform", "description": "Operator endpoints: the event outbox."},
 ]  # fmt: skip
 

@@ -25,6 +25,17 @@ from lumina.security.api.crypto import (
     encrypt_secret,
     forget_secret,
 )
+from lumina.security.api.grants import (
+    ObjectGrant,
+    object_authorize,
+    object_grants,
+    object_grants_check,
+    object_grants_clear,
+    object_grants_set,
+    object_holds,
+    object_ids_granted,
+    object_require,
+)
 from lumina.security.api.mfa import MfaDevice, MfaStatus, mfa_status
 from lumina.security.api.oidc import IdentityProviderDTO, identity_providers
 from lumina.security.api.tokens import (
@@ -33,7 +44,7 @@ from lumina.security.api.tokens import (
     authenticate_token,
     token_cache_invalidate,
 )
-from lumina.security.api.users import EnsuredAdmin, UserDTO, ensure_admin
+from lumina.security.api.users import EnsuredAdmin, UserDTO, ensure_admin, user_find
 from lumina.security.services.authorization import authorize, require
 from lumina.security.types import Actor, Decision, Resource
 
@@ -47,6 +58,7 @@ __all__ = [
     "InvalidTokenError",
     "MfaDevice",
     "MfaStatus",
+    "ObjectGrant",
     "PermissionAdmin",
     "PermissionInline",
     "ReadOnlyAdmin",
@@ -68,6 +80,15 @@ __all__ = [
     "forget_secret",
     "identity_providers",
     "mfa_status",
+    "object_authorize",
+    "object_grants",
+    "object_grants_check",
+    "object_grants_clear",
+    "object_grants_set",
+    "object_holds",
+    "object_ids_granted",
+    "object_require",
     "require",
     "token_cache_invalidate",
+    "user_find",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import uuid
 
+from lumina.security.selectors import rbac as rbac_selectors
 from lumina.security.services import users as services
 
 
@@ -31,3 +32,11 @@ def ensure_admin(*, email: str, password: str | None) -> EnsuredAdmin:
         created=created,
         generated_password=generated,
     )
+
+
+def user_find(reference: str) -> UserDTO | None:
+    """A user by id or (case-insensitive) email; None when there is none."""
+    user = rbac_selectors.user_find(reference=reference)
+    if user is None:
+        return None
+    return UserDTO(user.id, user.email, user.is_staff, user.is_superuser)

@@ -219,3 +219,20 @@ def _grant(
         resource_type=f"{content_type.app_label}.{content_type.model}",
         resource_id=row.object_pk,
     )
+
+
+def object_ids_granted(
+    *, user_id: uuid.UUID, group_ids: tuple[int, ...], resource_type: str, action: str
+) -> list[str]:
+    """Ids of the objects of ``resource_type`` with a grant of ``action`` to the user or
+    their groups."""
+    permission_id = permission_id_for(resource_type=resource_type, action=action)
+    if permission_id is None:
+        return []
+    users = UserObjectPermission.objects.filter(user_id=user_id, permission_id=permission_id)
+    groups = GroupObjectPermission.objects.filter(
+        group_id__in=group_ids, permission_id=permission_id
+    )
+    return list(
+        users.values_list("object_pk", flat=True).union(groups.values_list("object_pk", flat=True))
+    )

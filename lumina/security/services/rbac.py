@@ -38,7 +38,13 @@ from lumina.security.events.rbac import (
 from lumina.security.models.rbac import Role, RoleAssignment
 from lumina.security.models.users import User
 from lumina.security.selectors import rbac as selectors
-from lumina.security.services.authorization import cache_invalidate, holds, require
+from lumina.security.services.authorization import (
+    cache_invalidate,
+    holds,
+    object_holds,
+    object_require,
+    require,
+)
 from lumina.security.types import Actor, Resource
 
 MANAGE = "security.roles.manage"
@@ -46,12 +52,14 @@ MAX_PATTERNS = 100
 ROLE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.\-]{0,99}$")
 RESOURCE_TYPE = re.compile(r"^[a-z][a-z0-9_]{0,99}\.[a-z][a-z0-9_]{0,99}$")
 
-# Owner-only: key rotation, decrypting stored secrets (providers decrypt as the system), and
-# identity providers, whose word about an email can sign a user in.
+# Owner-only: key rotation, decrypting stored secrets (providers decrypt as the system),
+# identity providers, whose word about an email can sign a user in, and opening everyone's
+# documents (people's private data: ADR 0029).
 OWNER_ONLY = (
     "security.keys.rotate",
     "security.secrets.decrypt",
     "security.identity_providers.manage",
+    "documents.manage",
 )
 BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
     "Owner": ("Everything, including key rotation and decrypting stored secrets.", ("*",)),
@@ -62,7 +70,10 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "platform.*",
             "memory.*",
             "tools.*",
-            "documents.*",
+            "documents.read",
+            "documents.comment",
+            "documents.edit",
+            "documents.share",
             "platform.health.read",
             "security.users.manage",
             "security.tokens.manage",
@@ -503,3 +514,175 @@ def _grant_payload(grant: selectors.Grant) -> dict:
         "resource_type": grant.resource_type,
         "resource_id": grant.resource_id,
     }
+
+
+# --- Grants on people's objects (contexts share their objects through these) ------------
+
+
+def _object_grants_plan(
+    *,
+    actor: Actor,
+    principal: str,
+    resource: Resource,
+    actions: Iterable[str],
+    among: Iterable[str],
+    share_action: str,
+    owner_id: uuid.UUID | None,
+    manage: str | None,
+) -> tuple[User | Group, str, dict[str, selectors.Grant], set[str], set[str]]:
+    """Check a change of grants (refusals audited and raised); (holder, resource type,
+    current grants by action, wanted actions, actions that change)."""
+    wanted, among = set(actions), set(among)
+    rules = {"owner_id": owner_id, "manage": manage}
+    object_require(actor, share_action, resource, **rules)
+    if not wanted <= among:
+        raise _invalid("actions", f"Only {', '.join(sorted(among))} can be granted here.")
+    holder, _, resource_type = _grant_target(
+        principal=principal,
+        action=share_action,
+        resource_type=resource.type,
+        resource_id=str(resource.id or ""),
+    )
+    if isinstance(holder, User) and owner_id is not None and holder.pk == owner_id:
+        raise _invalid("principal", "That is the owner, who holds every permission already.")
+    current = {
+        grant.action: grant
+        for grant in _grants_of_holder(
+            holder, resource_type=resource_type, resource_id=str(resource.id)
+        )
+        if grant.action in among
+    }
+    changed = wanted.symmetric_difference(current)
+    missing = sorted(a for a in changed if not object_holds(actor, a, resource, **rules))
+    if missing:
+        _refuse_hand_on(actor, missing, what=f"a grant on {resource_type} {resource.id}")
+    return holder, resource_type, current, wanted, changed
+
+
+def object_grants_check(
+    *,
+    actor: Actor,
+    principal: str,
+    resource: Resource,
+    actions: Iterable[str],
+    among: Iterable[str],
+    share_action: str,
+    owner_id: uuid.UUID | None,
+    manage: str | None,
+) -> None:
+    """Refuse (audited) what ``object_grants_set`` with the same arguments would refuse.
+
+    Call it before opening the transaction that makes the change, so that rolling that
+    transaction back does not take the ``AccessDenied`` with it.
+    """
+    _object_grants_plan(
+        actor=actor,
+        principal=principal,
+        resource=resource,
+        actions=actions,
+        among=among,
+        share_action=share_action,
+        owner_id=owner_id,
+        manage=manage,
+    )
+
+
+def object_grants_set(
+    *,
+    actor: Actor,
+    principal: str,
+    resource: Resource,
+    actions: Iterable[str],
+    among: Iterable[str],
+    share_action: str,
+    owner_id: uuid.UUID | None,
+    manage: str | None,
+) -> list[selectors.Grant]:
+    """Make ``principal``'s grants on ``resource`` exactly ``actions`` among ``among``.
+
+    For a context sharing one of its person-owned objects (``object_authorize``'s rules):
+    the actor needs ``share_action`` on the object, and may add or take away only the
+    actions it holds there itself. The owner needs no grant and cannot be given one.
+    Returns the principal's grants on the object afterwards.
+    """
+    holder, resource_type, current, _, changed = _object_grants_plan(
+        actor=actor,
+        principal=principal,
+        resource=resource,
+        actions=actions,
+        among=among,
+        share_action=share_action,
+        owner_id=owner_id,
+        manage=manage,
+    )
+    resource_id = str(resource.id)
+    if not changed:
+        return list(current.values())
+    app_label, _, model = resource_type.partition(".")
+    with transaction.atomic():
+        content_type, _ = ContentType.objects.get_or_create(app_label=app_label, model=model)
+        for action in sorted(changed):
+            permission, _ = Permission.objects.get_or_create(
+                content_type=content_type,
+                codename=action,
+                defaults={"name": f"Can {action} ({resource_type})"[:255]},
+            )
+            if action in current:
+                row = selectors.grant_row(
+                    principal=holder, permission=permission, resource_id=resource_id
+                )
+                if row is not None:
+                    row.delete()
+                publish(GrantRemoved(**_grant_payload(current.pop(action)), **_common(actor)))
+                continue
+            model_class = (
+                GroupObjectPermission if isinstance(holder, Group) else UserObjectPermission
+            )
+            holder_field = "group" if isinstance(holder, Group) else "user"
+            (row,) = model_class.objects.bulk_create(
+                [
+                    model_class(
+                        permission=permission,
+                        content_type=content_type,
+                        object_pk=resource_id,
+                        **{holder_field: holder},
+                    )
+                ]
+            )
+            grant = selectors.grant_of(row, holder)
+            current[action] = grant
+            publish(GrantAdded(**_grant_payload(grant), **_common(actor)))
+        cache_invalidate()
+    return list(current.values())
+
+
+def _grants_of_holder(
+    holder: User | Group, *, resource_type: str, resource_id: str
+) -> list[selectors.Grant]:
+    if isinstance(holder, Group):
+        return selectors.grant_list(
+            resource_type=resource_type, resource_id=resource_id, group=holder.name
+        )
+    return selectors.grant_list(
+        resource_type=resource_type, resource_id=resource_id, user_id=holder.pk
+    )
+
+
+def object_grants_clear(*, actor: Actor, resource_type: str, resource_id: str) -> int:
+    """Remove every grant on an object that is gone (its context deleted it)."""
+    grants = selectors.grant_list(resource_type=resource_type, resource_id=resource_id)
+    if not grants:
+        return 0
+    app_label, _, model = resource_type.partition(".")
+    common = {
+        "content_type__app_label": app_label,
+        "content_type__model": model,
+        "object_pk": resource_id,
+    }
+    with transaction.atomic():
+        UserObjectPermission.objects.filter(**common).delete()
+        GroupObjectPermission.objects.filter(**common).delete()
+        for grant in grants:
+            publish(GrantRemoved(**_grant_payload(grant), **_common(actor)))
+        cache_invalidate()
+    return len(grants)

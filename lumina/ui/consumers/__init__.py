@@ -1,1 +1,2 @@
-"""Websocket consumers of the ui context (thin: protocol in, services and realtime out)."""
+"""Websocket consumers of the ui context: document sync (y-websocket protocol) and realtime
+notifications. Thin: protocol in, services out."""

@@ -1,0 +1,3 @@
+"""Admin console pages of the ui context, one module per area."""
+
+from lumina.ui.admin import documents  # noqa: F401

@@ -1,0 +1,3 @@
+"""The events the ui context publishes, one module per area."""
+
+from lumina.ui.events.documents import *  # noqa: F403

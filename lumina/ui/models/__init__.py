@@ -1,0 +1,3 @@
+"""The ui context's tables, one module per area."""
+
+from lumina.ui.models.documents import *  # noqa: F403

@@ -1,0 +1,1 @@
+"""Reads of the ui context, one module per area."""

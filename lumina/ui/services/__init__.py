@@ -1,0 +1,1 @@
+"""Write use-cases of the ui context, one module per area."""
