@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("lumina.providers.http.urls")),
     path("", include("lumina.memory.http.urls")),
     path("", include("lumina.tools.http.urls")),
+    path("", include("lumina.ui.http.visualization_urls")),
 ]
 
 urlpatterns = [

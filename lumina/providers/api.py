@@ -13,7 +13,17 @@ import uuid
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
+from lumina.providers.selectors.costs import CostRow
 from lumina.providers.selectors.registry import catalogue
+from lumina.providers.selectors.reports import (
+    CircuitChange,
+    ErrorRow,
+    LatencyRow,
+    circuit_changes,
+    error_counts,
+    latency_percentiles,
+    usage_totals,
+)
 from lumina.providers.selectors.selection import is_development
 from lumina.providers.services.completion import (
     chat_complete,
@@ -34,8 +44,13 @@ from lumina.security.api import Actor
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
     "Capability",
+    "CircuitChange",
+    "CostRow",
+    "ErrorRow",
+    "LatencyRow",
     "Strategy",
     "Usage",
+    "circuit_changes",
     "complete",
     "complete_async",
     "count_message_tokens",
@@ -44,8 +59,11 @@ __all__ = [
     "count_text_tokens_async",
     "embed",
     "embed_async",
+    "error_counts",
+    "latency_percentiles",
     "real_chat_model_available",
     "truncate_text_tokens",
+    "usage_totals",
 ]
 
 # Ships with Lumina (ONNX int8 all-MiniLM-L6-v2, 384 dimensions): works with no provider.

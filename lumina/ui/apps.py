@@ -14,3 +14,6 @@ class UIConfig(AppConfig):
         declare("documents.read", "Open documents")
         declare("documents.edit", "Edit documents")
         declare("documents.share", "Share documents with others")
+        declare("visualizations.read", "See and render your own charts and the built-in ones")
+        declare("visualizations.edit", "Save, change and delete your own charts")
+        declare("visualizations.manage", "See, change and delete everyone's charts")

@@ -63,6 +63,7 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "memory.*",
             "tools.*",
             "documents.*",
+            "visualizations.*",
             "platform.health.read",
             "security.users.manage",
             "security.tokens.manage",
@@ -75,7 +76,8 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     "Developer": (
-        "Builds with Lumina: calls models, reads and writes memories, runs tools, edits documents.",
+        "Builds with Lumina: calls models, reads and writes memories, runs tools, edits documents "
+        "and charts.",
         (
             "providers.read",
             "providers.use",
@@ -85,6 +87,8 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "tools.execute",
             "documents.read",
             "documents.edit",
+            "visualizations.read",
+            "visualizations.edit",
         ),
     ),
     "Viewer": ("Reads everything outside the security context.", ("*.read",)),

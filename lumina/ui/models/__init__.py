@@ -1,0 +1,5 @@
+"""The ui context's data."""
+
+from lumina.ui.models.visualizations import Visualization
+
+__all__ = ["Visualization"]
