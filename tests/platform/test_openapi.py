@@ -54,7 +54,8 @@ def test_every_operation_is_tagged_by_its_context(schema):
     assert tags[("POST", "/api/v1/tools/execute")] == ["tools"]
     assert tags[("POST", "/api/v1/memory/search")] == ["memory"]
     assert tags[("POST", "/api/v1/vectors/collections")] == ["memory"]
-    contexts = ["security", "providers", "memory", "tools", "platform"]
+    assert tags[("GET", "/api/v1/visualizations/{visualization_id}/render")] == ["ui"]
+    contexts = ["security", "providers", "memory", "tools", "ui", "platform"]
     assert {tag for value in tags.values() for tag in value} == set(contexts)
     assert [tag["name"] for tag in schema["tags"]] == contexts
 

@@ -18,9 +18,7 @@ def people() -> People:
 
 
 def _create(user, name: str = "Spend", spec: dict | None = None):
-    return client_as(user).post(
-        BASE, {"name": name, "spec": spec or bar_spec()}, format="json"
-    )
+    return client_as(user).post(BASE, {"name": name, "spec": spec or bar_spec()}, format="json")
 
 
 # -- CRUD ---------------------------------------------------------------------------------
@@ -44,9 +42,7 @@ def test_a_developer_saves_reads_lists_changes_and_deletes_a_chart(people):
 
     line = bar_spec()
     line["mark"] = "line"
-    changed = client.patch(
-        f"{BASE}/{body['id']}", {"name": "Spend", "spec": line}, format="json"
-    )
+    changed = client.patch(f"{BASE}/{body['id']}", {"name": "Spend", "spec": line}, format="json")
     assert changed.status_code == 200, changed.content
     assert changed.json()["name"] == "Spend"
     assert Visualization.objects.get(id=body["id"]).spec["mark"] == "line"
@@ -66,8 +62,15 @@ def test_templates_and_sources_are_listed_and_every_template_is_valid(people):
     for template in templates:
         spec_prepare(template["spec"])  # raises if the schema or a binding refuses it
     sources = {s["name"] for s in client.get(f"{BASE}/sources").json()}
-    assert {"lumina:usage", "lumina:latency", "lumina:errors", "lumina:circuits",
-            "lumina:tool_executions", "lumina:memory_topics", "lumina:memory_graph"} <= sources  # fmt: skip
+    assert {
+        "lumina:usage",
+        "lumina:latency",
+        "lumina:errors",
+        "lumina:circuits",
+        "lumina:tool_executions",
+        "lumina:memory_topics",
+        "lumina:memory_graph",
+    } <= sources
 
 
 # -- bad specs and bindings: 400 naming the path -------------------------------------------
@@ -124,7 +127,10 @@ def test_a_layer_inside_a_spec_is_checked_with_its_index(people):
         ({"name": "lumina:usage", "params": []}, "spec.data.params"),
         ({"name": "lumina:usage", "format": {"type": "csv"}}, "spec.data.format"),
         ({"name": "lumina:memory_graph", "params": {"part": "both"}}, "spec.data.params.part"),
-        ({"name": "lumina:memory_topics", "params": {"scope": "collection"}}, "spec.data.params.key"),
+        (
+            {"name": "lumina:memory_topics", "params": {"scope": "collection"}},
+            "spec.data.params.key",
+        ),
         ({"url": "https://example.com/data.json"}, "spec.data.url"),
     ],
 )

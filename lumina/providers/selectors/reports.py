@@ -14,7 +14,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
-from django.db.models import Count, F, FloatField, Func, Q
+from django.db.models import Aggregate, Count, F, FloatField, Q
 from django.db.models.functions import TruncDate
 
 from lumina.kernel.models import OutboxEvent
@@ -68,12 +68,12 @@ class CircuitChange:
     reason: str
 
 
-class _PercentileCont(Func):
+class _PercentileCont(Aggregate):
     """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
 
     function = "percentile_cont"
+    name = "PercentileCont"
     template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    contains_aggregate = True
     output_field = FloatField()
 
     def __init__(self, expression, fraction: float) -> None:
