@@ -3,8 +3,9 @@
 The schema is the ``vega-lite-schema.json`` that the pinned ``altair`` package ships
 (ADR 0024): read from the installed package's files, never from the network, and without
 importing altair itself (which would load its dataframe libraries for nothing). Parsing the
-1.5 MB file and building the validator happen once per process, on first use; after that a
-check costs only the walk over the spec (``benchmarks/visualizations.py`` measures both).
+1.9 MB file and building the validator happen once per process, on first use; after that a
+check costs the walk over the spec, and a spec checked before costs nothing
+(``benchmarks/visualizations.py`` measures each).
 """
 
 from __future__ import annotations
@@ -142,13 +143,27 @@ def _closest(error: ValidationError) -> ValidationError:
 
 
 def spec_check(spec: dict[str, Any], *, root: str = "spec") -> None:
-    """Raise ``SpecError`` naming the JSON path of the most relevant violation, if any."""
-    errors = list(validator().iter_errors(spec))
-    if not errors:
+    """Raise ``SpecError`` naming the JSON path of the most relevant violation, if any.
+
+    Answers are remembered per spec text (a chart renders the same spec again and again,
+    and checking a spec against this schema costs milliseconds)."""
+    text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    found = _verdict(text)
+    if found is None:
         return
-    error = _closest(max(errors, key=relevance))
-    path = json_path(error.absolute_path, root)
+    parts, message = found
+    path = json_path(parts, root)
     raise SpecError(
-        f"The spec is not valid Vega-Lite {schema_version()} at {path}: {_message(error)}",
-        fields={path: [_message(error)]},
+        f"The spec is not valid Vega-Lite {schema_version()} at {path}: {message}",
+        fields={path: [message]},
     )
+
+
+@functools.lru_cache(maxsize=1024)
+def _verdict(text: str) -> tuple[tuple[Any, ...], str] | None:
+    """None for a valid spec; else the path of the most relevant violation and its message."""
+    errors = list(validator().iter_errors(json.loads(text)))
+    if not errors:
+        return None
+    error = _closest(max(errors, key=relevance))
+    return tuple(error.absolute_path), _message(error)

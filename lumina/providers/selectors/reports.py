@@ -14,6 +14,7 @@ import datetime as dt
 import uuid
 from collections.abc import Sequence
 
+from django.contrib.postgres.fields import ArrayField
 from django.db.models import Aggregate, Count, F, FloatField, Q
 from django.db.models.functions import TruncDate
 
@@ -68,16 +69,19 @@ class CircuitChange:
     reason: str
 
 
-class _PercentileCont(Aggregate):
-    """PostgreSQL's ``percentile_cont(fraction) WITHIN GROUP (ORDER BY expression)``."""
+class _Percentiles(Aggregate):
+    """PostgreSQL's ``percentile_cont(ARRAY[…]) WITHIN GROUP (ORDER BY expression)``: every
+    percentile from one sort of the group."""
 
     function = "percentile_cont"
-    name = "PercentileCont"
-    template = "%(function)s(%(fraction)s) WITHIN GROUP (ORDER BY %(expressions)s)"
-    output_field = FloatField()
+    name = "Percentiles"
+    template = "%(function)s(ARRAY%(fractions)s::float8[]) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = ArrayField(FloatField())
 
-    def __init__(self, expression, fraction: float) -> None:
-        super().__init__(expression, fraction=float(fraction))
+    def __init__(self, expression, fractions: Sequence[float]) -> None:
+        # Literal floats only (never caller input), so inlining them is safe.
+        listed = "[" + ", ".join(repr(float(f)) for f in fractions) + "]"
+        super().__init__(expression, fractions=listed)
 
 
 def _ledger(actor: Actor, since: dt.date, until: dt.date, user_id: uuid.UUID | None):
@@ -139,10 +143,12 @@ def latency_percentiles(
     """p50/p90/p99 of latency and TTFT of the requests that ended ``ok``."""
     columns = _group_columns(group_by, LEDGER_GROUPS)
     rows = _ledger(actor, since, until, user_id).filter(status=UsageStatus.OK)
-    aggregates = {"n": Count("id")}
-    for p in PERCENTILES:
-        aggregates[f"latency_{p}"] = _PercentileCont(F("latency_ms"), p / 100)
-        aggregates[f"ttft_{p}"] = _PercentileCont(F("ttft_ms"), p / 100)
+    fractions = [p / 100 for p in PERCENTILES]
+    aggregates = {
+        "n": Count("id"),
+        "latency": _Percentiles(F("latency_ms"), fractions),
+        "ttft": _Percentiles(F("ttft_ms"), fractions),
+    }
     if columns:
         found = rows.values(*columns).annotate(**aggregates).order_by(*columns)
     else:
@@ -152,11 +158,16 @@ def latency_percentiles(
         LatencyRow(
             keys=_keys(values, group_by, LEDGER_GROUPS),
             requests=values["n"],
-            latency_ms={p: values[f"latency_{p}"] for p in PERCENTILES},
-            ttft_ms={p: values[f"ttft_{p}"] for p in PERCENTILES},
+            latency_ms=_by_percentile(values["latency"]),
+            ttft_ms=_by_percentile(values["ttft"]),
         )
         for values in found
     ]
+
+
+def _by_percentile(found: list[float | None] | None) -> dict[int, float | None]:
+    # NULL when the group has no value at all (no streams: no TTFT).
+    return dict(zip(PERCENTILES, found or [None] * len(PERCENTILES), strict=True))
 
 
 def error_counts(
