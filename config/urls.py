@@ -18,6 +18,8 @@ api_v1 = [
 urlpatterns = [
     path("", include("lumina.platform.urls")),
     path("admin/", admin.site.urls),
+    # The web console (lumina.ui.console): pages for everyday work, beside the admin.
+    path("console/", include("lumina.ui.console.urls")),
     # The page a password reset link opens (lumina.security.http.pages).
     path("accounts/", include("lumina.security.http.pages")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),

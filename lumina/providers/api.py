@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
 from lumina.providers.selectors.costs import CostRow
@@ -26,8 +26,10 @@ from lumina.providers.selectors.reports import (
 )
 from lumina.providers.selectors.selection import is_development
 from lumina.providers.services.completion import (
+    StreamInterrupted,
     chat_complete,
     chat_prepare,
+    chat_stream,
     embeddings_create,
     embeddings_prepare,
 )
@@ -50,6 +52,8 @@ __all__ = [
     "LatencyRow",
     "Strategy",
     "Usage",
+    "chat_model_names",
+    "chat_stream_report",
     "circuit_changes",
     "complete",
     "complete_async",
@@ -140,3 +144,81 @@ def real_chat_model_available() -> bool:
         d.usable and Capability.CHAT in d.capabilities and not is_development(d)
         for d in catalogue().deployments
     )
+
+
+def chat_model_names() -> list[str]:
+    """The names of the enabled chat models, for a model picker (aliases resolve too)."""
+    snapshot = catalogue()
+    names = [d.name for d in snapshot.deployments if d.usable and Capability.CHAT in d.capabilities]
+    return sorted(set(names))
+
+
+async def chat_stream_report(
+    messages: list[dict[str, Any]],
+    *,
+    actor: Actor,
+    model: str = "lumina/auto",
+    strategy: Strategy | None = None,
+    request_id: str | None = None,
+    **options: Any,
+) -> AsyncIterator[dict[str, Any]]:
+    """A streamed chat completion as plain events, for a browser: ``selected`` (provider,
+    model), ``delta`` (text), then ``report`` (every attempt, usage, cost, Lumina's
+    overhead) or ``error`` if the stream broke after it began. Refusals before any text
+    (unknown model, budget, no provider) raise the ``ApplicationError`` as they are."""
+    body = {
+        "model": model,
+        "messages": messages,
+        **options,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    call = await chat_prepare(
+        actor=actor, body=body, request_id=request_id or uuid.uuid4().hex, strategy=strategy
+    )
+    chunks = chat_stream(call)
+    try:
+        # The first chunk settles which provider serves, or raises before anything is sent.
+        chunk = await anext(chunks, None)
+        yield {
+            "type": "selected",
+            "provider": call.deployment.provider.name,
+            "model": call.deployment.name,
+        }
+        try:
+            while chunk is not None:
+                for choice in chunk.get("choices") or ():
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield {"type": "delta", "content": text}
+                chunk = await anext(chunks, None)
+        except StreamInterrupted as broken:
+            yield {"type": "error", "code": broken.error.code, "message": broken.error.message}
+            return
+        usage = call.usage or Usage()
+        yield {
+            "type": "report",
+            "provider": call.deployment.provider.name,
+            "model": call.deployment.name,
+            "attempts": [
+                {
+                    "provider": a.deployment.provider.name,
+                    "model": a.deployment.name,
+                    "number": a.number,
+                    "outcome": a.outcome,
+                    "error_code": a.error_code,
+                    "duration_ms": round(a.duration_ms, 2),
+                }
+                for a in call.attempts
+            ],
+            "usage": {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "estimated": usage.estimated,
+            },
+            "cost": str(call.deployment.prices.cost(usage)),
+            "ttft_ms": round(call.ttft_ms, 2) if call.ttft_ms is not None else None,
+            "overhead_ms": round(call.overhead_seconds * 1000, 2),
+        }
+    finally:
+        await chunks.aclose()
