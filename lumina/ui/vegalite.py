@@ -27,6 +27,7 @@ from lumina.kernel.errors import ApplicationError
 # The Vega-Lite major version altair ships; the console's vega-embed renders the same one.
 SCHEMA_MAJOR = "v6"
 MAX_MESSAGE = 300
+MAX_REMEMBERED = 16 * 1024  # characters of spec text; at most 1,024 remembered (16 MiB)
 _lock = threading.Lock()
 
 
@@ -148,7 +149,8 @@ def spec_check(spec: dict[str, Any], *, root: str = "spec") -> None:
     Answers are remembered per spec text (a chart renders the same spec again and again,
     and checking a spec against this schema costs milliseconds)."""
     text = json.dumps(spec, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    found = _verdict(text)
+    # Large specs (inline values) are checked each time, so the memo stays small.
+    found = _verdict(text) if len(text) <= MAX_REMEMBERED else _verdict.__wrapped__(text)
     if found is None:
         return
     parts, message = found

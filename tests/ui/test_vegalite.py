@@ -52,3 +52,14 @@ print("ok")
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False
     )
     assert done.stdout.strip() == "ok", done.stderr
+
+
+def test_large_specs_are_checked_each_time_and_not_remembered():
+    rows = [{"day": f"2026-05-{1 + i % 28:02d}", "cost": i} for i in range(2_000)]
+    spec = {"data": {"values": rows}, "mark": "bar"}
+    vegalite._verdict.cache_clear()
+    vegalite.spec_check(spec)
+    assert vegalite._verdict.cache_info().currsize == 0
+    with pytest.raises(vegalite.SpecError):
+        vegalite.spec_check({**spec, "mark": "dot"})
+    assert vegalite._verdict.cache_info().currsize == 0
