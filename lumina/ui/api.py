@@ -10,6 +10,7 @@ import datetime as _dt
 import uuid as _uuid
 from typing import Any as _Any
 
+from lumina.kernel.errors import NotFoundError as _NotFoundError
 from lumina.security.api import Actor as _Actor
 from lumina.security.api import require as _require
 from lumina.ui.selectors.visualization_templates import TEMPLATES as _TEMPLATES
@@ -105,9 +106,12 @@ def templates_list(*, actor: _Actor) -> list[VisualizationTemplateDTO]:
 def template_render(
     *, actor: _Actor, key: str, filters: dict[str, _Any] | None = None
 ) -> RenderedChart:
-    """A built-in chart with the actor's data; ``KeyError`` for an unknown key."""
+    """A built-in chart with the actor's data; ``NotFoundError`` for an unknown key."""
     _require(actor, _VIZ_READ)
-    return _rendered(_spec_render(_TEMPLATES[key].spec_copy(), actor=actor, overrides=filters))
+    template = _TEMPLATES.get(key)
+    if template is None:
+        raise _NotFoundError(f"No template {key!r}.", fields={"key": ["No such template."]})
+    return _rendered(_spec_render(template.spec_copy(), actor=actor, overrides=filters))
 
 
 def _rendered(rendered: _Any) -> RenderedChart:

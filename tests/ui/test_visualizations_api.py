@@ -219,3 +219,24 @@ def test_anonymous_callers_are_refused():
 
     error_of(APIClient().get(BASE), 401)
     error_of(APIClient().post(BASE, {"name": "x", "spec": bar_spec()}, format="json"), 401)
+
+
+def test_the_python_api_renders_for_the_console_as_the_viewer(people):
+    from lumina.kernel.errors import NotFoundError
+    from lumina.security.api import Actor
+    from lumina.ui import api as ui_api
+
+    mine = _create(people.developer).json()["id"]
+    developer = Actor.for_user(people.developer)
+    assert [chart.name for chart in ui_api.visualization_list(actor=developer)] == ["Spend"]
+    rendered = ui_api.visualization_render(
+        actor=developer, visualization_id=uuid.UUID(mine), filters={"days": 7}
+    )
+    assert rendered.spec["datasets"]["lumina:usage"] == []
+    assert {t.key for t in ui_api.templates_list(actor=developer)} >= {"cost_by_day"}
+    with pytest.raises(NotFoundError):
+        ui_api.template_render(actor=developer, key="nothing")
+    with pytest.raises(NotFoundError):
+        ui_api.visualization_get(
+            actor=Actor.for_user(people.other_developer), visualization_id=uuid.UUID(mine)
+        )
