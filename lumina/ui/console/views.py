@@ -186,14 +186,22 @@ def playground_stream(request: HttpRequest) -> HttpResponse:
         **options,
     )
     try:
-        first = async_to_sync(anext)(events)
+        first = async_to_sync(_first)(events)
     except ApplicationError as error:
-        async_to_sync(events.aclose)()
         return _error(error.status, error.code, error.message, error.fields)
     response = StreamingHttpResponse(_lines(first, events), content_type="application/x-ndjson")
     response["Cache-Control"] = "no-store"
     response["X-Accel-Buffering"] = "no"
     return with_csp(response)
+
+
+async def _first(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """The first event, so that a refusal is a status code and not a line in a 200."""
+    try:
+        return await anext(events)
+    except ApplicationError:
+        await events.aclose()
+        raise
 
 
 async def _lines(first: dict[str, Any], events: AsyncIterator[dict[str, Any]]):

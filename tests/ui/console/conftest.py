@@ -102,7 +102,10 @@ def _seed(upstream: UpstreamServer) -> tuple[str, pyotp.TOTP, str, str]:
         kind="builtin",
         builtin_name="text_stats",
     )
+    from benchmarks.visualizations import seed_usage
     from lumina.memory.api import pinned_create, turn_record
+
+    seed_usage(rows=300, user_ids=[user.pk])  # 30 days of this user's requests
 
     actor = Actor.for_user(user, mfa_verified=True)
     pinned_create(actor=actor, label="persona", text="Answers briefly, in British English.")

@@ -232,3 +232,23 @@ def test_memory_search_shows_each_components_score_and_pinned_blocks_save(page):
     page.reload()
     assert page.locator("#pinned textarea").first.input_value() == "Answers in one sentence."
     screenshot(page, "memory-search")
+
+
+def test_the_dashboard_draws_the_cost_chart_with_the_apis_numbers(page):
+    page.goto("/console/")
+    figure = page.locator("figure[data-chart='cost_by_day'][data-drawn='true']")
+    figure.wait_for()
+    rendered = page.request.get(
+        "/api/v1/visualizations/templates/cost_by_day/render?days=30"
+    ).json()
+    (dataset,) = rendered["spec"]["datasets"].values()
+    assert len(dataset) >= 20  # one row a day the user spent on
+    bars = figure.locator("svg [aria-roledescription='bar']")
+    assert bars.count() == len(dataset)
+    labels = bars.evaluate_all("marks => marks.map(m => m.getAttribute('aria-label'))")
+    drawn = sorted(
+        float(re.search(r"USD: ([\d.,]+)", label)[1].replace(",", "")) for label in labels
+    )
+    wanted = sorted(float(row["cost"]) for row in dataset)
+    assert drawn == pytest.approx(wanted, rel=1e-3, abs=5e-4)
+    screenshot(page, "dashboard-charts")
