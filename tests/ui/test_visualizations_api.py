@@ -240,3 +240,15 @@ def test_the_python_api_renders_for_the_console_as_the_viewer(people):
         ui_api.visualization_get(
             actor=Actor.for_user(people.other_developer), visualization_id=uuid.UUID(mine)
         )
+
+
+def test_a_spec_nested_too_deeply_is_a_400_not_a_crash(people):
+    inner: object = "x"
+    for _ in range(300):
+        inner = {"a": [inner]}
+    spec = bar_spec() | {"usermeta": inner}
+    error = error_of(_create(people.developer, spec=spec), 400)
+    assert list(error["fields"]) == ["spec"]
+    # Nesting of a real spec's kind is fine.
+    shallow = bar_spec() | {"usermeta": {"a": {"b": {"c": [1, [2, [3]]]}}}}
+    assert _create(people.developer, spec=shallow).status_code == 201

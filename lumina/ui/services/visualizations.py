@@ -33,6 +33,7 @@ from lumina.ui.vegalite import SpecError, spec_check
 
 MAX_SPEC_BYTES = 256 * 1024
 MAX_BINDINGS = 8
+MAX_DEPTH = 64  # nesting of objects and arrays; real specs stay under 15
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,10 +106,29 @@ def _data(data: dict, path: str, bindings: list[Binding], overrides: dict[str, A
     return {"name": key}
 
 
+def _depth(value: Any) -> int:
+    """How deeply objects and arrays nest, found without recursion (the checks that follow
+    recurse, and must not meet a spec that exhausts the stack)."""
+    deepest, pending = 0, [(value, 1)]
+    while pending:
+        item, level = pending.pop()
+        if isinstance(item, dict | list):
+            deepest = max(deepest, level)
+            if level > MAX_DEPTH:
+                break
+            children = item.values() if isinstance(item, dict) else item
+            pending.extend((child, level + 1) for child in children)
+    return deepest
+
+
 def spec_prepare(spec: Any, *, overrides: dict[str, Any] | None = None) -> PreparedSpec:
     """Check bindings and the Vega-Lite schema; ``SpecError``/``SourceError`` name the path."""
     if not isinstance(spec, dict):
         raise SpecError("spec: must be a JSON object.", fields={"spec": ["Must be an object."]})
+    if _depth(spec) > MAX_DEPTH:
+        raise SpecError(
+            "spec: nested too deeply.", fields={"spec": [f"At most {MAX_DEPTH} levels deep."]}
+        )
     if len(json.dumps(spec, separators=(",", ":"))) > MAX_SPEC_BYTES:
         raise SpecError("spec: too large.", fields={"spec": [f"At most {MAX_SPEC_BYTES} bytes."]})
     bindings: list[Binding] = []
