@@ -163,9 +163,9 @@ async def chat_stream_report(
     **options: Any,
 ) -> AsyncIterator[dict[str, Any]]:
     """A streamed chat completion as plain events, for a browser: ``selected`` (provider,
-    model), ``delta`` (text), then ``report`` (every attempt, usage, cost, Lumina's
-    overhead) or ``error`` if the stream broke after it began. Refusals before any text
-    (unknown model, budget, no provider) raise the ``ApplicationError`` as they are."""
+    model), ``delta`` (text), then ``report`` (every attempt, usage, cost, Lumina's overhead
+    before the first chunk) or ``error`` if the stream broke after it began. Refusals
+    before any text (unknown model, budget, no provider) raise the ``ApplicationError``."""
     body = {
         "model": model,
         "messages": messages,
@@ -180,6 +180,9 @@ async def chat_stream_report(
     try:
         # The first chunk settles which provider serves, or raises before anything is sent.
         chunk = await anext(chunks, None)
+        # Lumina's own time until the first chunk (selection, budgets, retries' waits):
+        # later, the time is the provider's streaming, not Lumina's.
+        overhead_ms = round(call.overhead_seconds * 1000, 2)
         yield {
             "type": "selected",
             "provider": call.deployment.provider.name,
@@ -218,7 +221,7 @@ async def chat_stream_report(
             },
             "cost": str(call.deployment.prices.cost(usage)),
             "ttft_ms": round(call.ttft_ms, 2) if call.ttft_ms is not None else None,
-            "overhead_ms": round(call.overhead_seconds * 1000, 2),
+            "overhead_ms": overhead_ms,
         }
     finally:
         await chunks.aclose()

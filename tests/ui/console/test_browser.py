@@ -224,6 +224,7 @@ def test_memory_search_shows_each_components_score_and_pinned_blocks_save(page):
     scores = first.locator("dl.scores dt").all_inner_texts()
     assert "vector" in scores, scores
     assert "text" in scores, scores
+    screenshot(page, "memory-search")
 
     block = page.locator("#pinned form").first
     block.get_by_label("Text").fill("Answers in one sentence.")
@@ -231,7 +232,6 @@ def test_memory_search_shows_each_components_score_and_pinned_blocks_save(page):
     page.locator("#pinned textarea", has_text="Answers in one sentence.").wait_for()
     page.reload()
     assert page.locator("#pinned textarea").first.input_value() == "Answers in one sentence."
-    screenshot(page, "memory-search")
 
 
 def test_the_dashboard_draws_the_cost_chart_with_the_apis_numbers(page):
