@@ -63,3 +63,12 @@ def test_large_specs_are_checked_each_time_and_not_remembered():
     with pytest.raises(vegalite.SpecError):
         vegalite.spec_check({**spec, "mark": "dot"})
     assert vegalite._verdict.cache_info().currsize == 0
+
+
+def test_the_console_draws_with_the_vega_lite_major_the_server_checks_against():
+    import json
+    from pathlib import Path
+
+    lock = Path(__file__).resolve().parents[2] / "frontend" / "package-lock.json"
+    drawn = json.loads(lock.read_text())["packages"]["node_modules/vega-lite"]["version"]
+    assert drawn.split(".")[0] == vegalite.schema_version().split(".")[0]
