@@ -272,6 +272,9 @@ def main() -> None:
         seeded = time.perf_counter() - seeding
         results = page_timings(developer, provider_ids, args.iterations)
     finally:
+        from lumina.providers.services.usage import usage_writer_stop
+
+        usage_writer_stop(flush=True)  # the embeddings' usage, while the database exists
         connections.close_all()
         pgserver.recreate_database(socket_dir, DATABASE, create=False)
     rows = [

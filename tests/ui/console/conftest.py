@@ -18,6 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import pyotp
@@ -104,8 +105,13 @@ def _seed(upstream: UpstreamServer) -> tuple[str, pyotp.TOTP, str, str]:
     )
     from benchmarks.visualizations import seed_usage
     from lumina.memory.api import pinned_create, turn_record
+    from lumina.providers.services.budgets import budget_create
 
     seed_usage(rows=300, user_ids=[user.pk])  # 30 days of this user's requests
+    budget_create(
+        actor=Actor.system("tests"), scope="user", subject_id=user.pk, name="monthly",
+        limit_usd=Decimal("50"),
+    )  # fmt: skip
 
     actor = Actor.for_user(user, mfa_verified=True)
     pinned_create(actor=actor, label="persona", text="Answers briefly, in British English.")

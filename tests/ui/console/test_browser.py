@@ -251,4 +251,9 @@ def test_the_dashboard_draws_the_cost_chart_with_the_apis_numbers(page):
     )
     wanted = sorted(float(row["cost"]) for row in dataset)
     assert drawn == pytest.approx(wanted, rel=1e-3, abs=5e-4)
+    # The month's budget and how much of it the seeded requests spent.
+    budget = page.locator("#budgets-table tbody tr", has_text="monthly")
+    budget.wait_for()
+    assert "$50.0000" in budget.inner_text()
+    assert re.search(r"\$\d+\.\d{4} \(\d+%\)", budget.inner_text()), budget.inner_text()
     screenshot(page, "dashboard-charts")

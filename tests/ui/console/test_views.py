@@ -99,8 +99,9 @@ def test_the_admin_links_to_the_console_and_the_console_back_to_the_admin():
     from django.contrib import admin
 
     assert admin.site.site_url == "/console/"
-    assert b'href="/admin/"' in signed_in(user(staff=True)).get("/console/tokens/").content
-    assert b'href="/admin/"' not in signed_in(user("Viewer")).get("/console/tokens/").content
+    link = b'<li><a href="/admin/">Admin</a></li>'
+    assert link in signed_in(user(staff=True)).get("/console/tokens/").content
+    assert link not in signed_in(user("Viewer")).get("/console/tokens/").content
 
 
 @pytest.mark.django_db
