@@ -206,6 +206,26 @@ def page_timings(developer, provider_ids: list[str], iterations: int) -> list[tu
     return results
 
 
+def read_timings(developer, provider_ids: list[str], iterations: int) -> list[tuple]:
+    """Each read on its own: which one a page's total comes from."""
+    from django.test import Client
+
+    client = Client()
+    client.force_login(developer)
+    rows = []
+    for page, calls in page_reads(provider_ids).items():
+        for method, url, body in calls:
+
+            def read(method=method, url=url, body=body) -> None:
+                if method == "GET":
+                    client.get(url)
+                else:
+                    client.post(url, json.dumps(body), content_type="application/json")
+
+            rows.append((page, f"{method} {url}", timed(read, iterations=iterations)))
+    return rows
+
+
 def bundle_sizes() -> list[tuple[str, str, str]]:
     manifest = json.loads((STATIC / "manifest.json").read_text())
     css = (STATIC / "console.css").read_bytes()
@@ -271,6 +291,7 @@ def main() -> None:
         provider_ids = seed_rest(developer)
         seeded = time.perf_counter() - seeding
         results = page_timings(developer, provider_ids, args.iterations)
+        reads = read_timings(developer, provider_ids, args.iterations)
     finally:
         from lumina.providers.services.usage import usage_writer_stop
 
@@ -294,6 +315,14 @@ def main() -> None:
                 "reads",
             ),
             rows,
+        )
+    )
+    print()
+    print(
+        table(
+            "Each read on its own",
+            ("page", "read", "median ms", "p99 ms"),
+            [(page, read, ms(median(s)), ms(p99(s))) for page, read, s in reads],
         )
     )
     print()
