@@ -21,6 +21,17 @@ ENV PATH=/opt/venv/bin:$PATH
 COPY requirements.txt /tmp/requirements.txt
 RUN pip install -r /tmp/requirements.txt
 
+# --- frontend: the console's bundles (npm ci from the lock file, then esbuild) ------------
+FROM python:3.11-slim AS frontend
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends nodejs npm \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /src
+COPY frontend/package.json frontend/package-lock.json frontend/
+RUN cd frontend && npm ci --no-audit --no-fund --loglevel=error
+COPY frontend frontend
+RUN cd frontend && node build.mjs
+
 # --- runtime -----------------------------------------------------------------------------
 FROM python:3.11-slim AS runtime
 
@@ -45,6 +56,7 @@ COPY --from=builder /opt/venv /opt/venv
 COPY manage.py ./
 COPY config ./config
 COPY lumina ./lumina
+COPY --from=frontend /src/lumina/ui/static/console ./lumina/ui/static/console
 
 # Source stays root-owned (read-only to the app) and precompiled, since the app cannot
 # write bytecode; only the data dir is writable.

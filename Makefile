@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: run test lint imports pytest worker beat bench clean
+.PHONY: run test lint imports pytest console browser worker beat bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,7 +20,7 @@ $(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
 	$(BIN)/pip install --quiet -r requirements-dev.txt
 	touch $(VENV)/.runtime $@
 
-run: $(VENV)/.runtime  ## migrate, ensure an admin, serve on LUMINA_HOST:LUMINA_PORT
+run: $(VENV)/.runtime console  ## migrate, ensure an admin, serve on LUMINA_HOST:LUMINA_PORT
 	$(BIN)/python manage.py serve
 
 test: $(VENV)/.dev lint imports pytest  ## lint, import boundaries, tests with coverage
@@ -47,7 +47,29 @@ $(YJS_CLIENT)/node_modules/.installed: $(YJS_CLIENT)/package-lock.json
 	cd $(YJS_CLIENT) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-pytest: $(VENV)/.dev $(OIDC_PROVIDER)/node_modules/.installed $(YJS_CLIENT)/node_modules/.installed
+CONSOLE_STATIC := lumina/ui/static/console
+
+# The web console's JavaScript and CSS: npm packages locked in frontend/package-lock.json,
+# bundled by esbuild (one entry per page, shared chunks) into files Lumina serves itself.
+frontend/node_modules/.installed: frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(CONSOLE_STATIC)/manifest.json: frontend/node_modules/.installed frontend/build.mjs $(wildcard frontend/src/*)
+	cd frontend && node build.mjs
+
+console: $(CONSOLE_STATIC)/manifest.json  ## build the console's bundles
+
+# Debian's Chromium for the browser tests (Playwright drives it; it never downloads one).
+# Without it, and without root to install it, the set-up fails rather than skip the tests.
+/usr/bin/chromium:
+	@if [ "$$(id -u)" != 0 ]; then echo "Install Debian's chromium (apt-get install chromium) as root." >&2; exit 1; fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -q
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
+
+browser: /usr/bin/chromium
+
+pytest: $(VENV)/.dev $(OIDC_PROVIDER)/node_modules/.installed $(YJS_CLIENT)/node_modules/.installed console browser
 	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered
 
 worker: $(VENV)/.runtime  ## a Celery worker (LUMINA_EVENT_TRANSPORT=celery)

@@ -249,7 +249,7 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "EXCEPTION_HANDLER": "lumina.platform.http.errors.exception_handler",
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_PARSER_CLASSES": ["lumina.platform.http.parsers.JSONParser"],
     # Bearer tokens first: DRF takes the first class's challenge for its 401s.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "lumina.security.http.authentication.TokenAuthentication",

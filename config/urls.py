@@ -13,11 +13,14 @@ api_v1 = [
     path("", include("lumina.memory.http.urls")),
     path("", include("lumina.tools.http.urls")),
     path("", include("lumina.ui.http.urls")),
+    path("", include("lumina.ui.http.visualization_urls")),
 ]
 
 urlpatterns = [
     path("", include("lumina.platform.urls")),
     path("admin/", admin.site.urls),
+    # The web console (lumina.ui.console): pages for everyday work, beside the admin.
+    path("console/", include("lumina.ui.console.urls")),
     # The page a password reset link opens (lumina.security.http.pages).
     path("accounts/", include("lumina.security.http.pages")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),

@@ -10,14 +10,26 @@ from __future__ import annotations
 import asyncio
 import threading
 import uuid
-from collections.abc import Coroutine
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
+from lumina.providers.selectors.costs import CostRow
 from lumina.providers.selectors.registry import catalogue
+from lumina.providers.selectors.reports import (
+    CircuitChange,
+    ErrorRow,
+    LatencyRow,
+    circuit_changes,
+    error_counts,
+    latency_percentiles,
+    usage_totals,
+)
 from lumina.providers.selectors.selection import is_development
 from lumina.providers.services.completion import (
+    StreamInterrupted,
     chat_complete,
     chat_prepare,
+    chat_stream,
     embeddings_create,
     embeddings_prepare,
 )
@@ -34,8 +46,15 @@ from lumina.security.api import Actor
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
     "Capability",
+    "CircuitChange",
+    "CostRow",
+    "ErrorRow",
+    "LatencyRow",
     "Strategy",
     "Usage",
+    "chat_model_names",
+    "chat_stream_report",
+    "circuit_changes",
     "complete",
     "complete_async",
     "count_message_tokens",
@@ -44,8 +63,11 @@ __all__ = [
     "count_text_tokens_async",
     "embed",
     "embed_async",
+    "error_counts",
+    "latency_percentiles",
     "real_chat_model_available",
     "truncate_text_tokens",
+    "usage_totals",
 ]
 
 # Ships with Lumina (ONNX int8 all-MiniLM-L6-v2, 384 dimensions): works with no provider.
@@ -122,3 +144,84 @@ def real_chat_model_available() -> bool:
         d.usable and Capability.CHAT in d.capabilities and not is_development(d)
         for d in catalogue().deployments
     )
+
+
+def chat_model_names() -> list[str]:
+    """The names of the enabled chat models, for a model picker (aliases resolve too)."""
+    snapshot = catalogue()
+    names = [d.name for d in snapshot.deployments if d.usable and Capability.CHAT in d.capabilities]
+    return sorted(set(names))
+
+
+async def chat_stream_report(
+    messages: list[dict[str, Any]],
+    *,
+    actor: Actor,
+    model: str = "lumina/auto",
+    strategy: Strategy | None = None,
+    request_id: str | None = None,
+    **options: Any,
+) -> AsyncIterator[dict[str, Any]]:
+    """A streamed chat completion as plain events, for a browser: ``selected`` (provider,
+    model), ``delta`` (text), then ``report`` (every attempt, usage, cost, Lumina's overhead
+    before the first chunk) or ``error`` if the stream broke after it began. Refusals
+    before any text (unknown model, budget, no provider) raise the ``ApplicationError``."""
+    body = {
+        "model": model,
+        "messages": messages,
+        **options,
+        "stream": True,
+        "stream_options": {"include_usage": True},
+    }
+    call = await chat_prepare(
+        actor=actor, body=body, request_id=request_id or uuid.uuid4().hex, strategy=strategy
+    )
+    chunks = chat_stream(call)
+    try:
+        # The first chunk settles which provider serves, or raises before anything is sent.
+        chunk = await anext(chunks, None)
+        # Lumina's own time until the first chunk (selection, budgets, retries' waits):
+        # later, the time is the provider's streaming, not Lumina's.
+        overhead_ms = round(call.overhead_seconds * 1000, 2)
+        yield {
+            "type": "selected",
+            "provider": call.deployment.provider.name,
+            "model": call.deployment.name,
+        }
+        try:
+            while chunk is not None:
+                for choice in chunk.get("choices") or ():
+                    text = (choice.get("delta") or {}).get("content")
+                    if text:
+                        yield {"type": "delta", "content": text}
+                chunk = await anext(chunks, None)
+        except StreamInterrupted as broken:
+            yield {"type": "error", "code": broken.error.code, "message": broken.error.message}
+            return
+        usage = call.usage or Usage()
+        yield {
+            "type": "report",
+            "provider": call.deployment.provider.name,
+            "model": call.deployment.name,
+            "attempts": [
+                {
+                    "provider": a.deployment.provider.name,
+                    "model": a.deployment.name,
+                    "number": a.number,
+                    "outcome": a.outcome,
+                    "error_code": a.error_code,
+                    "duration_ms": round(a.duration_ms, 2),
+                }
+                for a in call.attempts
+            ],
+            "usage": {
+                "input_tokens": usage.input_tokens,
+                "output_tokens": usage.output_tokens,
+                "estimated": usage.estimated,
+            },
+            "cost": str(call.deployment.prices.cost(usage)),
+            "ttft_ms": round(call.ttft_ms, 2) if call.ttft_ms is not None else None,
+            "overhead_ms": overhead_ms,
+        }
+    finally:
+        await chunks.aclose()

@@ -12,6 +12,7 @@ from lumina.security.api import Actor, require
 from lumina.tools.selectors.executions import execution_dto
 from lumina.tools.selectors.executions import execution_get as _execution_get
 from lumina.tools.selectors.registry import tool_dtos, tool_queryset
+from lumina.tools.selectors.reports import ExecutionCountRow, execution_counts
 from lumina.tools.services.executions import execute
 from lumina.tools.services.loop import (
     LoopEvent,
@@ -33,6 +34,7 @@ from lumina.tools.types import (
 )
 
 __all__ = [
+    "ExecutionCountRow",
     "ExecutionDTO",
     "ExecutionStatus",
     "Limits",
@@ -44,6 +46,7 @@ __all__ = [
     "ToolDTO",
     "ToolKind",
     "ToolSpec",
+    "execution_counts",
     "execution_get",
     "openai_tools",
     "run_with_tools",

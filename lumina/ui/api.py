@@ -9,8 +9,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import uuid
+from typing import Any
 
-from lumina.security.api import Actor
+from lumina.kernel.errors import NotFoundError
+from lumina.security.api import Actor, require
 from lumina.ui.errors import DocumentNotFoundError
 from lumina.ui.models import Document
 from lumina.ui.selectors.document_access import (
@@ -19,17 +21,32 @@ from lumina.ui.selectors.document_access import (
     reach_of,
 )
 from lumina.ui.selectors.documents import document_list
+from lumina.ui.selectors.visualization_templates import TEMPLATES as _TEMPLATES
+from lumina.ui.selectors.visualizations import READ as _VIZ_READ
+from lumina.ui.selectors.visualizations import visualization_get as _visualization_get
+from lumina.ui.selectors.visualizations import visualization_list as _visualization_list
 from lumina.ui.services import document_state
 from lumina.ui.services.exports import FORMATS, export_of, render_text
+from lumina.ui.services.visualizations import spec_render as _spec_render
+from lumina.ui.vegalite import schema_version as vega_lite_version
 
 __all__ = [
     "FORMATS",
     "DocumentDTO",
     "DocumentNotFoundError",
+    "RenderedChart",
+    "VisualizationDTO",
+    "VisualizationTemplateDTO",
     "document_export",
     "document_get",
     "document_text",
     "documents_for_user",
+    "template_render",
+    "templates_list",
+    "vega_lite_version",
+    "visualization_get",
+    "visualization_list",
+    "visualization_render",
 ]
 
 
@@ -80,3 +97,89 @@ def document_export(*, actor: Actor, document_id: uuid.UUID, output: str) -> str
     """The document as ``text``, ``markdown`` or ``json`` (see ``FORMATS``)."""
     document = document_visible(actor=actor, document_id=document_id)
     return export_of(document, output).body
+
+
+# --- Visualizations ---------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class VisualizationDTO:
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    name: str
+    description: str
+    spec: dict[str, Any]
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+@dataclasses.dataclass(frozen=True)
+class VisualizationTemplateDTO:
+    key: str
+    name: str
+    description: str
+    spec: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderedChart:
+    """A spec vega-embed draws as it is: Lumina sources became named ``datasets``."""
+
+    spec: dict[str, Any]
+    rows: dict[str, int]
+    truncated: tuple[str, ...]
+
+
+def _dto(found: Any) -> VisualizationDTO:
+    return VisualizationDTO(
+        id=found.id,
+        owner_id=found.owner_id,
+        name=found.name,
+        description=found.description,
+        spec=found.spec,
+        created_at=found.created_at,
+        updated_at=found.updated_at,
+    )
+
+
+def visualization_list(*, actor: Actor) -> list[VisualizationDTO]:
+    """The actor's charts (everyone's with ``visualizations.manage``), newest first."""
+    return [_dto(found) for found in _visualization_list(actor=actor)[:500]]
+
+
+def visualization_get(*, actor: Actor, visualization_id: uuid.UUID) -> VisualizationDTO:
+    """A chart the actor may see; ``NotFoundError`` alike for a missing one and another's."""
+    return _dto(_visualization_get(actor=actor, visualization_id=visualization_id))
+
+
+def visualization_render(
+    *, actor: Actor, visualization_id: uuid.UUID, filters: dict[str, Any] | None = None
+) -> RenderedChart:
+    """A saved chart with the rows the actor may see. ``filters``: days, since, until (ISO
+    dates), user (id) — replacing the chart's own where its sources take them."""
+    found = _visualization_get(actor=actor, visualization_id=visualization_id)
+    return _rendered(_spec_render(found.spec, actor=actor, overrides=filters))
+
+
+def templates_list(*, actor: Actor) -> list[VisualizationTemplateDTO]:
+    """The built-in dashboard charts (cost by day, tokens by model, latency, errors …)."""
+    require(actor, _VIZ_READ)
+    return [
+        VisualizationTemplateDTO(t.key, t.name, t.description, t.spec_copy())
+        for t in _TEMPLATES.values()
+    ]
+
+
+def template_render(
+    *, actor: Actor, key: str, filters: dict[str, Any] | None = None
+) -> RenderedChart:
+    """A built-in chart with the actor's data; ``NotFoundError`` for an unknown key."""
+    require(actor, _VIZ_READ)
+    template = _TEMPLATES.get(key)
+    if template is None:
+        raise NotFoundError(f"No template {key!r}.", fields={"key": ["No such template."]})
+    return _rendered(_spec_render(template.spec_copy(), actor=actor, overrides=filters))
+
+
+def _rendered(rendered: Any) -> RenderedChart:
+    return RenderedChart(spec=rendered.spec, rows=rendered.rows, truncated=rendered.truncated)

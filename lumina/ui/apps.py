@@ -34,3 +34,12 @@ class UIConfig(AppConfig):
         from lumina.ui.realtime.fanout import adopt_server_loop
 
         lifecycle.on_startup(adopt_server_loop, where=(lifecycle.WEB,))
+
+        declare("visualizations.read", "See and render your own charts and the built-in ones")
+        declare("visualizations.edit", "Save, change and delete your own charts")
+        declare("visualizations.manage", "See, change and delete everyone's charts")
+
+        # The admin's "View site" link opens the console, which links back to the admin.
+        from django.contrib import admin
+
+        admin.site.site_url = "/console/"

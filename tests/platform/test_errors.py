@@ -23,6 +23,14 @@ def test_malformed_json_is_a_400_parse_error(api_client):
     assert "JSON parse error" in error["message"]
 
 
+def test_json_nested_too_deeply_for_the_decoder_is_a_400_not_a_500(api_client):
+    deep = '{"name": ' + "[" * 100_000 + "]" * 100_000 + "}"
+    response = api_client.post(ECHO, data=deep, content_type="application/json")
+    error = _error(response, 400)
+    assert error["code"] == "parse_error"
+    assert "nested too deeply" in error["message"]
+
+
 def test_validation_errors_name_each_field_including_nested_ones(api_client):
     response = api_client.post(ECHO, {"name": "x" * 11, "limits": {"rpm": -1}}, format="json")
     error = _error(response, 400)

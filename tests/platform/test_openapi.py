@@ -55,6 +55,7 @@ def test_every_operation_is_tagged_by_its_context(schema):
     assert tags[("POST", "/api/v1/memory/search")] == ["memory"]
     assert tags[("POST", "/api/v1/vectors/collections")] == ["memory"]
     assert tags[("POST", "/api/v1/documents/{document_id}/shares")] == ["ui"]
+    assert tags[("GET", "/api/v1/visualizations/{visualization_id}/render")] == ["ui"]
     contexts = ["security", "providers", "memory", "tools", "ui", "platform"]
     assert {tag for value in tags.values() for tag in value} == set(contexts)
     assert [tag["name"] for tag in schema["tags"]] == contexts

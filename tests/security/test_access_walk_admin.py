@@ -51,7 +51,7 @@ from lumina.security.services.tokens import token_create
 from lumina.security.types import Actor
 from lumina.tools.models import Execution, HttpAllowEntry, McpServer, Tool
 from lumina.tools.services.registry import tool_create
-from lumina.ui.models import Document, DocumentVersion
+from lumina.ui.models import Document, DocumentVersion, Visualization
 from tests.providers.factories import DeploymentFactory, ProviderFactory
 from tests.security.access_support import holder, lacking, make_user
 
@@ -138,6 +138,8 @@ ADMIN.update(
         "ui.documentversion": P(view="documents.read"),
     }
 )
+# Charts: anyone's, for operators; specs are written through the API (it checks them).
+ADMIN["ui.visualization"] = P(view="visualizations.manage", delete="visualizations.manage")
 STANDARD_PAGES = ("changelist", "add", "history", "delete", "change")
 # Pages a model admin adds to the standard ones, and the access each needs.
 CUSTOM_PAGES: dict[str, dict[str, str]] = {
@@ -238,6 +240,9 @@ def _object(label: str, owner):
         ),
         "tools.execution": lambda: Execution.objects.create(
             tool_name="walked", tool_version=1, status="succeeded", actor_id=owner.pk
+        ),
+        "ui.visualization": lambda: Visualization.objects.create(
+            owner_id=someone.pk, name="walked", spec={"mark": "bar"}
         ),
     }
     makers.update(

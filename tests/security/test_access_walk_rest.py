@@ -43,7 +43,7 @@ from lumina.security.sessions import SessionStore
 from lumina.security.types import Actor
 from lumina.tools.models import Execution, HttpAllowEntry, McpServer
 from lumina.tools.services.registry import tool_create
-from lumina.ui.models import Document, DocumentVersion
+from lumina.ui.models import Document, DocumentVersion, Visualization
 from tests.providers.factories import DeploymentFactory, ProviderFactory
 from tests.security.access_support import Caller, holder, holding, lacking, make_user
 
@@ -62,14 +62,16 @@ POLICY = 'forbid (principal, action == Lumina::Action::"memory.read", resource) 
 
 
 def _operations() -> list[tuple[str, str]]:
-    """(method, route) of every view outside the admin console, from the URL resolver."""
+    """(method, route) of every view outside the admin and the web console, from the URL
+    resolver."""
     found: list[tuple[str, str]] = []
 
     def walk(patterns, prefix: str) -> None:
         for entry in patterns:
             route = prefix + str(entry.pattern)
             if isinstance(entry, URLResolver):
-                if not route.startswith("admin/"):
+                # The web console's pages and stream are walked by tests/ui/console/.
+                if not route.startswith(("admin/", "console/")):
                     walk(entry.url_patterns, route)
                 continue
             view = entry.callback
@@ -511,6 +513,39 @@ def _document_of(owner_id, sharee) -> dict[str, str]:
     return {"document_id": str(document.id), "version_id": str(version.id)}
 
 
+# Visualizations: each caller gets a chart of its own (another user's is a 404 to anyone
+# without visualizations.manage: tests/ui/test_visualizations_api.py).
+CHARTS = "api/v1/visualizations"
+CHART = f"{CHARTS}/<uuid:visualization_id>"
+ROUTES.update(
+    {
+        ("GET", CHARTS): "visualizations.read",
+        ("POST", CHARTS): "visualizations.edit",
+        ("POST", f"{CHARTS}/preview"): "visualizations.read",
+        ("GET", f"{CHARTS}/templates"): "visualizations.read",
+        ("GET", f"{CHARTS}/templates/<str:key>/render"): "visualizations.read",
+        ("GET", f"{CHARTS}/sources"): "visualizations.read",
+        ("GET", CHART): "visualizations.read",
+        ("PATCH", CHART): "visualizations.edit",
+        ("DELETE", CHART): "visualizations.edit",
+        ("GET", f"{CHART}/render"): "visualizations.read",
+    }
+)
+_CHART_SPEC = {"data": {"name": "lumina:usage", "params": {"days": 1}}, "mark": "bar"}
+BODIES[("POST", CHARTS)] = {"name": "walked", "spec": _CHART_SPEC}
+BODIES[("POST", f"{CHARTS}/preview")] = {"spec": _CHART_SPEC}
+BODIES[("PATCH", CHART)] = {"name": "walked again"}
+
+
+def _own_chart(user) -> dict[str, str]:
+    chart = Visualization.objects.create(owner_id=user.pk, name="walk", spec=_CHART_SPEC)
+    return {"visualization_id": str(chart.id)}
+
+
+for _method, _route in list(ROUTES):
+    if _route.startswith(CHART):
+        OWNED[(_method, _route)] = _own_chart
+
 QUERIES: dict[tuple[str, str], dict] = {
     ("GET", "api/v1/providers/costs"): {"since": "2026-01-01"},
 }
@@ -600,6 +635,8 @@ class World:
             "entry_id": str(allow_entry.id),
             "execution_id": str(other_execution.id),
             "other_execution": str(other_execution.id),
+            "visualization_id": "00000000-0000-4000-8000-000000000000",
+            "key": "cost_by_day",
         }
 
     def own(self, user) -> dict[str, str]:

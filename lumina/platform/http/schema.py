@@ -187,8 +187,10 @@ TAGS = [
      "compression and expansion; topics and the entity graph."},
     {"name": "tools", "description": "The tool registry (JSON Schema contracts, versions), "
      "running tools, their results, the function-calling loop and MCP servers."},
-    {"name": "ui", "description": "Collaborative documents: ownership, sharing, exports "
-     "and versions. Realtime editing is the websocket /ws/documents/{id}/ (y-websocket)."},
+    {"name": "ui", "description": "Collaborative documents (ownership, sharing, exports and "
+     "versions; realtime editing is the websocket /ws/documents/{id}/, y-websocket) and "
+     "visualizations (Vega-Lite charts bound to Lumina's data sources, rendered with the "
+     "data the caller may see)."},
     {"name": "platform", "description": "Operator endpoints: the event outbox."},
 ]  # fmt: skip
 

@@ -74,6 +74,7 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "documents.comment",
             "documents.edit",
             "documents.share",
+            "visualizations.*",
             "platform.health.read",
             "security.users.manage",
             "security.tokens.manage",
@@ -86,7 +87,8 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
         ),
     ),
     "Developer": (
-        "Builds with Lumina: calls models, reads and writes memories, runs tools, edits documents.",
+        "Builds with Lumina: calls models, reads and writes memories, runs tools, edits documents "
+        "and charts.",
         (
             "providers.read",
             "providers.use",
@@ -96,6 +98,8 @@ BUILTIN_ROLES: dict[str, tuple[str, tuple[str, ...]]] = {
             "tools.execute",
             "documents.read",
             "documents.edit",
+            "visualizations.read",
+            "visualizations.edit",
         ),
     ),
     "Viewer": ("Reads everything outside the security context.", ("*.read",)),

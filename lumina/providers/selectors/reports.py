@@ -1,0 +1,213 @@
+"""Reports for charts: usage totals, latency percentiles, errors and circuit changes.
+
+Each report answers for an actor: usage, latency and errors show the actor's own requests
+unless they hold ``providers.usage.read_all`` (``visibility.py``); circuit changes are
+about deployments, not people, and need ``providers.read``. Latency and errors read the
+raw ledger (bounded by a time range, which prunes its monthly partitions); usage reads the
+daily rollups.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Sequence
+
+from django.contrib.postgres.fields import ArrayField
+from django.db.models import Aggregate, Count, F, FloatField, Q
+from django.db.models.functions import TruncDate
+
+from lumina.kernel.models import OutboxEvent
+from lumina.providers.events.routing import CircuitClosed, CircuitOpened
+from lumina.providers.models.usage import UsageRecord
+from lumina.providers.selectors.costs import CostRow, ReportError, cost_report
+from lumina.providers.selectors.visibility import sees_everyones_usage, usage_user_visible
+from lumina.providers.types import UsageStatus
+from lumina.security.api import Actor, require
+
+# What latency and error reports may be grouped by: raw ledger columns.
+LEDGER_GROUPS: dict[str, str] = {
+    "day": "day",
+    "model": "model",
+    "provider": "provider_name",
+    "operation": "operation",
+    "user": "user_id",
+}
+ERROR_GROUPS: dict[str, str] = {**LEDGER_GROUPS, "status": "status", "error_code": "error_code"}
+PERCENTILES = (50, 90, 99)
+MAX_LEDGER_DAYS = 366
+
+
+@dataclasses.dataclass(frozen=True)
+class LatencyRow:
+    """Latency and time-to-first-token percentiles (ms) of one group's requests."""
+
+    keys: dict[str, object]
+    requests: int
+    latency_ms: dict[int, float | None]  # percentile -> milliseconds
+    ttft_ms: dict[int, float | None]  # streams only; None when the group has none
+
+
+@dataclasses.dataclass(frozen=True)
+class ErrorRow:
+    """How many of one group's requests did not end ``ok``."""
+
+    keys: dict[str, object]
+    errors: int
+
+
+@dataclasses.dataclass(frozen=True)
+class CircuitChange:
+    """A deployment's circuit breaker opening or closing."""
+
+    occurred_at: dt.datetime
+    state: str  # "open" or "closed"
+    deployment_id: str
+    provider_name: str
+    model: str
+    reason: str
+
+
+class _Percentiles(Aggregate):
+    """PostgreSQL's ``percentile_cont(ARRAY[…]) WITHIN GROUP (ORDER BY expression)``: every
+    percentile from one sort of the group."""
+
+    function = "percentile_cont"
+    name = "Percentiles"
+    template = "%(function)s(ARRAY%(fractions)s::float8[]) WITHIN GROUP (ORDER BY %(expressions)s)"
+    output_field = ArrayField(FloatField())
+
+    def __init__(self, expression, fractions: Sequence[float]) -> None:
+        # Literal floats only (never caller input), so inlining them is safe.
+        listed = "[" + ", ".join(repr(float(f)) for f in fractions) + "]"
+        super().__init__(expression, fractions=listed)
+
+
+def _ledger(actor: Actor, since: dt.date, until: dt.date, user_id: uuid.UUID | None):
+    if until < since:
+        raise ReportError("until is before since.", fields={"until": ["Must not be before since."]})
+    if (until - since).days > MAX_LEDGER_DAYS:
+        raise ReportError(
+            "The range is too long.", fields={"until": [f"At most {MAX_LEDGER_DAYS} days."]}
+        )
+    start = dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC)
+    end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+    rows = UsageRecord.objects.filter(occurred_at__gte=start, occurred_at__lt=end)
+    visible = usage_user_visible(actor, user_id)
+    if visible is not None:
+        rows = rows.filter(user_id=visible)
+    elif not sees_everyones_usage(actor):
+        # An actor with no user (a system actor without the permission) sees nothing.
+        rows = rows.none()
+    return rows.annotate(day=TruncDate("occurred_at", tzinfo=dt.UTC)).order_by()
+
+
+def _group_columns(group_by: Sequence[str], groups: dict[str, str]) -> list[str]:
+    unknown = [name for name in group_by if name not in groups]
+    if unknown:
+        raise ReportError(
+            f"Unknown group_by {', '.join(map(repr, unknown))}.",
+            fields={"group_by": [f"Choose from {', '.join(groups)}."]},
+        )
+    return [groups[name] for name in dict.fromkeys(group_by)]
+
+
+def _keys(values: dict, group_by: Sequence[str], groups: dict[str, str]) -> dict[str, object]:
+    return {name: values[groups[name]] for name in dict.fromkeys(group_by)}
+
+
+def usage_totals(
+    *,
+    actor: Actor,
+    since: dt.date,
+    until: dt.date,
+    group_by: Sequence[str] = (),
+    user_id: uuid.UUID | None = None,
+) -> list[CostRow]:
+    """Cost report rows the actor may see: their own unless they see everyone's."""
+    visible = usage_user_visible(actor, user_id)
+    if visible is None and not sees_everyones_usage(actor):
+        return []  # an actor with no user id and no right to everyone's
+    return cost_report(since=since, until=until, group_by=group_by, user_id=visible)
+
+
+def latency_percentiles(
+    *,
+    actor: Actor,
+    since: dt.date,
+    until: dt.date,
+    group_by: Sequence[str] = (),
+    user_id: uuid.UUID | None = None,
+) -> list[LatencyRow]:
+    """p50/p90/p99 of latency and TTFT of the requests that ended ``ok``."""
+    columns = _group_columns(group_by, LEDGER_GROUPS)
+    rows = _ledger(actor, since, until, user_id).filter(status=UsageStatus.OK)
+    fractions = [p / 100 for p in PERCENTILES]
+    aggregates = {
+        "n": Count("id"),
+        "latency": _Percentiles(F("latency_ms"), fractions),
+        "ttft": _Percentiles(F("ttft_ms"), fractions),
+    }
+    if columns:
+        found = rows.values(*columns).annotate(**aggregates).order_by(*columns)
+    else:
+        totals = rows.aggregate(**aggregates)
+        found = [totals] if totals["n"] else []
+    return [
+        LatencyRow(
+            keys=_keys(values, group_by, LEDGER_GROUPS),
+            requests=values["n"],
+            latency_ms=_by_percentile(values["latency"]),
+            ttft_ms=_by_percentile(values["ttft"]),
+        )
+        for values in found
+    ]
+
+
+def _by_percentile(found: list[float | None] | None) -> dict[int, float | None]:
+    # NULL when the group has no value at all (no streams: no TTFT).
+    return dict(zip(PERCENTILES, found or [None] * len(PERCENTILES), strict=True))
+
+
+def error_counts(
+    *,
+    actor: Actor,
+    since: dt.date,
+    until: dt.date,
+    group_by: Sequence[str] = ("day",),
+    user_id: uuid.UUID | None = None,
+) -> list[ErrorRow]:
+    """Requests that ended in anything but ``ok``, counted per group."""
+    columns = _group_columns(group_by, ERROR_GROUPS)
+    rows = _ledger(actor, since, until, user_id).filter(~Q(status=UsageStatus.OK))
+    if not columns:
+        total = rows.count()
+        return [ErrorRow(keys={}, errors=total)] if total else []
+    found = rows.values(*columns).annotate(n=Count("id")).order_by(*columns)
+    return [
+        ErrorRow(keys=_keys(values, group_by, ERROR_GROUPS), errors=values["n"]) for values in found
+    ]
+
+
+def circuit_changes(*, actor: Actor, since: dt.date, until: dt.date) -> list[CircuitChange]:
+    """Circuit breakers opening and closing, oldest first, from the events published."""
+    require(actor, "providers.read")
+    start = dt.datetime.combine(since, dt.time.min, tzinfo=dt.UTC)
+    end = dt.datetime.combine(until + dt.timedelta(days=1), dt.time.min, tzinfo=dt.UTC)
+    events = OutboxEvent.objects.filter(
+        name__in=(CircuitOpened.name, CircuitClosed.name),
+        occurred_at__gte=start,
+        occurred_at__lt=end,
+    ).order_by("occurred_at", "id")
+    return [
+        CircuitChange(
+            occurred_at=event.occurred_at,
+            state="open" if event.name == CircuitOpened.name else "closed",
+            deployment_id=str(event.payload.get("deployment_id", "")),
+            provider_name=str(event.payload.get("provider_name", "")),
+            model=str(event.payload.get("model", "")),
+            reason=str(event.payload.get("reason", "")),
+        )
+        for event in events[:10_000]
+    ]

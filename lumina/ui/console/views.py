@@ -1,0 +1,213 @@
+"""The console's pages and its one endpoint of its own, the playground's stream.
+
+Pages are server-rendered shells: the navigation, the signed-in user and what the page
+needs to start; each page's bundle (``frontend/src/<page>.js``) then reads and writes
+through the REST API with the session and its CSRF token (ADR 0025).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from asgiref.sync import async_to_sync
+from django.http import (
+    HttpRequest,
+    HttpResponse,
+    HttpResponseRedirect,
+    JsonResponse,
+    StreamingHttpResponse,
+)
+from django.shortcuts import render
+from django.urls import reverse
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.csrf import ensure_csrf_cookie
+from django.views.decorators.http import require_GET, require_POST
+
+from lumina.kernel.errors import ApplicationError
+from lumina.providers.api import Strategy, chat_model_names, chat_stream_report
+from lumina.security.api import actor_of, mfa_status
+from lumina.ui.console.forms import ChatForm
+
+# No inline script or style anywhere: every script and stylesheet is a bundle of ours.
+CONTENT_SECURITY_POLICY = "; ".join(
+    [
+        "default-src 'self'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "img-src 'self' data:",
+        "connect-src 'self'",
+        "font-src 'self'",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'self'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+PAGES = (
+    ("dashboard", "Dashboard"),
+    ("playground", "Playground"),
+    ("providers", "Providers"),
+    ("tokens", "Tokens"),
+    ("tools", "Tools"),
+    ("memory", "Memory"),
+)
+
+
+def with_csp(response: HttpResponse) -> HttpResponse:
+    response["Content-Security-Policy"] = CONTENT_SECURITY_POLICY
+    response["Referrer-Policy"] = "same-origin"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def signed_in(request: HttpRequest) -> bool:
+    """A session whose second factor, if the user has one, has been passed."""
+    user = request.user
+    if not user.is_authenticated or not user.is_active:
+        return False
+    is_verified = getattr(user, "is_verified", None)
+    if callable(is_verified) and is_verified():
+        return True
+    return not mfa_status(user_id=user.pk).enabled
+
+
+def _error(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
+    body = {"error": {"code": code, "message": message, "fields": fields or {}}}
+    return with_csp(JsonResponse(body, status=status))
+
+
+def page(name: str) -> Callable:
+    """A console page: signed-in users only (others go to the login page), CSP on."""
+
+    def decorate(view: Callable) -> Callable:
+        @functools.wraps(view)
+        @ensure_csrf_cookie
+        @require_GET
+        def wrapper(request: HttpRequest) -> HttpResponse:
+            if not signed_in(request):
+                query = urlencode({"next": request.get_full_path()})
+                return with_csp(HttpResponseRedirect(f"{reverse('console:login')}?{query}"))
+            context = {"page": name, "pages": PAGES, **view(request)}
+            response = render(request, f"console/{name}.html", context)
+            response["Cache-Control"] = "no-store"
+            return with_csp(response)
+
+        return wrapper
+
+    return decorate
+
+
+@ensure_csrf_cookie
+@require_GET
+def login(request: HttpRequest) -> HttpResponse:
+    """Password, then the second factor for users who have one (both through the REST API)."""
+    next_url = request.GET.get("next", "")
+    if not url_has_allowed_host_and_scheme(
+        next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
+    ):
+        next_url = ""
+    next_url = next_url or reverse("console:dashboard")
+    if signed_in(request):
+        return with_csp(HttpResponseRedirect(next_url))
+    # A session that passed the password but not the code resumes at the code.
+    needs_code = request.user.is_authenticated
+    context = {"page": "login", "next": next_url, "needs_code": needs_code}
+    return with_csp(render(request, "console/login.html", context))
+
+
+@page("dashboard")
+def dashboard(request: HttpRequest) -> dict[str, Any]:
+    return {}
+
+
+@page("tokens")
+def tokens(request: HttpRequest) -> dict[str, Any]:
+    return {}
+
+
+@page("playground")
+def playground(request: HttpRequest) -> dict[str, Any]:
+    models = ["lumina/auto", *(f"lumina/auto:{s.value}" for s in Strategy), *chat_model_names()]
+    return {"models": models}
+
+
+@page("providers")
+def providers(request: HttpRequest) -> dict[str, Any]:
+    return {}
+
+
+@page("tools")
+def tools(request: HttpRequest) -> dict[str, Any]:
+    return {}
+
+
+@page("memory")
+def memory(request: HttpRequest) -> dict[str, Any]:
+    return {}
+
+
+@require_POST
+def playground_stream(request: HttpRequest) -> HttpResponse:
+    """One streamed answer as JSON lines: ``selected``, ``delta``…, then ``report`` (attempts,
+    cost, overhead) or ``error``. Session and CSRF token (the middleware checks the header),
+    as every unsafe console request; a refusal before the first line is the JSON error."""
+    if not signed_in(request):
+        return _error(401, "not_authenticated", "Sign in first.")
+    try:
+        payload = orjson.loads(request.body or b"null")
+    except orjson.JSONDecodeError:
+        return _error(400, "invalid", "The body is not JSON.")
+    if not isinstance(payload, dict):
+        return _error(400, "invalid", "The body must be a JSON object.")
+    if "messages" in payload:
+        payload = {**payload, "messages": orjson.dumps(payload["messages"]).decode()}
+    form = ChatForm(payload)
+    if not form.is_valid():
+        fields = {
+            name: [e["message"] for e in errors]
+            for name, errors in form.errors.get_json_data().items()
+        }
+        return _error(400, "invalid", "Check the highlighted fields.", fields)
+    data = form.cleaned_data
+    options: dict[str, Any] = {}
+    if data.get("max_tokens"):
+        options["max_tokens"] = data["max_tokens"]
+    events = chat_stream_report(
+        data["messages"],
+        actor=actor_of(request),
+        model=data["model"],
+        strategy=Strategy(data["strategy"]) if data.get("strategy") else None,
+        request_id=getattr(request, "request_id", None),
+        **options,
+    )
+    try:
+        first = async_to_sync(_first)(events)
+    except ApplicationError as error:
+        return _error(error.status, error.code, error.message, error.fields)
+    response = StreamingHttpResponse(_lines(first, events), content_type="application/x-ndjson")
+    response["Cache-Control"] = "no-store"
+    response["X-Accel-Buffering"] = "no"
+    return with_csp(response)
+
+
+async def _first(events: AsyncIterator[dict[str, Any]]) -> dict[str, Any]:
+    """The first event, so that a refusal is a status code and not a line in a 200."""
+    try:
+        return await anext(events)
+    except ApplicationError:
+        await events.aclose()
+        raise
+
+
+async def _lines(first: dict[str, Any], events: AsyncIterator[dict[str, Any]]):
+    try:
+        yield orjson.dumps(first) + b"\n"
+        async for event in events:
+            yield orjson.dumps(event) + b"\n"
+    finally:
+        await events.aclose()
