@@ -88,6 +88,20 @@ def django_db_setup(django_db_setup, django_db_blocker) -> None:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashes():
+    """Argon2 at its lowest cost (tests/hashers.py); servers that tests start as
+    subprocesses keep the configured hashers and verify these hashes all the same."""
+    from django.test.utils import override_settings
+
+    hashers = [
+        "tests.hashers.CheapArgon2PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+    with override_settings(PASSWORD_HASHERS=hashers):
+        yield
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _audit_heads_in_a_temporary_file(tmp_path_factory) -> None:
     """Periodic head exports (relay threads in tests) stay out of the data directory."""
     from django.conf import settings
