@@ -39,8 +39,13 @@ $(OIDC_PROVIDER)/node_modules/.installed: $(OIDC_PROVIDER)/package-lock.json
 	cd $(OIDC_PROVIDER) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# pytest-xdist workers: most tests wait on PostgreSQL, servers and subprocesses, so two
+# workers keep two cores busy. Each worker has its own test database (tests/conftest.py).
+PYTEST_WORKERS ?= 2
+
 pytest: $(VENV)/.dev $(OIDC_PROVIDER)/node_modules/.installed
-	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 \
+		--cov --cov-report=term-missing:skip-covered
 
 worker: $(VENV)/.runtime  ## a Celery worker (LUMINA_EVENT_TRANSPORT=celery)
 	$(BIN)/celery -A config worker --loglevel=INFO
