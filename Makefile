@@ -69,8 +69,13 @@ console: $(CONSOLE_STATIC)/manifest.json  ## build the console's bundles
 
 browser: /usr/bin/chromium
 
+# pytest-xdist workers: most tests wait on PostgreSQL, servers and subprocesses, so two
+# workers keep two cores busy. Each worker has its own test database (tests/conftest.py).
+PYTEST_WORKERS ?= 2
+
 pytest: $(VENV)/.dev $(OIDC_PROVIDER)/node_modules/.installed $(YJS_CLIENT)/node_modules/.installed console browser
-	$(BIN)/pytest --cov --cov-report=term-missing:skip-covered
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadgroup --durations=25 \
+		--cov --cov-report=term-missing:skip-covered
 
 worker: $(VENV)/.runtime  ## a Celery worker (LUMINA_EVENT_TRANSPORT=celery)
 	$(BIN)/celery -A config worker --loglevel=INFO

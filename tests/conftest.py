@@ -41,16 +41,20 @@ def pytest_runtest_makereport(item, call):
 
 
 @pytest.fixture(scope="session")
-def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix) -> None:
+def django_db_modify_db_settings(request, django_db_modify_db_settings_parallel_suffix) -> None:
     """LUMINA_TEST_DB_SUFFIX gives concurrent test runs on one server their own database."""
     from django.conf import settings
 
     suffix = os.environ.get("LUMINA_TEST_DB_SUFFIX")
     if suffix:
-        # Every alias (the audit chain's connection too) reaches the same test database.
+        # Every alias (the audit chain's connection too) reaches the same test database;
+        # each pytest-xdist worker (gw0, gw1, …) has its own.
+        worker = getattr(request.config, "workerinput", {}).get("workerid")
+        name = "_".join(
+            filter(None, ("test", settings.DATABASES["default"]["NAME"], suffix, worker))
+        )
         for database in settings.DATABASES.values():
-            test = database.setdefault("TEST", {})
-            test["NAME"] = f"test_{settings.DATABASES['default']['NAME']}_{suffix}"
+            database.setdefault("TEST", {})["NAME"] = name
 
 
 _DB_FIXTURES = frozenset({"db", "transactional_db", "live_server", "django_db_reset_sequences"})
@@ -85,6 +89,20 @@ def django_db_setup(django_db_setup, django_db_blocker) -> None:
         cursor.execute("SELECT 1 FROM pg_trigger WHERE tgname = %s", [AUDIT_TRUNCATE_TRIGGER])
         if cursor.fetchone():
             cursor.execute(f"ALTER TABLE {AUDIT_TABLE} DISABLE TRIGGER {AUDIT_TRUNCATE_TRIGGER}")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _cheap_password_hashes():
+    """Argon2 at its lowest cost (tests/hashers.py); servers that tests start as
+    subprocesses keep the configured hashers and verify these hashes all the same."""
+    from django.test.utils import override_settings
+
+    hashers = [
+        "tests.hashers.CheapArgon2PasswordHasher",
+        "django.contrib.auth.hashers.PBKDF2PasswordHasher",
+    ]
+    with override_settings(PASSWORD_HASHERS=hashers):
+        yield
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -7,8 +7,10 @@ import uuid
 from io import StringIO
 
 import pytest
+import redis
 from django.core.cache import cache
 from django.core.management import call_command
+from django.test.utils import override_settings
 from django.utils import timezone
 
 from lumina.security.services.auth import AccountLockedError, account_unlock, attempt_guard
@@ -29,6 +31,7 @@ from tests.security.auth_support import (
 pytestmark = pytest.mark.django_db
 
 MAX_FAILURES = 3
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture(autouse=True)
@@ -41,19 +44,27 @@ def _limits(settings):
 
 
 @pytest.fixture(params=["locmem", "redis"])
-def shared_cache(request, settings):
+def shared_cache(request):
     """Run against the local cache and against Redis, as deployments with REDIS_URL do."""
-    if request.param == "redis":
-        require_service("127.0.0.1", 6379, "Redis")
-        settings.CACHES = {
-            "default": {
-                "BACKEND": "django.core.cache.backends.redis.RedisCache",
-                "LOCATION": "redis://127.0.0.1:6379/0",
-                "KEY_PREFIX": f"test-auth-{uuid.uuid4().hex}",
-            }
-        }
-    yield request.param
-    cache.clear()
+    if request.param != "redis":
+        yield request.param
+        cache.clear()
+        return
+    require_service("127.0.0.1", 6379, "Redis")
+    prefix = f"test-auth-{uuid.uuid4().hex}"
+    redis_cache = {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": REDIS_URL,
+        "KEY_PREFIX": prefix,
+    }
+    # Restored before the other fixtures' cache.clear(), which would empty the whole Redis
+    # database under concurrent runs: only this test's keys are deleted.
+    with override_settings(CACHES={"default": redis_cache}):
+        yield request.param
+    client = redis.Redis.from_url(REDIS_URL)
+    for key in client.scan_iter(match=f"{prefix}:*"):
+        client.delete(key)
+    client.close()
 
 
 @pytest.fixture
