@@ -10,7 +10,9 @@ class PlatformConfig(AppConfig):
     verbose_name = "Platform"
 
     def ready(self) -> None:
+        from lumina.kernel import lifecycle
         from lumina.kernel.permissions import declare
+        from lumina.platform.asgi import ReusedThreadsASGIHandler
 
         # The outbox holds every context's events, security events included.
         declare("platform.events.read", "See the event outbox: pending, failed, delivered")
@@ -20,3 +22,5 @@ class PlatformConfig(AppConfig):
 
         declare(HEALTH_READ, "See readiness details: dependency versions and error text")
         strict.install()  # JSON bodies keep the types the OpenAPI document promises
+        # The request threads' database connections close with the server.
+        lifecycle.on_shutdown(ReusedThreadsASGIHandler.close_idle_threads, where=(lifecycle.WEB,))
