@@ -128,6 +128,7 @@ def test_the_apps_register_their_hooks_from_ready():
         "lumina.kernel.relay.relay_start",
         "lumina.security.services.token_refusals.refusals_timer_start",
         "lumina.tools.sandbox.runner.sandbox_start",
+        "lumina.platform.apps.gc_freeze",
     ]
     assert lifecycle.hooks("shutdown", lifecycle.WEB)[:5] == [
         "lumina.platform.asgi.ReusedThreadsASGIHandler.close_idle_threads",
