@@ -186,7 +186,8 @@ def api_call(actor: Any) -> Callable[[], bool]:
         done = tool_execute(TOOL, {}, actor=actor)
         return str(done.status) == "succeeded" and done.result == 1
 
-    call.thread_end = connection.close  # type: ignore[attr-defined]  # a thread's own one
+    # Called in each caller thread: the proxy resolves to that thread's own connection.
+    call.thread_end = lambda: connection.close()  # type: ignore[attr-defined]
     return call
 
 

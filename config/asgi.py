@@ -10,16 +10,20 @@ import os
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
-from django.core.asgi import get_asgi_application
+import django
 
-django_asgi = get_asgi_application()
+django.setup(set_prefix=False)  # what get_asgi_application() does before its handler
+
+from lumina.platform.asgi import BodyLimit, ReusedThreadsASGIHandler  # noqa: E402
+
+# Django's handler, with request threads reused (and so their database connections): ADR 0027.
+django_asgi = ReusedThreadsASGIHandler()
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 from django.contrib.staticfiles.handlers import ASGIStaticFilesHandler  # noqa: E402
 
 from config.routing import websocket_urlpatterns  # noqa: E402
 from lumina.kernel import lifecycle  # noqa: E402
-from lumina.platform.asgi import BodyLimit  # noqa: E402
 from lumina.providers.http.gateway import Gateway  # noqa: E402
 from lumina.security.consumers import browser_origin_validator, websocket_auth  # noqa: E402
 from lumina.tools.http.mcp import McpEndpoint  # noqa: E402

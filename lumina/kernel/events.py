@@ -13,13 +13,14 @@ import datetime as dt
 import decimal
 import enum
 import functools
-import json
 import re
 import types
 import typing
 import uuid
 from collections.abc import Callable
 from typing import Any, ClassVar, Self
+
+import orjson
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*\.[A-Z][A-Za-z0-9]*$")
 _REGISTRY: dict[tuple[str, int], type[Event]] = {}
@@ -71,12 +72,17 @@ class Event:
     def payload(self) -> dict[str, Any]:
         """The event's own fields as JSON-compatible values."""
         # Round-trip through json so a value JSON cannot hold fails at publish time.
-        return json.loads(self.payload_json())
+        return orjson.loads(self.payload_json())
 
     def payload_json(self) -> str:
         """``payload()`` as JSON text, serialised once (what the outbox stores)."""
         data = {name: getattr(self, name) for name in _payload_fields(type(self))}
-        return json.dumps(data, default=_encode)
+        # orjson writes UUIDs, datetimes (ISO 8601, as ``isoformat``) and enums itself and
+        # asks ``_encode`` for the rest; several times cheaper than json on every publish.
+        try:
+            return orjson.dumps(data, default=_encode, option=orjson.OPT_NON_STR_KEYS).decode()
+        except orjson.JSONEncodeError as error:
+            raise TypeError(str(error.__cause__ or error)) from None
 
     @classmethod
     def from_payload(

@@ -9,6 +9,7 @@ when an identity provider is actually used.
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import sys
 import threading
@@ -32,3 +33,29 @@ def lazy_module(name: str) -> ModuleType:
         sys.modules[name] = module
         loader.exec_module(module)
         return module
+
+
+class LazyImport:
+    """A stand-in for a module, imported on the first attribute read, from any thread.
+
+    ``np = LazyImport("numpy")`` keeps numpy out of a process until code that computes
+    with it runs. Unlike ``lazy_module`` it never puts a half-loaded module in
+    ``sys.modules``: the first read runs an ordinary import (thread-safe under the import
+    lock) and every read after it is one forwarded ``getattr``. For modules whose names
+    are only read inside functions; ``isinstance(x, np.ndarray)`` sees the real class.
+    """
+
+    __slots__ = ("_module", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._module: ModuleType | None = None
+
+    def __getattr__(self, attribute: str):
+        module = self._module
+        if module is None:
+            module = self._module = importlib.import_module(self._name)
+        return getattr(module, attribute)
+
+    def __repr__(self) -> str:
+        return f"<lazy import of {self._name!r}>"

@@ -1,12 +1,21 @@
-"""ASGI-level guards that must act before Django reads a request body."""
+"""ASGI-level pieces around Django's handler: the body limit, and the threads that run
+synchronous views (ADR 0027)."""
 
 from __future__ import annotations
 
 import json
+import threading
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
+from asgiref.sync import ThreadSensitiveContext
 from django.conf import settings
+from django.core.handlers.asgi import ASGIHandler
+from django.db import connections
 
 from lumina.kernel.errors import PayloadTooLargeError
+
+# Idle request threads kept for reuse, each with its open database connection.
+IDLE_THREADS = 16
 
 
 def _too_large(error: PayloadTooLargeError) -> tuple[dict, dict]:
@@ -77,3 +86,85 @@ class BodyLimit:
 
 def _error(limit: int) -> PayloadTooLargeError:
     return PayloadTooLargeError(f"The request body exceeds {limit} bytes.")
+
+
+class _Threads:
+    """Single-thread executors lent to requests and kept when they finish.
+
+    Django gives every request a new thread for its synchronous code, and Django's
+    database connections belong to a thread, so every request would open (and leak until
+    garbage collection) a PostgreSQL connection of its own. Lending threads from here,
+    most recently used first, lets ``CONN_MAX_AGE`` do its work as under a WSGI server.
+    A request that finds no idle thread gets a new one: nothing ever waits for a thread.
+    """
+
+    def __init__(self, idle_limit: int) -> None:
+        self.idle_limit = idle_limit
+        self.idle: list[ThreadPoolExecutor] = []
+        self.lock = threading.Lock()
+
+    def take(self) -> ThreadPoolExecutor:
+        with self.lock:
+            if self.idle:
+                return self.idle.pop()
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="lumina-request")
+
+    def give_back(self, executor: ThreadPoolExecutor) -> None:
+        with self.lock:
+            if len(self.idle) < self.idle_limit:
+                self.idle.append(executor)
+                return
+        executor.submit(connections.close_all)  # the thread's own connections
+        executor.shutdown(wait=False)
+
+    def close_idle(self) -> None:
+        """Close the idle threads and their database connections (at shutdown)."""
+        with self.lock:
+            idle, self.idle = self.idle, []
+        for executor in idle:
+            executor.submit(connections.close_all)
+            executor.shutdown(wait=True)
+
+
+class _Lease(Executor):
+    """The executor of one request: takes a thread at the first synchronous call only,
+    so a request that never leaves the event loop holds none."""
+
+    def __init__(self, threads: _Threads) -> None:
+        self.threads = threads
+        self.executor: ThreadPoolExecutor | None = None
+
+    def submit(self, fn, /, *args, **kwargs) -> Future:
+        if self.executor is None:
+            self.executor = self.threads.take()
+        return self.executor.submit(fn, *args, **kwargs)
+
+    def release(self) -> None:
+        if self.executor is not None:
+            self.threads.give_back(self.executor)
+            self.executor = None
+
+
+class ReusedThreadsASGIHandler(ASGIHandler):
+    """Django's ASGI handler, running each request's synchronous code on a reused thread.
+
+    Django's own handler makes a thread per request (``ThreadSensitiveContext()``); here
+    the context gets a lent executor instead. Requests still run side by side: each has
+    a thread of its own while it runs.
+    """
+
+    threads = _Threads(IDLE_THREADS)
+
+    @classmethod
+    def close_idle_threads(cls) -> None:
+        cls.threads.close_idle()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            raise ValueError(f"Django can only handle ASGI/HTTP connections, not {scope['type']}.")
+        lease = _Lease(self.threads)
+        try:
+            async with ThreadSensitiveContext(executor=lease):
+                await self.handle(scope, receive, send)
+        finally:
+            lease.release()

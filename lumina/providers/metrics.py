@@ -6,7 +6,10 @@ never from what a client sent.
 
 from __future__ import annotations
 
+import functools
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
 
 # Latency buckets from 5 ms to 2 minutes: upstream calls dominate, and long generations
 # must not all land in +Inf.
@@ -47,3 +50,10 @@ ATTEMPTS = Counter(
     "Calls to providers, including retries and fallbacks, by outcome.",
     ["provider", "model", "outcome"],
 )
+
+
+@functools.cache
+def labelled(metric: MetricWrapperBase, *values: str) -> MetricWrapperBase:
+    """``metric.labels(*values)``, looked up once per label set: ``labels()`` checks and
+    converts its arguments under a lock on every call, several times per request."""
+    return metric.labels(*values)

@@ -9,27 +9,31 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from functools import lru_cache
-from typing import Any
-
-from jsonschema import exceptions as jsonschema_errors
-from jsonschema import validators
-from referencing import Registry, Resource
-from referencing.exceptions import NoSuchResource, Unresolvable
-from referencing.jsonschema import DRAFT202012, specification_with
+from functools import cache, lru_cache
+from typing import TYPE_CHECKING, Any
 
 from lumina.tools.errors import SchemaInvalidError
+
+if TYPE_CHECKING:
+    from referencing import Registry, Resource
 
 MAX_SCHEMA_BYTES = 64 * 1024
 MAX_ERRORS = 10
 
 
 def _retrieve(uri: str) -> Resource:
+    from referencing.exceptions import NoSuchResource
+
     # Refuse every remote reference: a schema is a contract, not a URL to fetch.
     raise NoSuchResource(ref=uri)
 
 
-NO_RETRIEVAL: Registry = Registry(retrieve=_retrieve)  # type: ignore[call-arg]
+@cache
+def no_retrieval() -> Registry:
+    """The registry every validator gets: it resolves nothing outside the schema."""
+    from referencing import Registry
+
+    return Registry(retrieve=_retrieve)  # type: ignore[call-arg]
 
 
 def _refs(schema: Any) -> Iterator[str]:
@@ -47,6 +51,12 @@ def _refs(schema: Any) -> Iterator[str]:
 
 def schema_check(schema: Any, *, field: str, object_root: bool = False) -> dict[str, Any]:
     """``schema`` as a dict, or ``SchemaInvalidError`` naming ``field`` and the problem."""
+    from jsonschema import exceptions as jsonschema_errors
+    from jsonschema import validators
+    from referencing import Resource
+    from referencing.exceptions import Unresolvable
+    from referencing.jsonschema import DRAFT202012, specification_with
+
     if not isinstance(schema, Mapping):
         raise SchemaInvalidError(field, "A JSON Schema here is a JSON object.")
     try:
@@ -70,7 +80,7 @@ def schema_check(schema: Any, *, field: str, object_root: bool = False) -> dict[
         ) from None
     dialect = schema.get("$schema") if isinstance(schema.get("$schema"), str) else ""
     root = Resource(contents=schema, specification=specification_with(dialect, default=DRAFT202012))
-    resolver = NO_RETRIEVAL.resolver_with_root(root)
+    resolver = no_retrieval().resolver_with_root(root)
     for ref in _refs(schema):
         try:
             resolver.lookup(ref)
@@ -83,9 +93,11 @@ def schema_check(schema: Any, *, field: str, object_root: bool = False) -> dict[
 
 @lru_cache(maxsize=1024)
 def _validator_for(encoded: str) -> Any:
+    from jsonschema import validators
+
     schema = json.loads(encoded)
     cls = validators.validator_for(schema, default=validators.Draft202012Validator)
-    return cls(schema, registry=NO_RETRIEVAL, format_checker=cls.FORMAT_CHECKER)
+    return cls(schema, registry=no_retrieval(), format_checker=cls.FORMAT_CHECKER)
 
 
 def problems(schema: Mapping[str, Any], value: Any, *, prefix: str) -> dict[str, list[str]]:
@@ -93,6 +105,8 @@ def problems(schema: Mapping[str, Any], value: Any, *, prefix: str) -> dict[str,
 
     Empty when the value is valid. At most ``MAX_ERRORS`` messages, most relevant first.
     """
+    from jsonschema import exceptions as jsonschema_errors
+
     validator = _validator_for(json.dumps(schema, sort_keys=True))
     found: dict[str, list[str]] = {}
     errors = sorted(validator.iter_errors(value), key=jsonschema_errors.relevance)

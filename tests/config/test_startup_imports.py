@@ -23,13 +23,19 @@ from django.urls import get_resolver
 get_resolver().url_patterns
 admin.site.get_urls()
 loaded = lambda *names: {name: name in sys.modules for name in names}
-before = loaded("authlib", "joserfc", "celery", "redis", "sklearn", "scipy", "mcp")
+before = loaded(
+    "authlib", "joserfc", "celery", "redis", "sklearn", "scipy", "mcp", "numpy", "jsonschema",
+    "referencing",
+)
 from lumina.security.http import oidc
 oidc.services.oidc_login_start  # the first use of the OIDC services
 after = loaded("authlib", "joserfc")
 from lumina.memory.services import topic_clustering
 topic_clustering.cluster(["one", "two"], [[1.0, 0.0], [0.0, 1.0]])  # topic extraction
-after.update(loaded("sklearn", "scipy"))
+after.update(loaded("sklearn", "scipy", "numpy"))
+from lumina.tools.schemas import problems
+problems({"type": "object"}, {}, prefix="arguments")  # the first tool argument check
+after.update(loaded("jsonschema", "referencing"))
 print(json.dumps({"before": before, "after": after}))
 """
 
@@ -54,7 +60,7 @@ def _probe(**env: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_oidc_celery_redis_scikit_learn_and_mcp_libraries_load_only_when_used():
+def test_oidc_celery_redis_scikit_learn_mcp_numpy_and_jsonschema_load_only_when_used():
     result = _probe(LUMINA_EVENT_TRANSPORT="inprocess")
 
     assert result["before"] == {
@@ -65,6 +71,17 @@ def test_oidc_celery_redis_scikit_learn_and_mcp_libraries_load_only_when_used():
         "sklearn": False,
         "scipy": False,
         "mcp": False,
+        "numpy": False,
+        "jsonschema": False,
+        "referencing": False,
     }
     # The first use does load them: the check above is not blind.
-    assert result["after"] == {"authlib": True, "joserfc": True, "sklearn": True, "scipy": True}
+    assert result["after"] == {
+        "authlib": True,
+        "joserfc": True,
+        "sklearn": True,
+        "scipy": True,
+        "numpy": True,
+        "jsonschema": True,
+        "referencing": True,
+    }

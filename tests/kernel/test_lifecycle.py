@@ -129,8 +129,10 @@ def test_the_apps_register_their_hooks_from_ready():
         "lumina.security.services.token_refusals.refusals_timer_start",
         "lumina.tools.sandbox.runner.sandbox_start",
         "lumina.ui.realtime.fanout.adopt_server_loop",
+        "lumina.platform.apps.gc_freeze",
     ]
-    assert lifecycle.hooks("shutdown", lifecycle.WEB)[:4] == [
+    assert lifecycle.hooks("shutdown", lifecycle.WEB)[:5] == [
+        "lumina.platform.asgi.ReusedThreadsASGIHandler.close_idle_threads",
         "lumina.tools.sandbox.runner.close_pools",
         "lumina.tools.mcp.mcp_stop",
         "lumina.providers.apps.provider_sessions_close",

@@ -58,8 +58,12 @@ class LiveAsgiServer:
             time.sleep(0.01)
 
     def stop(self) -> None:
+        from lumina.platform.asgi import ReusedThreadsASGIHandler
+
         self.server.should_exit = True
         self.thread.join(timeout=10)
+        # Lifespan is off here: close the request threads' connections as shutdown would.
+        ReusedThreadsASGIHandler.close_idle_threads()
 
 
 @pytest.fixture

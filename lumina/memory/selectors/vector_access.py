@@ -10,12 +10,13 @@ import time
 import uuid
 from typing import Any
 
-import numpy as np
-
+from lumina.kernel.lazy import LazyImport
 from lumina.memory.errors import CollectionNotFoundError, InvalidInputError
 from lumina.memory.models.vectors import Collection, Distance, IndexType
 from lumina.memory.vector_types import CollectionInfo
 from lumina.security.api import Actor, authorize, require
+
+np = LazyImport("numpy")  # loaded with the first computation, not with the server
 
 OPERATOR = {Distance.COSINE: "<=>", Distance.L2: "<->", Distance.IP: "<#>"}
 # The largest magnitude a half-precision index can hold.

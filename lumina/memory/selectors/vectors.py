@@ -20,9 +20,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-import numpy as np
 from django.db import connection
 
+from lumina.kernel.lazy import LazyImport
 from lumina.memory.embedding import embed_texts
 from lumina.memory.errors import InvalidInputError, RecordNotFoundError
 from lumina.memory.models.vectors import Collection, Distance, VectorRecord
@@ -46,6 +46,8 @@ from lumina.memory.vector_types import (
     VectorItem,
 )
 from lumina.security.api import Actor, require
+
+np = LazyImport("numpy")  # loaded with the first computation, not with the server
 
 # Raw SQL here only interpolates the table name, slot numbers (0/1), dimensions and
 # collection ids from the database; every value from a caller is a parameter.

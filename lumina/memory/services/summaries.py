@@ -22,12 +22,14 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
-import numpy as np
 import structlog
 
 from lumina.kernel.errors import ApplicationError
+from lumina.kernel.lazy import LazyImport
 from lumina.providers import api as providers
 from lumina.security.api import Actor
+
+np = LazyImport("numpy")  # loaded with the first computation, not with the server
 
 logger = structlog.get_logger(__name__)
 

@@ -16,7 +16,9 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
-import numpy as np
+from lumina.kernel.lazy import LazyImport
+
+np = LazyImport("numpy")  # loaded with the first computation, not with the server
 
 __all__ = ["ClusteredTopic", "Clustering", "c_tf_idf", "cluster"]
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-import numpy as np
 from django.db import transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from lumina.kernel.bus import publish
 from lumina.kernel.errors import NotFoundError
+from lumina.kernel.lazy import LazyImport
 from lumina.memory.errors import InvalidInputError
 from lumina.memory.events.topics import TopicsExtracted
 from lumina.memory.models.records import EMBEDDING_DIMENSIONS, Layer, MemoryRecord
@@ -39,6 +39,8 @@ from lumina.memory.services.entity_extraction import normalize
 from lumina.memory.services.topic_clustering import cluster
 from lumina.memory.topics_types import Graph, TopicDTO, TopicExtraction, TopicMemberDTO
 from lumina.security.api import Actor, require
+
+np = LazyImport("numpy")  # loaded with the first computation, not with the server
 
 __all__ = [
     "TopicNotFoundError",

@@ -265,7 +265,8 @@ class Exchange:
         ]
         if overhead is not None:
             headers.append((b"x-lumina-overhead-ms", f"{overhead * 1000:.2f}".encode()))
-            metrics.OVERHEAD.labels(self.call.operation if self.call else "other").observe(overhead)
+            operation = self.call.operation if self.call else "other"
+            metrics.labelled(metrics.OVERHEAD, operation).observe(overhead)
         return headers
 
     async def json(

@@ -16,7 +16,9 @@ import threading
 from collections.abc import Sequence
 from typing import Protocol
 
-import numpy as np
+from lumina.kernel.lazy import LazyImport
+
+np = LazyImport("numpy")  # loaded with the first computation, not with the server
 
 MODEL_NAME = "all-MiniLM-L6-v2"
 DIMENSIONS = 384

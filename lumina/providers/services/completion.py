@@ -213,7 +213,7 @@ class Call:
                 duration_ms=seconds * 1000,
             )
         )
-        metrics.ATTEMPTS.labels(deployment.provider.name, deployment.name, outcome).inc()
+        metrics.labelled(metrics.ATTEMPTS, deployment.provider.name, deployment.name, outcome).inc()
 
     async def _each_candidate(self, call, *, stream: bool = False):
         """Try ``call(adapter, endpoint)`` on each candidate in turn, with retries.
@@ -340,15 +340,15 @@ class Call:
             await budget_settle(self.admission, tokens=usage.total_tokens, cost=cost)
         provider = deployment.provider.name if deployment else ""
         model = deployment.name if deployment else ""
-        metrics.REQUESTS.labels(self.operation, provider, model, self.status.value).inc()
-        metrics.LATENCY.labels(self.operation, provider, model).observe(latency)
+        metrics.labelled(metrics.REQUESTS, self.operation, provider, model, self.status.value).inc()
+        metrics.labelled(metrics.LATENCY, self.operation, provider, model).observe(latency)
         if deployment is not None:
             for kind in ("input", "cached_input", "cache_write", "output", "reasoning"):
                 count = getattr(usage, f"{kind}_tokens")
                 if count:
-                    metrics.TOKENS.labels(provider, model, kind).inc(count)
+                    metrics.labelled(metrics.TOKENS, provider, model, kind).inc(count)
             if cost:
-                metrics.COST.labels(provider, model).inc(float(cost))
+                metrics.labelled(metrics.COST, provider, model).inc(float(cost))
         return entry
 
     def _transcript(self, model: str) -> CompletionTranscript:
@@ -472,7 +472,7 @@ async def chat_prepare(
 
 async def chat_complete(call: Call) -> dict[str, Any]:
     """A whole completion in OpenAI's shape; usage is recorded whatever happens."""
-    metrics.IN_FLIGHT.labels("chat").inc()
+    metrics.labelled(metrics.IN_FLIGHT, "chat").inc()
     try:
         completion = await call._each_candidate(
             lambda adapter, endpoint: adapter.chat(endpoint, call.body)
@@ -490,7 +490,7 @@ async def chat_complete(call: Call) -> dict[str, Any]:
         call.status = UsageStatus.ERROR
         raise
     finally:
-        metrics.IN_FLIGHT.labels("chat").dec()
+        metrics.labelled(metrics.IN_FLIGHT, "chat").dec()
         await call.finish()
 
 
@@ -510,7 +510,7 @@ async def chat_stream(call: Call) -> AsyncIterator[dict[str, Any]]:
     a failure raises ``StreamInterrupted``. Usage is recorded when the generator ends,
     however it ends (completed, broken, or closed because the client left)."""
     wants_usage = bool((call.body.get("stream_options") or {}).get("include_usage"))
-    metrics.IN_FLIGHT.labels("chat").inc()
+    metrics.labelled(metrics.IN_FLIGHT, "chat").inc()
     text_parts: list[str] = []
     upstream = None
     try:
@@ -524,9 +524,9 @@ async def chat_stream(call: Call) -> AsyncIterator[dict[str, Any]]:
             raise
         call.ttft_ms = (time.perf_counter() - call.started) * 1000
         if call.deployment is not None:
-            metrics.TTFT.labels(call.deployment.provider.name, call.deployment.name).observe(
-                call.ttft_ms / 1000
-            )
+            deployment = call.deployment
+            ttft = metrics.labelled(metrics.TTFT, deployment.provider.name, deployment.name)
+            ttft.observe(call.ttft_ms / 1000)
         chunk: dict[str, Any] | None = first
         while chunk is not None:
             usage = chunk.get("usage")
@@ -562,7 +562,7 @@ async def chat_stream(call: Call) -> AsyncIterator[dict[str, Any]]:
         if call.usage is None and call.status is not UsageStatus.REJECTED:
             call.usage = await call.estimated_usage("".join(text_parts))
         call.reply = "".join(text_parts)
-        metrics.IN_FLIGHT.labels("chat").dec()
+        metrics.labelled(metrics.IN_FLIGHT, "chat").dec()
         await call.finish()
 
 
@@ -628,7 +628,7 @@ async def embeddings_prepare(*, actor: Actor, body: Any, request_id: str) -> Cal
 
 
 async def embeddings_create(call: Call) -> dict[str, Any]:
-    metrics.IN_FLIGHT.labels("embeddings").inc()
+    metrics.labelled(metrics.IN_FLIGHT, "embeddings").inc()
     try:
         result = await call._each_candidate(
             lambda adapter, endpoint: adapter.embed(endpoint, call.body)
@@ -640,5 +640,5 @@ async def embeddings_create(call: Call) -> dict[str, Any]:
         call.status = UsageStatus.ERROR
         raise
     finally:
-        metrics.IN_FLIGHT.labels("embeddings").dec()
+        metrics.labelled(metrics.IN_FLIGHT, "embeddings").dec()
         await call.finish()

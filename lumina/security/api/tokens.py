@@ -5,7 +5,7 @@ from __future__ import annotations
 from lumina.security.selectors.tokens import TokenInfo
 from lumina.security.services.tokens import (
     InvalidTokenError,
-    token_authenticate,
+    token_actor,
     token_cache_invalidate,
 )
 from lumina.security.types import Actor
@@ -20,5 +20,4 @@ def authenticate_token(raw: str, *, ip_address: str | None = None) -> Actor:
     ``malformed_token``, ``invalid_token``, ``token_expired`` or ``token_revoked``) when the
     token is malformed, unknown, expired, revoked or belongs to an inactive user.
     """
-    user, info = token_authenticate(raw=raw, ip_address=ip_address)
-    return Actor.for_user(user, token=info, ip_address=ip_address)
+    return token_actor(raw=raw, ip_address=ip_address)

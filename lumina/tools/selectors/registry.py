@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from urllib.parse import urlsplit
 
-from django.db.models import QuerySet
+from django.db.models import F, QuerySet
 
 from lumina.tools.models import HttpAllowEntry, Tool, ToolVersion
 from lumina.tools.types import Limits, ToolDTO, ToolKind, ToolSpec
@@ -47,6 +47,24 @@ def tool_find(key: str | uuid.UUID) -> Tool | None:
         if found is not None:
             return found
     return query.filter(name=str(key)).first() if isinstance(key, str) else None
+
+
+def tool_with_version(
+    key: str | uuid.UUID, number: int | None = None
+) -> tuple[Tool | None, ToolVersion | None]:
+    """A tool by id or name with its version ``number`` (default: current), in one query.
+
+    The tool without a version when that version does not exist.
+    """
+    tool_id = key if isinstance(key, uuid.UUID) else _uuid(key)
+    query = ToolVersion.objects.select_related("tool", "tool__mcp_server")
+    query = query.filter(number=number) if number else query.filter(number=F("tool__version"))
+    found = query.filter(tool_id=tool_id).first() if tool_id is not None else None
+    if found is None and isinstance(key, str):
+        found = query.filter(tool__name=key).first()
+    if found is not None:
+        return found.tool, found
+    return tool_find(key), None
 
 
 def version_of(tool: Tool, number: int | None = None) -> ToolVersion | None:

@@ -37,7 +37,7 @@ from lumina.tools.events.executions import RunToolExecution, ToolExecuted, ToolF
 from lumina.tools.models import Execution, Tool, ToolVersion
 from lumina.tools.schemas import problems
 from lumina.tools.selectors.executions import execution_dto
-from lumina.tools.selectors.registry import tool_find, tool_spec, version_of
+from lumina.tools.selectors.registry import tool_spec, tool_with_version
 from lumina.tools.types import ExecutionDTO, ExecutionStatus, Limits, RunOutcome, ToolSpec
 
 logger = structlog.get_logger(__name__)
@@ -131,7 +131,7 @@ def prepare(
         "model_call_id": model_call_id,
         "run_id": run_id,
     }
-    row = tool_find(tool)
+    row, chosen = tool_with_version(tool, version)
     if row is None:
         # Who may run no tool at all learns nothing about which names exist.
         try:
@@ -147,7 +147,6 @@ def prepare(
     except PermissionDeniedError as exc:
         _reject(tool=row, name=row.name, version=row.version, error=exc, **reject)
         raise
-    chosen = version_of(row, version)
     if chosen is None:
         error = ToolNotFoundError(f"{row.name} v{version}", field="version")
         _reject(tool=row, name=row.name, version=version or 0, error=error, **reject)
@@ -201,9 +200,11 @@ def execute(
             execution.save()
             publish(RunToolExecution(execution_id=execution.id))
         return execution_dto(execution)
+    # A synchronous run is written once, when it ends, with its outcome event in the same
+    # transaction: a run cut short by the process dying leaves no row (its caller got no
+    # answer either), and a short run costs one commit instead of two.
     execution.status = ExecutionStatus.RUNNING.value
     execution.started_at = timezone.now()
-    execution.save()
     outcome = run_spec(tool_spec(row, chosen), execution.arguments, actor=actor)
     return execution_dto(finish(execution, outcome, version=chosen))
 
