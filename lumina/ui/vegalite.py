@@ -17,12 +17,18 @@ import re
 import threading
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
-
-from jsonschema import Draft7Validator
-from jsonschema.exceptions import ValidationError, relevance
+from typing import TYPE_CHECKING, Any
 
 from lumina.kernel.errors import ApplicationError
+from lumina.kernel.lazy import LazyImport
+
+if TYPE_CHECKING:
+    from jsonschema import Draft7Validator
+    from jsonschema.exceptions import ValidationError
+
+# Loaded with the first check, not with the web process (tests/config/test_startup_imports.py).
+_jsonschema = LazyImport("jsonschema")
+_exceptions = LazyImport("jsonschema.exceptions")
 
 # The Vega-Lite major version altair ships; the console's vega-embed renders the same one.
 SCHEMA_MAJOR = "v6"
@@ -67,7 +73,7 @@ def validator() -> Draft7Validator:
 
 @functools.cache
 def _validator() -> Draft7Validator:
-    return Draft7Validator(schema())
+    return _jsonschema.Draft7Validator(schema())
 
 
 def json_path(parts: Iterable[Any], root: str = "spec") -> str:
@@ -137,9 +143,9 @@ def _closest(error: ValidationError) -> ValidationError:
                     -max(len(e.absolute_path) for e in found),
                 ),
             )
-            error = max(nearest, key=relevance)
+            error = max(nearest, key=_exceptions.relevance)
         else:
-            error = max(error.context, key=relevance)
+            error = max(error.context, key=_exceptions.relevance)
     return error
 
 
@@ -167,5 +173,5 @@ def _verdict(text: str) -> tuple[tuple[Any, ...], str] | None:
     errors = list(validator().iter_errors(json.loads(text)))
     if not errors:
         return None
-    error = _closest(max(errors, key=relevance))
+    error = _closest(max(errors, key=_exceptions.relevance))
     return tuple(error.absolute_path), _message(error)
