@@ -9,6 +9,7 @@ batch, whatever its size.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,15 @@ from lumina.memory.events import MemoryExpired, MemoryStored, MemorySuperseded, 
 from lumina.providers.events import BudgetExceeded, CircuitClosed, CircuitOpened, UsageRecorded
 from lumina.security.events import SessionsEnded
 from lumina.tools.events import ToolExecuted, ToolFailed
+from lumina.ui.events import (
+    DocumentDeleted,
+    DocumentImported,
+    DocumentRenamed,
+    DocumentShared,
+    DocumentUnshared,
+    DocumentVersionCreated,
+    DocumentVersionRestored,
+)
 from lumina.ui.realtime import fanout, topics
 from lumina.ui.realtime.fanout import Notification
 
@@ -114,6 +124,47 @@ def _memory(event: MemoryStored | MemoryUpdated | MemorySuperseded | MemoryExpir
     return _notification(event, topics.MEMORY, data, users=(event.owner_id,))
 
 
+_DOCUMENT_EVENTS = (
+    DocumentRenamed,
+    DocumentImported,
+    DocumentShared,
+    DocumentUnshared,
+    DocumentVersionCreated,
+    DocumentVersionRestored,
+    DocumentDeleted,
+)
+# What a reader of the document may see of each change: never its content.
+_DOCUMENT_FIELDS = (
+    "title",
+    "previous_title",
+    "seq",
+    "principal_type",
+    "principal_id",
+    "permission",
+    "can_share",
+    "version_id",
+    "version_name",
+    "upto_seq",
+)
+
+
+def _document(event) -> Notification:
+    data = {"document_id": str(event.document_id)}
+    for field in _DOCUMENT_FIELDS:
+        if hasattr(event, field):
+            value = getattr(event, field)
+            data[field] = str(value) if isinstance(value, uuid.UUID) else value
+    if event.actor_id is not None:
+        data["actor_id"] = str(event.actor_id)
+    return Notification(
+        topic=f"{topics.DOCUMENTS.name}:{event.document_id}",
+        event=event.name,
+        event_id=event.id,
+        occurred_at=event.occurred_at.isoformat(),
+        data=data,
+    )
+
+
 _TRANSLATORS: dict[type[Event], Callable[[Any], Notification | None]] = {
     UsageRecorded: _usage,
     BudgetExceeded: _budget,
@@ -125,6 +176,7 @@ _TRANSLATORS: dict[type[Event], Callable[[Any], Notification | None]] = {
     MemoryUpdated: _memory,
     MemorySuperseded: _memory,
     MemoryExpired: _memory,
+    **dict.fromkeys(_DOCUMENT_EVENTS, _document),
 }
 
 

@@ -162,3 +162,32 @@ MEMORY = register(
         description="Your memories stored, changed, superseded or expired.",
     )
 )
+
+
+def _document_readable(actor: Actor, key: str | None) -> str | None:
+    # Roles never open someone's document (ADR 0029): authorize() above let a role's
+    # documents.read through, the document's own rules decide.
+    import uuid
+
+    from lumina.ui.selectors.document_access import document_row, may
+
+    try:
+        document = document_row(uuid.UUID(key or ""))
+    except ValueError:
+        document = None
+    if document is None or not may(actor, "documents.read", document):
+        return "No such document, or it is not shared with you."
+    return None
+
+
+DOCUMENTS = register(
+    Topic(
+        name="documents",
+        permission="documents.read",
+        audience=Audience.SHARED,
+        description="A document you may read renamed, shared, versioned, restored or deleted.",
+        keyed=True,
+        resource_type="ui.document",
+        check=_document_readable,
+    )
+)
