@@ -176,6 +176,21 @@ def database_url_for_subprocess() -> str:
     return f"postgresql://{user}{password}@{host_part}{port}/{params['dbname']}"
 
 
+@pytest.fixture(autouse=True)
+def _usage_ledger_in_the_foreground(settings):
+    """No background usage writer in any test: a test's usage is written by its own
+    ``usage_flush()`` (inside its transaction), and what it leaves buffered is dropped, not
+    written into the next test. A writer thread inserting while a transactional test's
+    teardown truncates the tables deadlocks the two."""
+    from lumina.providers.services import usage
+
+    settings.LUMINA_USAGE_WRITER_THREAD = False
+    usage.usage_writer_stop(flush=False)
+    yield
+    usage._buffer.clear()
+    usage._events.clear()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _no_usage_writer_after_the_session(django_db_setup, django_db_blocker):
     """A test that served a completion leaves usage buffered: write it while the test

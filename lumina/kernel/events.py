@@ -13,6 +13,7 @@ import datetime as dt
 import decimal
 import enum
 import functools
+import json
 import re
 import types
 import typing
@@ -72,7 +73,11 @@ class Event:
     def payload(self) -> dict[str, Any]:
         """The event's own fields as JSON-compatible values."""
         # Round-trip through json so a value JSON cannot hold fails at publish time.
-        return orjson.loads(self.payload_json())
+        text = self.payload_json()
+        try:
+            return orjson.loads(text)
+        except orjson.JSONDecodeError:
+            return json.loads(text)  # integers beyond 64 bits (see payload_json)
 
     def payload_json(self) -> str:
         """``payload()`` as JSON text, serialised once (what the outbox stores)."""
@@ -82,6 +87,9 @@ class Event:
         try:
             return orjson.dumps(data, default=_encode, option=orjson.OPT_NON_STR_KEYS).decode()
         except orjson.JSONEncodeError as error:
+            if "64-bit" in str(error):
+                # JSON holds integers of any size; orjson only 64-bit ones.
+                return json.dumps(data, default=_encode)
             raise TypeError(str(error.__cause__ or error)) from None
 
     @classmethod

@@ -91,18 +91,6 @@ def manager_client(people) -> APIClient:
 
 
 @pytest.fixture(autouse=True)
-def _usage_ledger_in_the_foreground(settings):
-    """Embedding calls write usage: no background writer in tests (as in tests/providers)."""
-    from lumina.providers.services import usage
-
-    settings.LUMINA_USAGE_WRITER_THREAD = False
-    usage.usage_writer_stop(flush=False)
-    yield
-    usage._buffer.clear()
-    usage._events.clear()
-
-
-@pytest.fixture(autouse=True)
 def _fresh_registry_caches():
     """A catalogue cached by a rolled-back test must not serve the next (as in tests/providers)."""
     from lumina.providers.selectors.registry import catalogue_clear_local, endpoint_cache_clear

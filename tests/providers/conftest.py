@@ -40,20 +40,6 @@ async def http_sessions() -> AsyncIterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _usage_ledger_in_the_foreground(settings):
-    """No background writer in tests: a test's usage is written by its own ``usage_flush()``
-    (inside its transaction), and what it leaves buffered is dropped, not written into the
-    next test."""
-    from lumina.providers.services import usage
-
-    settings.LUMINA_USAGE_WRITER_THREAD = False
-    usage.usage_writer_stop(flush=False)
-    yield
-    usage._buffer.clear()
-    usage._events.clear()
-
-
-@pytest.fixture(autouse=True)
 def _fresh_registry_caches():
     """A catalogue or decrypted key cached by a rolled-back test must not serve the next."""
     from lumina.providers.selectors.registry import catalogue_clear_local, endpoint_cache_clear

@@ -84,7 +84,6 @@ def tools_admin_client(tools_admin) -> APIClient:
 # Loopback upstreams and the real ASGI server, shared with the providers tests.
 from tests.providers.conftest import (  # noqa: E402, F401 (fixtures)
     _fresh_registry_caches,
-    _usage_ledger_in_the_foreground,
     anthropic_upstream,
     http_sessions,
     openai_upstream,

@@ -93,6 +93,7 @@ class Room:
         self._since_snapshot = 0
         self._compacting = False
         self._tasks: list[asyncio.Task] = []
+        self._compaction: asyncio.Task | None = None
         self._layer = get_channel_layer()
         self._channel: str | None = None
         self._group_joined_at = 0.0
@@ -117,6 +118,10 @@ class Room:
 
     async def close(self) -> None:
         self.closed = True
+        if self._compaction is not None:
+            # A snapshot being written is finished, not abandoned with the room.
+            with contextlib.suppress(Exception):
+                await self._compaction
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -224,7 +229,7 @@ class Room:
             finally:
                 self._compacting = False
 
-        self._tasks.append(asyncio.create_task(run()))
+        self._compaction = asyncio.create_task(run())
 
     # --- awareness ---------------------------------------------------------------------
 
