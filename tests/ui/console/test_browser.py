@@ -13,14 +13,16 @@ from tests.ui.console.conftest import (
     ANSWER,
     PASSWORD,
     axe_violations,
+    csp_watched,
     screenshot,
     sign_in,
+    sign_in_with_password,
 )
 
 # django_db: so the test database is set up; the data itself is the module's (conftest).
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
-PAGES = ["dashboard", "playground", "providers", "tokens", "tools", "memory"]
+PAGES = ["dashboard", "playground", "providers", "tokens", "tools", "memory", "documents"]
 
 
 def test_sign_in_asks_for_the_authenticator_code_and_refuses_a_wrong_one(world, browser):
@@ -257,3 +259,91 @@ def test_the_dashboard_draws_the_cost_chart_with_the_apis_numbers(page):
     assert "$50.0000" in budget.inner_text()
     assert re.search(r"\$\d+\.\d{4} \(\d+%\)", budget.inner_text()), budget.inner_text()
     screenshot(page, "dashboard-charts")
+
+
+def editor_text(page) -> str:
+    """The editor's lines, without the other people's cursors (their name labels)."""
+    return page.locator(".cm-content").evaluate(
+        "content => [...content.querySelectorAll('.cm-line')].map(line => {"
+        " const copy = line.cloneNode(true);"
+        " copy.querySelectorAll('.cm-ySelectionCaret').forEach(c => c.remove());"
+        " return copy.textContent; }).join('\\n')"
+    )
+
+
+def test_two_people_edit_one_document_together_and_the_export_has_their_text(
+    world, browser, page, editor
+):
+    # The owner creates the document and shares it with the editor, for edit.
+    page.goto("/console/documents/")
+    page.get_by_label("Title").fill("Launch notes")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/console/documents/?id=*")
+    document_id = page.url.split("?id=")[1]
+    page.get_by_label("Email of the person").fill(editor)
+    page.get_by_label("May").select_option("edit")
+    page.get_by_role("button", name="Share").click()
+    page.locator("#shares-list li", has_text=f"{editor}: edit").wait_for()
+    page.locator("#connection[data-synced='true']").wait_for()
+
+    # The editor signs in (password only: no second factor) and opens it.
+    context = browser.new_context(base_url=world.base, viewport={"width": 1280, "height": 900})
+    other = context.new_page()
+    other_violations = csp_watched(other)
+    sign_in_with_password(other, editor, f"/console/documents/?id={document_id}")
+    other.locator("#documents-list a", has_text="Launch notes").wait_for()
+    other.locator("#connection[data-synced='true']").wait_for()
+
+    # Each sees the other here.
+    page.locator("#presence li", has_text=editor).wait_for()
+    other.locator("#presence li", has_text=world.email).wait_for()
+
+    page.locator(".cm-content").click()
+    page.keyboard.type("Hello from the owner.")
+    other.locator(".cm-content", has_text="Hello from the owner.").wait_for()
+    other.locator(".cm-content").click()
+    other.keyboard.press("Control+End")
+    other.keyboard.press("Enter")
+    other.keyboard.type("And from the editor.")
+    typed = "Hello from the owner.\nAnd from the editor."
+    for each in (page, other):
+        each.locator(".cm-content", has_text="And from the editor.").wait_for()
+        assert editor_text(each) == typed
+    # Each shows the other's cursor, labelled with their name.
+    page.locator(".cm-ySelectionInfo", has_text=editor).wait_for(state="attached")
+    other.locator(".cm-ySelectionInfo", has_text=world.email).wait_for(state="attached")
+
+    # What they typed was stored: the REST export (the owner's session) has it.
+    export = page.request.get(f"/api/v1/documents/{document_id}/export?format=text")
+    assert export.status == 200
+    assert typed in export.text()
+
+    assert axe_violations(page) == []
+    screenshot(page, "documents-editor")
+    screenshot(other, "documents-editor-shared")
+    assert page.csp_violations == []
+    assert other_violations == []
+    context.close()
+
+
+def test_keep_a_version_and_restore_it_in_the_open_editor(world, page):
+    page.goto("/console/documents/")
+    page.get_by_label("Title").fill("Versioned")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/console/documents/?id=*")
+    page.locator("#connection[data-synced='true']").wait_for()
+    page.locator(".cm-content").click()
+    page.keyboard.type("First draft")
+    page.get_by_label("Name").fill("draft one")
+    page.get_by_role("button", name="Keep this version").click()
+    restore = page.get_by_role("button", name="Restore draft one")
+    restore.wait_for()
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type(", then changes")
+    page.locator(".cm-content", has_text="First draft, then changes").wait_for()
+    page.once("dialog", lambda dialog: dialog.accept())
+    restore.click()
+    # The restore is a new update the server relays to the open editor.
+    page.locator(".cm-content", has_text=re.compile("^First draft$")).wait_for()
+    assert page.csp_violations == []
