@@ -37,6 +37,8 @@ const sharesList = document.getElementById("shares-list");
 const sharesError = document.getElementById("shares-error");
 const presence = document.getElementById("presence");
 const connection = document.getElementById("connection");
+const renameForm = document.getElementById("rename-form");
+const live = document.getElementById("live");
 
 const selected = new URLSearchParams(window.location.search).get("id");
 let current = null;
@@ -87,13 +89,15 @@ async function openDocument(id) {
     return;
   }
   panel.hidden = false;
-  document.getElementById("document-heading").textContent = current.title;
+  showTitle(current.title);
   document.getElementById("document-meta").textContent =
     `You may: ${current.permissions.map((p) => p.replace("documents.", "")).join(", ")}`;
   const may = (permission) => current.permissions.includes(`documents.${permission}`);
   versionForm.hidden = !may("edit");
   shareSection.hidden = !may("share");
+  renameForm.hidden = !may("edit");
   startEditor(current.id, may("edit"));
+  followChanges(current.id);
   await loadVersions();
   if (may("share")) await loadShares();
 }
@@ -151,6 +155,70 @@ function startEditor(id, editable) {
     view.destroy();
     provider.destroy();
   });
+}
+
+function showTitle(title) {
+  current.title = title;
+  document.getElementById("document-heading").textContent = title;
+  document.title = `${title} · Documents · Lumina`;
+}
+
+renameForm.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  clearErrors(renameForm);
+  try {
+    const doc = await api.patch(`/api/v1/documents/${current.id}`, { title: new FormData(renameForm).get("title") });
+    renameForm.reset();
+    showTitle(doc.title);
+    await loadList();
+  } catch (error) {
+    showErrors(renameForm, error);
+  }
+});
+
+// What others do to the document (rename, share, versions, deletion) arrives on the
+// realtime socket (topic documents:<id>), so the page follows without a reload.
+function followChanges(id, delay = 1000) {
+  const scheme = window.location.protocol === "https:" ? "wss" : "ws";
+  const socket = new WebSocket(`${scheme}://${window.location.host}/ws/realtime/`);
+  socket.addEventListener("message", async (message) => {
+    let data;
+    try {
+      data = JSON.parse(message.data);
+    } catch {
+      return;
+    }
+    if (data.type === "ready") {
+      socket.send(JSON.stringify({ type: "subscribe", topics: [`documents:${id}`] }));
+    } else if (data.type === "subscribed" && data.accepted.length) {
+      live.dataset.following = "true";
+      delay = 1000;
+    } else if (data.type === "event") {
+      await applyChange(data.event, data.data || {});
+    }
+  });
+  socket.addEventListener("close", (event) => {
+    delete live.dataset.following;
+    // 44xx: not signed in, or the document is no longer readable: do not retry.
+    if (event.code >= 4400 && event.code < 4500) return;
+    setTimeout(() => followChanges(id, Math.min(delay * 2, 30000)), delay);
+  });
+}
+
+async function applyChange(name, data) {
+  const event = name.split(".").pop();
+  if (event === "DocumentRenamed" && data.title) {
+    showTitle(data.title);
+    live.textContent = `Renamed to “${data.title}”.`;
+    await loadList();
+  } else if (event === "DocumentShared" || event === "DocumentUnshared") {
+    if (!shareSection.hidden) await loadShares();
+  } else if (event === "DocumentVersionCreated" || event === "DocumentVersionRestored") {
+    await loadVersions();
+  } else if (event === "DocumentDeleted") {
+    live.textContent = "This document was deleted.";
+    await loadList();
+  }
 }
 
 async function loadVersions() {

@@ -110,7 +110,7 @@ def test_the_keyboard_reaches_the_navigation_with_a_visible_focus(page):
 
 def test_mint_a_token_shown_once_then_revoke_it(world, page):
     page.goto("/console/tokens/")
-    page.get_by_label("Name").fill("ci deploys")
+    page.get_by_label("Name", exact=True).fill("ci deploys")
     page.get_by_label(re.compile("^Scopes")).fill("providers.use, memory.read")
     page.get_by_role("button", name="Mint").click()
     secret = page.locator("#minted-secret")
@@ -143,7 +143,7 @@ def test_mint_a_token_shown_once_then_revoke_it(world, page):
 
 def test_the_mint_form_shows_the_api_error_beside_the_input(page):
     page.goto("/console/tokens/")
-    page.get_by_label("Name").fill("x" * 101)
+    page.get_by_label("Name", exact=True).fill("x" * 101)
     page.get_by_role("button", name="Mint").click()
     beside = page.locator("#name-error")
     beside.wait_for()
@@ -334,7 +334,7 @@ def test_keep_a_version_and_restore_it_in_the_open_editor(world, page):
     page.locator("#connection[data-synced='true']").wait_for()
     page.locator(".cm-content").click()
     page.keyboard.type("First draft")
-    page.get_by_label("Name").fill("draft one")
+    page.get_by_label("Name", exact=True).fill("draft one")
     page.get_by_role("button", name="Keep this version").click()
     restore = page.get_by_role("button", name="Restore draft one")
     restore.wait_for()
@@ -347,3 +347,69 @@ def test_keep_a_version_and_restore_it_in_the_open_editor(world, page):
     # The restore is a new update the server relays to the open editor.
     page.locator(".cm-content", has_text=re.compile("^First draft$")).wait_for()
     assert page.csp_violations == []
+
+
+def test_a_rename_and_a_version_by_someone_else_show_without_a_reload(world, browser, page, editor):
+    page.goto("/console/documents/")
+    page.get_by_label("Title").fill("Roadmap")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/console/documents/?id=*")
+    document_id = page.url.split("?id=")[1]
+    page.get_by_label("Email of the person").fill(editor)
+    page.get_by_label("May").select_option("edit")
+    page.get_by_role("button", name="Share").click()
+    page.locator("#shares-list li", has_text=f"{editor}: edit").wait_for()
+    page.locator("#live[data-following='true']").wait_for(state="attached")
+
+    context = browser.new_context(base_url=world.base, viewport={"width": 1280, "height": 900})
+    other = context.new_page()
+    other_violations = csp_watched(other)
+    sign_in_with_password(other, editor, f"/console/documents/?id={document_id}")
+    other.locator("#live[data-following='true']").wait_for(state="attached")
+
+    # The editor renames it: the owner's page follows, heading and list.
+    other.get_by_label("Rename").fill("Roadmap 2027")
+    other.get_by_role("button", name="Rename").click()
+    page.locator("#document-heading", has_text="Roadmap 2027").wait_for()
+    page.locator("#documents-list a", has_text="Roadmap 2027").wait_for()
+    assert "Renamed to" in page.locator("#live").inner_text()
+
+    # The owner keeps a version: it appears in the editor's list.
+    page.get_by_label("Name", exact=True).fill("before review")
+    page.get_by_role("button", name="Keep this version").click()
+    other.locator("#versions-list li", has_text="before review").wait_for()
+    assert page.csp_violations == []
+    assert other_violations == []
+    context.close()
+
+
+def test_someone_it_is_not_shared_with_gets_neither_the_document_nor_its_text(
+    world, browser, page, editor
+):
+    page.goto("/console/documents/")
+    page.get_by_label("Title").fill("Private plans")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/console/documents/?id=*")
+    document_id = page.url.split("?id=")[1]
+    page.locator("#connection[data-synced='true']").wait_for()
+    page.locator(".cm-content").click()
+    page.keyboard.type("secret launch date")
+
+    context = browser.new_context(base_url=world.base)
+    other = context.new_page()
+    sign_in_with_password(other, editor, f"/console/documents/?id={document_id}")
+    other.locator("#document-error:not(:empty)").wait_for()
+    assert other.locator(".cm-content").count() == 0  # no editor, no socket opened
+    assert "Private plans" not in other.locator("#documents-list").inner_text()
+    assert "secret launch date" not in other.content()
+    # The socket itself refuses them (4404), as the REST API does (404).
+    closed = other.evaluate(
+        """id => new Promise(resolve => {
+            const ws = new WebSocket(`ws://${location.host}/ws/documents/${id}/`);
+            ws.onclose = event => resolve(event.code);
+        })""",
+        document_id,
+    )
+    assert closed == 4404
+    assert other.request.get(f"/api/v1/documents/{document_id}/export").status == 404
+    context.close()
