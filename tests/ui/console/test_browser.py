@@ -413,3 +413,23 @@ def test_someone_it_is_not_shared_with_gets_neither_the_document_nor_its_text(
     assert closed == 4404
     assert other.request.get(f"/api/v1/documents/{document_id}/export").status == 404
     context.close()
+
+
+def test_the_share_form_shows_the_api_error_beside_the_input_and_fits_360_px(world, page):
+    page.set_viewport_size({"width": 360, "height": 900})
+    page.goto("/console/documents/")
+    page.get_by_label("Title").fill("Narrow")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/console/documents/?id=*")
+    page.locator("#connection[data-synced='true']").wait_for()
+    page.get_by_label("Email of the person").fill("nobody@console.example")
+    page.get_by_role("button", name="Share").click()
+    beside = page.locator("#principal-error:not(:empty)")
+    beside.wait_for()
+    assert page.get_by_label("Email of the person").get_attribute("aria-invalid") == "true"
+    assert page.locator("#shares-list").inner_text() == "Not shared."
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1
+    assert axe_violations(page) == []
+    screenshot(page, "documents-360")
+    assert page.csp_violations == []
