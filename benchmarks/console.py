@@ -175,6 +175,7 @@ def page_reads(provider_ids: list[str]) -> dict[str, list[tuple[str, str, dict |
             ("GET", "/api/v1/memory/pinned", None),
             ("GET", "/api/v1/topics/graph", None),
         ],
+        "documents": [("GET", "/api/v1/documents", None)],
     }
 
 

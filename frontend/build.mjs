@@ -7,7 +7,7 @@ import * as esbuild from "esbuild";
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const outdir = path.resolve(here, "../lumina/ui/static/console");
-export const PAGES = ["login", "dashboard", "playground", "providers", "tokens", "tools", "memory"];
+export const PAGES = ["login", "dashboard", "playground", "providers", "tokens", "tools", "memory", "documents"];
 
 rmSync(outdir, { recursive: true, force: true });
 mkdirSync(outdir, { recursive: true });

@@ -15,4 +15,5 @@ urlpatterns = [
     path("providers/", views.providers, name="providers"),
     path("tools/", views.tools, name="tools"),
     path("memory/", views.memory, name="memory"),
+    path("documents/", views.documents, name="documents"),
 ]

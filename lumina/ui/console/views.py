@@ -55,6 +55,7 @@ PAGES = (
     ("tokens", "Tokens"),
     ("tools", "Tools"),
     ("memory", "Memory"),
+    ("documents", "Documents"),
 )
 
 
@@ -148,6 +149,11 @@ def tools(request: HttpRequest) -> dict[str, Any]:
 
 @page("memory")
 def memory(request: HttpRequest) -> dict[str, Any]:
+    return {}
+
+
+@page("documents")
+def documents(request: HttpRequest) -> dict[str, Any]:
     return {}
 
 

@@ -286,3 +286,38 @@ def axe_violations(page) -> list[dict]:
         ".map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target)}))"
     )
     return result
+
+
+EDITOR_EMAIL = "console.editor@example.com"
+
+
+@pytest.fixture(scope="module")
+def editor(world: World, django_db_blocker) -> str:
+    """A second person, a Developer without a second factor (the module's flush removes them)."""
+    from lumina.security.models.rbac import Role, RoleAssignment
+    from lumina.security.models.users import User
+
+    with django_db_blocker.unblock():
+        person = User.objects.create_user(EDITOR_EMAIL, PASSWORD)
+        RoleAssignment.objects.create(role=Role.objects.get(name="Developer"), user=person)
+    return EDITOR_EMAIL
+
+
+def sign_in_with_password(page, email: str, path: str) -> None:
+    page.goto(path)
+    assert "/console/login/" in page.url
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Continue").click()
+    page.wait_for_url(f"**{path}", timeout=10_000)
+
+
+def csp_watched(page) -> list[str]:
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda message: (
+            violations.append(message.text) if "Content Security Policy" in message.text else None
+        ),
+    )
+    return violations

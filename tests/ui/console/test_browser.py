@@ -13,14 +13,16 @@ from tests.ui.console.conftest import (
     ANSWER,
     PASSWORD,
     axe_violations,
+    csp_watched,
     screenshot,
     sign_in,
+    sign_in_with_password,
 )
 
 # django_db: so the test database is set up; the data itself is the module's (conftest).
 pytestmark = [pytest.mark.slow, pytest.mark.django_db]
 
-PAGES = ["dashboard", "playground", "providers", "tokens", "tools", "memory"]
+PAGES = ["dashboard", "playground", "providers", "tokens", "tools", "memory", "documents"]
 
 
 def test_sign_in_asks_for_the_authenticator_code_and_refuses_a_wrong_one(world, browser):
@@ -108,7 +110,7 @@ def test_the_keyboard_reaches_the_navigation_with_a_visible_focus(page):
 
 def test_mint_a_token_shown_once_then_revoke_it(world, page):
     page.goto("/console/tokens/")
-    page.get_by_label("Name").fill("ci deploys")
+    page.get_by_label("Name", exact=True).fill("ci deploys")
     page.get_by_label(re.compile("^Scopes")).fill("providers.use, memory.read")
     page.get_by_role("button", name="Mint").click()
     secret = page.locator("#minted-secret")
@@ -141,7 +143,7 @@ def test_mint_a_token_shown_once_then_revoke_it(world, page):
 
 def test_the_mint_form_shows_the_api_error_beside_the_input(page):
     page.goto("/console/tokens/")
-    page.get_by_label("Name").fill("x" * 101)
+    page.get_by_label("Name", exact=True).fill("x" * 101)
     page.get_by_role("button", name="Mint").click()
     beside = page.locator("#name-error")
     beside.wait_for()
@@ -257,3 +259,177 @@ def test_the_dashboard_draws_the_cost_chart_with_the_apis_numbers(page):
     assert "$50.0000" in budget.inner_text()
     assert re.search(r"\$\d+\.\d{4} \(\d+%\)", budget.inner_text()), budget.inner_text()
     screenshot(page, "dashboard-charts")
+
+
+def editor_text(page) -> str:
+    """The editor's lines, without the other people's cursors (their name labels)."""
+    return page.locator(".cm-content").evaluate(
+        "content => [...content.querySelectorAll('.cm-line')].map(line => {"
+        " const copy = line.cloneNode(true);"
+        " copy.querySelectorAll('.cm-ySelectionCaret').forEach(c => c.remove());"
+        " return copy.textContent; }).join('\\n')"
+    )
+
+
+def test_two_people_edit_one_document_together_and_the_export_has_their_text(
+    world, browser, page, editor
+):
+    # The owner creates the document and shares it with the editor, for edit.
+    page.goto("/console/documents/")
+    page.get_by_label("Title").fill("Launch notes")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/console/documents/?id=*")
+    document_id = page.url.split("?id=")[1]
+    page.get_by_label("Email of the person").fill(editor)
+    page.get_by_label("May").select_option("edit")
+    page.get_by_role("button", name="Share").click()
+    page.locator("#shares-list li", has_text=f"{editor}: edit").wait_for()
+    page.locator("#connection[data-synced='true']").wait_for()
+
+    # The editor signs in (password only: no second factor) and opens it.
+    context = browser.new_context(base_url=world.base, viewport={"width": 1280, "height": 900})
+    other = context.new_page()
+    other_violations = csp_watched(other)
+    sign_in_with_password(other, editor, f"/console/documents/?id={document_id}")
+    other.locator("#documents-list a", has_text="Launch notes").wait_for()
+    other.locator("#connection[data-synced='true']").wait_for()
+
+    # Each sees the other here.
+    page.locator("#presence li", has_text=editor).wait_for()
+    other.locator("#presence li", has_text=world.email).wait_for()
+
+    page.locator(".cm-content").click()
+    page.keyboard.type("Hello from the owner.")
+    other.locator(".cm-content", has_text="Hello from the owner.").wait_for()
+    other.locator(".cm-content").click()
+    other.keyboard.press("Control+End")
+    other.keyboard.press("Enter")
+    other.keyboard.type("And from the editor.")
+    typed = "Hello from the owner.\nAnd from the editor."
+    for each in (page, other):
+        each.locator(".cm-content", has_text="And from the editor.").wait_for()
+        assert editor_text(each) == typed
+    # Each shows the other's cursor, labelled with their name.
+    page.locator(".cm-ySelectionInfo", has_text=editor).wait_for(state="attached")
+    other.locator(".cm-ySelectionInfo", has_text=world.email).wait_for(state="attached")
+
+    # What they typed was stored: the REST export (the owner's session) has it.
+    export = page.request.get(f"/api/v1/documents/{document_id}/export?format=text")
+    assert export.status == 200
+    assert typed in export.text()
+
+    assert axe_violations(page) == []
+    screenshot(page, "documents-editor")
+    screenshot(other, "documents-editor-shared")
+    assert page.csp_violations == []
+    assert other_violations == []
+    context.close()
+
+
+def test_keep_a_version_and_restore_it_in_the_open_editor(world, page):
+    page.goto("/console/documents/")
+    page.get_by_label("Title").fill("Versioned")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/console/documents/?id=*")
+    page.locator("#connection[data-synced='true']").wait_for()
+    page.locator(".cm-content").click()
+    page.keyboard.type("First draft")
+    page.get_by_label("Name", exact=True).fill("draft one")
+    page.get_by_role("button", name="Keep this version").click()
+    restore = page.get_by_role("button", name="Restore draft one")
+    restore.wait_for()
+    page.locator(".cm-content").click()
+    page.keyboard.press("Control+End")
+    page.keyboard.type(", then changes")
+    page.locator(".cm-content", has_text="First draft, then changes").wait_for()
+    page.once("dialog", lambda dialog: dialog.accept())
+    restore.click()
+    # The restore is a new update the server relays to the open editor.
+    page.locator(".cm-content", has_text=re.compile("^First draft$")).wait_for()
+    assert page.csp_violations == []
+
+
+def test_a_rename_and_a_version_by_someone_else_show_without_a_reload(world, browser, page, editor):
+    page.goto("/console/documents/")
+    page.get_by_label("Title").fill("Roadmap")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/console/documents/?id=*")
+    document_id = page.url.split("?id=")[1]
+    page.get_by_label("Email of the person").fill(editor)
+    page.get_by_label("May").select_option("edit")
+    page.get_by_role("button", name="Share").click()
+    page.locator("#shares-list li", has_text=f"{editor}: edit").wait_for()
+    page.locator("#live[data-following='true']").wait_for(state="attached")
+
+    context = browser.new_context(base_url=world.base, viewport={"width": 1280, "height": 900})
+    other = context.new_page()
+    other_violations = csp_watched(other)
+    sign_in_with_password(other, editor, f"/console/documents/?id={document_id}")
+    other.locator("#live[data-following='true']").wait_for(state="attached")
+
+    # The editor renames it: the owner's page follows, heading and list.
+    other.get_by_label("Rename").fill("Roadmap 2027")
+    other.get_by_role("button", name="Rename").click()
+    page.locator("#document-heading", has_text="Roadmap 2027").wait_for()
+    page.locator("#documents-list a", has_text="Roadmap 2027").wait_for()
+    assert "Renamed to" in page.locator("#live").inner_text()
+
+    # The owner keeps a version: it appears in the editor's list.
+    page.get_by_label("Name", exact=True).fill("before review")
+    page.get_by_role("button", name="Keep this version").click()
+    other.locator("#versions-list li", has_text="before review").wait_for()
+    assert page.csp_violations == []
+    assert other_violations == []
+    context.close()
+
+
+def test_someone_it_is_not_shared_with_gets_neither_the_document_nor_its_text(
+    world, browser, page, editor
+):
+    page.goto("/console/documents/")
+    page.get_by_label("Title").fill("Private plans")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/console/documents/?id=*")
+    document_id = page.url.split("?id=")[1]
+    page.locator("#connection[data-synced='true']").wait_for()
+    page.locator(".cm-content").click()
+    page.keyboard.type("secret launch date")
+
+    context = browser.new_context(base_url=world.base)
+    other = context.new_page()
+    sign_in_with_password(other, editor, f"/console/documents/?id={document_id}")
+    other.locator("#document-error:not(:empty)").wait_for()
+    assert other.locator(".cm-content").count() == 0  # no editor, no socket opened
+    assert "Private plans" not in other.locator("#documents-list").inner_text()
+    assert "secret launch date" not in other.content()
+    # The socket itself refuses them (4404), as the REST API does (404).
+    closed = other.evaluate(
+        """id => new Promise(resolve => {
+            const ws = new WebSocket(`ws://${location.host}/ws/documents/${id}/`);
+            ws.onclose = event => resolve(event.code);
+        })""",
+        document_id,
+    )
+    assert closed == 4404
+    assert other.request.get(f"/api/v1/documents/{document_id}/export").status == 404
+    context.close()
+
+
+def test_the_share_form_shows_the_api_error_beside_the_input_and_fits_360_px(world, page):
+    page.set_viewport_size({"width": 360, "height": 900})
+    page.goto("/console/documents/")
+    page.get_by_label("Title").fill("Narrow")
+    page.get_by_role("button", name="Create").click()
+    page.wait_for_url("**/console/documents/?id=*")
+    page.locator("#connection[data-synced='true']").wait_for()
+    page.get_by_label("Email of the person").fill("nobody@console.example")
+    page.get_by_role("button", name="Share").click()
+    beside = page.locator("#principal-error:not(:empty)")
+    beside.wait_for()
+    assert page.get_by_label("Email of the person").get_attribute("aria-invalid") == "true"
+    assert page.locator("#shares-list").inner_text() == "Not shared."
+    overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+    assert overflow <= 1
+    assert axe_violations(page) == []
+    screenshot(page, "documents-360")
+    assert page.csp_violations == []

@@ -14,7 +14,7 @@ from lumina.security.models.users import User
 from tests.security.mfa_support import enrolled_user
 
 PAGES = ["/console/", "/console/playground/", "/console/providers/", "/console/tokens/",
-         "/console/tools/", "/console/memory/"]  # fmt: skip
+         "/console/tools/", "/console/memory/", "/console/documents/"]  # fmt: skip
 STREAM = "/console/playground/stream"
 TURN = {"model": "lumina/auto", "messages": [{"role": "user", "content": "Hello"}]}
 
