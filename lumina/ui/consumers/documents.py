@@ -105,7 +105,7 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             await self.close(CloseCode.ROOM_FULL)
             return
         self._sender = asyncio.create_task(self._send_loop())
-        watch.register(self)
+        watch.watch(self)
         # y-websocket's opening: our state vector (sync step 1), then who is present.
         self.deliver(create_sync_message(self.room.doc))
         presence = self.room.awareness_message()
@@ -235,6 +235,9 @@ class DocumentConsumer(AsyncWebsocketConsumer):
 
     # --- re-checks (``watch``) -----------------------------------------------------------
 
+    def access_changed(self) -> None:
+        _rechecks.add(self)
+
     def recheck(self) -> tuple[int | None, bool]:
         """Synchronous: (close code or None, may edit) for this connection now."""
         if self._raw_token is not None:
@@ -254,7 +257,10 @@ class DocumentConsumer(AsyncWebsocketConsumer):
             return CloseCode.FORBIDDEN, False
         return None, access.edit
 
-    def recheck_apply(self, code: int | None, edit: bool) -> None:
+    def recheck_apply(self, result: tuple[int | None, bool]) -> None:
+        code, edit = result
+        if self._closing:
+            return
         if code is not None:
             logger.info("document access revoked", document=str(self.document_id), code=code)
             self.close_with(code)
@@ -266,7 +272,8 @@ class DocumentConsumer(AsyncWebsocketConsumer):
 
     async def disconnect(self, code) -> None:
         self._closing = True
-        watch.unregister(self)
+        watch.unwatch(self)
+        _rechecks.discard(self)
         if self._sender is not None:
             self._sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -274,3 +281,13 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         if self.room is not None:
             room, self.room = self.room, None
             await room.remove(self)
+
+
+# Every socket's check in one thread hop. A failed check (the database unreachable) keeps
+# the socket open, read only, until the next one.
+_rechecks: watch.Batch[DocumentConsumer, tuple[int | None, bool]] = watch.Batch(
+    DocumentConsumer.recheck,
+    DocumentConsumer.recheck_apply,
+    failed=(None, False),
+    in_thread=in_thread,
+)

@@ -31,7 +31,8 @@ from django.conf import settings
 from django.utils.module_loading import import_module
 
 from lumina.security.api import Actor, InvalidTokenError, actor_of_scope, authenticate_token
-from lumina.ui.realtime import fanout, topics, watch
+from lumina.ui.consumers import watch
+from lumina.ui.realtime import fanout, topics
 
 logger = structlog.get_logger(__name__)
 
