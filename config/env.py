@@ -15,8 +15,16 @@ from pathlib import Path
 from typing import Annotated
 
 from django.core.exceptions import ImproperlyConfigured
-from pydantic import AnyUrl, Field, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from config.envschema import (
+    AnyUrl,
+    EnvSettings,
+    Field,
+    NoDecode,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -61,12 +69,10 @@ def _csv(value: object) -> object:
     return value
 
 
-class LuminaEnv(BaseSettings):
+class LuminaEnv(EnvSettings):
     """Process environment. Field names are the variable names (case-insensitive)."""
 
-    model_config = SettingsConfigDict(
-        env_file=BASE_DIR / ".env", env_file_encoding="utf-8", extra="ignore"
-    )
+    env_file = BASE_DIR / ".env"  # the environment wins over it
 
     lumina_env: Environment = Environment.DEVELOPMENT
     debug: bool = False
@@ -281,11 +287,7 @@ def development_master_keys(data_dir: Path) -> str:
 
 
 def _describe(error: ValidationError) -> str:
-    lines = []
-    for item in error.errors():
-        name = ".".join(str(part) for part in item["loc"]).upper() or "LUMINA_ENV"
-        lines.append(f"{name}: {item['msg']}")
-    return "; ".join(lines)
+    return "; ".join(f"{name or 'LUMINA_ENV'}: {message}" for name, message in error.problems)
 
 
 def load_env() -> LuminaEnv:

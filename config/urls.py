@@ -2,9 +2,26 @@
 
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from django.views.decorators.csrf import csrf_exempt
 
 from lumina.providers.http.gateway_schema import gateway_schema
+
+
+def _loaded_on_first_request(view_class: str, **initkwargs):
+    """A drf-spectacular view, imported when first asked for: its generator, inspectors and
+    extensions (several MiB) stay out of a serving process until someone reads the docs."""
+    view = None
+
+    def lazy_view(request, *args, **kwargs):
+        nonlocal view
+        if view is None:
+            from drf_spectacular import views
+
+            view = getattr(views, view_class).as_view(**initkwargs)
+        return view(request, *args, **kwargs)
+
+    return csrf_exempt(lazy_view)  # as DRF's views are: they authenticate on their own
+
 
 api_v1 = [
     path("", include("lumina.platform.http.urls")),
@@ -24,9 +41,13 @@ urlpatterns = [
     # The page a password reset link opens (lumina.security.http.pages).
     path("accounts/", include("lumina.security.http.pages")),
     path("api/v1/", include((api_v1, "api"), namespace="v1")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/schema/", _loaded_on_first_request("SpectacularAPIView"), name="schema"),
     path("api/schema/gateway/", gateway_schema, name="schema-gateway"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="schema"), name="api-docs"),
+    path(
+        "api/docs/",
+        _loaded_on_first_request("SpectacularSwaggerView", url_name="schema"),
+        name="api-docs",
+    ),
 ]
 
 handler400 = "lumina.platform.http.errors.bad_request"

@@ -25,7 +25,7 @@ admin.site.get_urls()
 loaded = lambda *names: {name: name in sys.modules for name in names}
 before = loaded(
     "authlib", "joserfc", "celery", "redis", "sklearn", "scipy", "mcp", "numpy", "jsonschema",
-    "referencing",
+    "referencing", "pydantic", "tenacity", "drf_spectacular.views",
 )
 from lumina.security.http import oidc
 oidc.services.oidc_login_start  # the first use of the OIDC services
@@ -60,7 +60,7 @@ def _probe(**env: str) -> dict:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-def test_oidc_celery_redis_scikit_learn_mcp_numpy_and_jsonschema_load_only_when_used():
+def test_oidc_celery_redis_scikit_learn_mcp_numpy_jsonschema_and_more_load_only_when_used():
     result = _probe(LUMINA_EVENT_TRANSPORT="inprocess")
 
     assert result["before"] == {
@@ -74,6 +74,9 @@ def test_oidc_celery_redis_scikit_learn_mcp_numpy_and_jsonschema_load_only_when_
         "numpy": False,
         "jsonschema": False,
         "referencing": False,
+        "pydantic": False,  # the environment is read without it (ADR 0030)
+        "tenacity": False,  # loaded with the first retry
+        "drf_spectacular.views": False,  # loaded with the first request for the schema
     }
     # The first use does load them: the check above is not blind.
     assert result["after"] == {

@@ -324,6 +324,35 @@ async def test_a_warm_allow_makes_no_redis_round_trip(redis_prefix, monkeypatch)
 
 
 @pytest.mark.asyncio
+async def test_concurrent_reads_of_a_stale_state_make_one_round_trip(redis_prefix, monkeypatch):
+    # Every call is past the refresh interval: the requests in flight when a view goes
+    # stale must not each ask Redis (they act on the view they have meanwhile).
+    breaker = CircuitBreaker(name="t", redis_url=REDIS_URL, prefix=redis_prefix, failures=1)
+    there = CircuitBreaker(name="t", redis_url=REDIS_URL, prefix=redis_prefix, failures=1)
+    breaker.refresh_interval = 0.0
+    try:
+        assert await breaker.states(["svc"]) == {}  # a view to act on
+        await there.record_failure("svc", Failure())
+        client = breaker._client()[0]
+        real, pipelines = client.pipeline, []
+
+        def spy(*args, **kwargs):
+            pipelines.append(args)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(client, "pipeline", spy)
+        seen = await asyncio.gather(*(breaker.states(["svc"]) for _ in range(50)))
+        after = await breaker.states(["svc"])
+    finally:
+        await breaker.aclose()
+        await there.aclose()
+
+    assert len(pipelines) == 2  # one for the 50 concurrent reads, one for the last
+    assert after == {"svc": CircuitState.OPEN}  # what the single refresh brought back
+    assert all(states in ({}, after) for states in seen)
+
+
+@pytest.mark.asyncio
 async def test_an_unreachable_redis_degrades_to_a_local_breaker(redis_prefix):
     breaker = CircuitBreaker(
         name="t", redis_url="redis://127.0.0.1:1/0", prefix=redis_prefix, failures=2

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from asgiref.sync import sync_to_async
 from django.db import transaction
@@ -106,3 +108,39 @@ def test_the_longest_topic_and_key_still_make_a_valid_group_name():
         assert BaseChannelLayer().require_valid_group_name(topic_group(subscription))
     finally:
         topics._topics.pop(registered.name)
+
+
+@pytest.mark.asyncio
+async def test_a_push_through_redis_skips_the_groups_nobody_joined_and_reaches_the_rest(
+    monkeypatch,
+):
+    import uuid
+
+    from channels_redis.core import RedisChannelLayer
+
+    from lumina.ui.realtime import fanout
+
+    prefix = f"test-fanout-{uuid.uuid4().hex}"
+    layer = RedisChannelLayer(hosts=["redis://127.0.0.1:6379/0"], prefix=prefix)
+    monkeypatch.setattr(fanout, "get_channel_layer", lambda: layer)
+    sent = []
+    real_send = layer.group_send
+
+    async def group_send(group, message):
+        sent.append(group)
+        await real_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", group_send)
+    channel = await layer.new_channel()
+    await layer.group_add("rt.joined", channel)
+    message = {"type": fanout.EVENT_MESSAGE, "topic": "tools", "text": "{}"}
+    try:
+        await fanout._Sender()._send(
+            [("rt.nobody", message), ("rt.joined", message), ("rt.left", message)]
+        )
+        received = await asyncio.wait_for(layer.receive(channel), timeout=5)
+    finally:
+        await layer.flush()  # this test's keys (its own prefix)
+
+    assert sent == ["rt.joined"]
+    assert received["text"] == "{}"

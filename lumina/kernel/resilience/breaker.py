@@ -351,7 +351,13 @@ class CircuitBreaker:
         """Circuits that are not closed; stale views of ``keys`` are refreshed first (one
         Redis pipeline)."""
         if self.redis_url:
-            stale = [key for key in keys if self._stale(key)]
+            # A key another call is refreshing already: act on the view we have (as
+            # ``allow`` does), or every request in flight would ask Redis at once.
+            stale = [
+                key
+                for key in keys
+                if self._stale(key) and (key not in self._refreshing or key not in self._views)
+            ]
             if stale:
                 await self._refresh_many(stale)
         now = time.time()
@@ -424,6 +430,7 @@ class CircuitBreaker:
         return self._store_view(key, fields)
 
     async def _refresh_many(self, keys: Sequence[Hashable]) -> None:
+        self._refreshing.update(keys)
         try:
             pipe = self._client()[0].pipeline(transaction=False)
             for key in keys:
@@ -434,6 +441,8 @@ class CircuitBreaker:
             for key in keys:
                 self._keep_local(key)
             return
+        finally:
+            self._refreshing.difference_update(keys)
         for key, fields in zip(keys, replies, strict=True):
             self._store_view(key, fields)
 

@@ -8,7 +8,8 @@ elsewhere" rather than wait, so the error is raised at once.
 
 The first attempt runs without tenacity: almost every call succeeds at once, and
 tenacity's per-call machinery is only worth its cost once a retry is due. Attempts 2…N
-run under ``AsyncRetrying``.
+run under ``AsyncRetrying``; tenacity itself is imported with the first retry, so a
+process that never retries does not hold it (about 1 MiB).
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import structlog
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
 
+from lumina.kernel.lazy import LazyImport
 from lumina.kernel.resilience.breaker import CircuitOpenError
 from lumina.kernel.resilience.bulkhead import BulkheadFullError
 
 logger = structlog.get_logger(__name__)
+
+tenacity = LazyImport("tenacity")  # loaded with the first retry, not with the server
 
 T = TypeVar("T")
 
@@ -73,9 +76,7 @@ class RetryPolicy:
         self.retryable = retryable
         self.retry_after = retry_after
         self.sleep = sleep
-        self._backoff = wait_exponential_jitter(
-            multiplier=self.backoff, max=self.max_wait, jitter=self.backoff
-        )
+        self._backoff: Callable[[Any], float] | None = None  # built with the first wait
 
     @property
     def attempts(self) -> int:
@@ -91,7 +92,11 @@ class RetryPolicy:
     def wait_for(self, attempt_number: int, error: BaseException | None) -> float:
         """Seconds to wait after failed attempt ``attempt_number``: the backoff, but never
         sooner than the error's ``retry_after``."""
-        wait = self._backoff(_Attempt(attempt_number))  # type: ignore[arg-type]
+        if self._backoff is None:
+            self._backoff = tenacity.wait_exponential_jitter(
+                multiplier=self.backoff, max=self.max_wait, jitter=self.backoff
+            )
+        wait = self._backoff(_Attempt(attempt_number))
         retry_after = self.retry_after(error) if error is not None else None
         if retry_after:
             wait = max(wait, retry_after)
@@ -133,13 +138,13 @@ class RetryPolicy:
         on_attempt: AttemptHook | None,
     ) -> T:
         await self.sleep(self.wait_for(1, first))
-        retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.retries),
+        retrying = tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.retries),
             # tenacity numbers these attempts from 1; they are the calls' 2nd, 3rd …
             wait=lambda state: self.wait_for(
                 state.attempt_number + 1, state.outcome.exception() if state.outcome else None
             ),
-            retry=retry_if_exception(again),
+            retry=tenacity.retry_if_exception(again),
             sleep=self.sleep,
             reraise=True,
         )

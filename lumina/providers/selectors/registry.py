@@ -274,14 +274,22 @@ _local = _Local()
 _build_lock = threading.RLock()
 
 
+def _fresh() -> Catalogue | None:
+    """The snapshot, if its shared version was checked within the interval."""
+    snapshot = _local.snapshot
+    if snapshot is not None and time.monotonic() - _local.checked_at < SHARED_VERSION_CHECK_SECONDS:
+        return snapshot
+    return None
+
+
 def catalogue() -> Catalogue:
     """Every provider and deployment as frozen DTOs; cheap when fresh (a clock read).
 
     Disabled ones are included (``Catalogue.resolve`` leaves them out), so that callers
     can tell "disabled" from "unknown".
     """
-    snapshot = _local.snapshot
-    if snapshot is not None and time.monotonic() - _local.checked_at < SHARED_VERSION_CHECK_SECONDS:
+    snapshot = _fresh()
+    if snapshot is not None:
         return snapshot
     return _refresh()
 
@@ -290,8 +298,8 @@ async def catalogue_async() -> Catalogue:
     """``catalogue()`` for async code: a fresh snapshot is returned on the event loop;
     the once-a-second version check, and a rebuild, run in a worker thread (the ORM may
     not run on the event loop)."""
-    snapshot = _local.snapshot
-    if snapshot is not None and time.monotonic() - _local.checked_at < SHARED_VERSION_CHECK_SECONDS:
+    snapshot = _fresh()
+    if snapshot is not None:
         return snapshot
     return await sync_to_async(_refresh, thread_sensitive=False)()
 
@@ -311,6 +319,9 @@ def _shared_version() -> int:
 
 def _refresh() -> Catalogue:
     with _build_lock:
+        snapshot = _fresh()
+        if snapshot is not None:
+            return snapshot  # refreshed while this call waited for the lock
         generation = _local.generation
         version = _shared_version()  # read before the database: a later bump wins
         snapshot = _local.snapshot

@@ -18,7 +18,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import sys
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Iterable, Sequence
@@ -142,8 +144,10 @@ class _Sender:
         if layer is None:
             return
         async with lock:
+            present = await _groups_with_members(layer, {group for group, _ in messages})
             for group, message in messages:
-                await layer.group_send(group, message)
+                if present is None or group in present:
+                    await layer.group_send(group, message)
 
     def _own_loop(self) -> asyncio.AbstractEventLoop:
         with self._mutex:
@@ -155,6 +159,33 @@ class _Sender:
                 thread.start()
                 self._own = loop
             return self._own
+
+
+async def _groups_with_members(layer: Any, groups: set[str]) -> set[str] | None:
+    """Which of ``groups`` have a member now, in one round trip per Redis host; None when
+    the layer is not channels-redis's (the in-memory layer's group_send costs nothing).
+
+    channels-redis's ``group_send`` costs two round trips even to an empty group, and
+    most events concern nobody connected (a usage record with no console open): asking
+    first, for the whole batch at once, keeps the common case to one pipeline. The
+    question is the one ``group_send`` asks (members that joined within
+    ``group_expiry``), asked just before it, so nobody who joined is skipped.
+    """
+    redis_layers = sys.modules.get("channels_redis.core")  # loaded if the layer is one
+    if redis_layers is None or not isinstance(layer, redis_layers.RedisChannelLayer):
+        return None
+    oldest = int(time.time()) - layer.group_expiry  # group_send drops members up to this
+    by_host: dict[int, list[str]] = {}
+    for group in groups:
+        by_host.setdefault(layer.consistent_hash(group), []).append(group)
+    present = set()
+    for index, names in by_host.items():
+        pipe = layer.connection(index).pipeline(transaction=False)
+        for group in names:
+            pipe.zcount(layer._group_key(group), f"({oldest}", "+inf")
+        counts = await pipe.execute()
+        present.update(group for group, count in zip(names, counts, strict=True) if count)
+    return present
 
 
 def _log_failure(future) -> None:
