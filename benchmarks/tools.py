@@ -20,7 +20,10 @@ overhead = its median minus the bare median. Throughput: a closed loop of 8 call
 (threads; ``--seconds`` each) per path: executions per second, failures, and CPU ms per
 execution of this process and every process it started (sandboxes, the server; from a
 cgroup of the benchmark's own; PostgreSQL's CPU is not in it). On a shared machine the CPU
-figure is the one other work disturbs least.
+figure is the one other work disturbs least. Under the table, where that CPU goes for the
+two end-to-end paths: the process that serves the call (this one for tools.api, the
+server for HTTP; its event loop apart), the sandboxes and the rest of the cgroup, and
+the PostgreSQL backends connected to the benchmark's database.
 
 Everything runs against a database of its own, ``lumina_bench_tools`` on the embedded
 PostgreSQL (re-created, dropped at the end). The machine is shared with other work: the
@@ -35,6 +38,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -57,8 +61,11 @@ if str(ROOT) not in sys.path:
 from benchmarks._support import pgserver  # noqa: E402
 from benchmarks._support.cgroup_cpu import CpuMeter  # noqa: E402
 from benchmarks._support.processes import (  # noqa: E402
+    ZERO_CPU,
+    Cpu,
     Processes,
     clean_env,
+    cpu_of,
     free_port,
     live_status,
     progress,
@@ -132,6 +139,19 @@ def create_fixtures() -> tuple[Any, str]:
     return Actor.for_user(user, mfa_verified=False), token
 
 
+def postgres_cpu_s() -> float:
+    """CPU seconds of the PostgreSQL backends connected to the benchmark's database."""
+    import psutil
+
+    total = 0.0
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(DATABASE in part for part in process.info["cmdline"] or ()):
+                times = process.cpu_times()
+                total += times.user + times.system
+    return total
+
+
 def start_lumina(processes: Processes, database: str) -> int:
     port = free_port()
     env = clean_env()
@@ -194,8 +214,9 @@ def api_call(actor: Any) -> Callable[[], bool]:
 class HttpCaller:
     """One keep-alive connection per thread to ``POST /api/v1/tools/execute``."""
 
-    def __init__(self, port: int, token: str) -> None:
+    def __init__(self, port: int, token: str, server_pid: int) -> None:
         self.port = port
+        self.server_pid = server_pid
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.body = json.dumps({"tool": TOOL, "arguments": {}}).encode()
         self.local = threading.local()
@@ -239,9 +260,19 @@ def interleaved(paths: dict[str, Callable[[], bool]], rounds: int, warmup: int) 
     return {"samples": samples, "failures": failures}
 
 
-def closed_loop(
-    call: Callable[[], bool], seconds: float, meter: CpuMeter
-) -> tuple[float, int, int, float]:
+@dataclasses.dataclass
+class Loop:
+    """One closed loop: executions/s, counts, and CPU ms per execution by where it went."""
+
+    rate: float
+    done: int
+    failed: int
+    cpu_ms: float  # the benchmark's cgroup: this process, the server, the sandboxes
+    serving: Cpu = ZERO_CPU  # ms: the process that served the calls (event loop apart)
+    postgres_ms: float = 0.0
+
+
+def closed_loop(call: Callable[[], bool], seconds: float, meter: CpuMeter) -> Loop:
     done = [0] * CALLERS
     failed = [0] * CALLERS
     deadline = time.monotonic() + seconds
@@ -256,15 +287,26 @@ def closed_loop(
         finally:
             getattr(call, "thread_end", lambda: None)()
 
+    serving_pid = getattr(call, "server_pid", os.getpid())
     started, cpu = time.monotonic(), meter.ms()
+    serving, postgres = cpu_of(serving_pid), postgres_cpu_s()
     threads = [threading.Thread(target=caller, args=(slot,)) for slot in range(CALLERS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
-    spent = (meter.ms() - cpu) / max(1, sum(done) + sum(failed))
-    return sum(done) / elapsed, sum(done), sum(failed), spent
+    runs = max(1, sum(done) + sum(failed))
+    spent = (meter.ms() - cpu) / runs
+    served = cpu_of(serving_pid) - serving
+    return Loop(
+        rate=sum(done) / elapsed,
+        done=sum(done),
+        failed=sum(failed),
+        cpu_ms=spent,
+        serving=Cpu(served.loop * 1000 / runs, served.total * 1000 / runs),
+        postgres_ms=(postgres_cpu_s() - postgres) * 1000 / runs,
+    )
 
 
 def main() -> None:
@@ -302,7 +344,8 @@ def main() -> None:
         if not args.no_http:
             progress("starting manage.py serve")
             port = start_lumina(processes, database)
-            paths["HTTP: POST /api/v1/tools/execute"] = HttpCaller(port, token)
+            server_pid = processes.started[-1][1].pid
+            paths["HTTP: POST /api/v1/tools/execute"] = HttpCaller(port, token, server_pid)
         progress(f"latency: {args.runs} interleaved rounds")
         latency = interleaved(paths, args.runs, warmup=max(10, args.runs // 10))
         rates = {}
@@ -330,17 +373,17 @@ def main() -> None:
     for name in paths:
         values = latency["samples"][name]
         median = statistics.median(values)
-        rate, _count, failed, cpu = rates[name]
+        loop = rates[name]
         overhead = "–" if name == bare_name else f"{median - bare_median:+.2f}"
-        failures = latency["failures"][name] + failed
+        failures = latency["failures"][name] + loop.failed
         rows.append(
             (
                 name,
                 f"{median:.2f}",
                 f"{p95(values):.2f}",
                 overhead,
-                f"{rate:.1f}",
-                f"{cpu:.1f}",
+                f"{loop.rate:.1f}",
+                f"{loop.cpu_ms:.1f}",
                 str(failures),
             )
         )
@@ -354,14 +397,45 @@ def main() -> None:
         "failures",
     )
     print(table(f"A trivial python tool ({args.runs} interleaved rounds)", header, rows))
+    print()
+    split = []
+    for name in ("tools.api: tool_execute (Developer)", "HTTP: POST /api/v1/tools/execute"):
+        if name not in rates:
+            continue
+        loop = rates[name]
+        split.append(
+            (
+                name,
+                f"{loop.serving.total:.1f}",
+                f"{loop.serving.loop:.1f}" if name.startswith("HTTP") else "–",
+                f"{loop.cpu_ms - loop.serving.total:.1f}",
+                f"{loop.postgres_ms:.1f}",
+            )
+        )
+    print(
+        table(
+            f"Where the CPU of one execution goes, ms ({CALLERS} callers)",
+            (
+                "path",
+                "serving process",
+                "of it: event loop",
+                "sandboxes + rest of cgroup",
+                "PostgreSQL",
+            ),
+            split,
+        )
+    )
     warm = "sandbox: run_python, warm pool"
+    http = "HTTP: POST /api/v1/tools/execute"
     warm_overhead = statistics.median(latency["samples"][warm]) - bare_median
     print()
     print(
         f"targets: sandbox overhead over bare <= {TARGET_OVERHEAD_MS:g} ms median "
         f"(measured {warm_overhead:+.2f} ms); >= {TARGET_RATE:g} exec/s with {CALLERS} "
-        f"callers (sandbox {rates[warm][0]:.1f}, tools.api "
-        f"{rates['tools.api: tool_execute (Developer)'][0]:.1f})"
+        f"callers (sandbox {rates[warm].rate:.1f}, tools.api "
+        f"{rates['tools.api: tool_execute (Developer)'].rate:.1f}"
+        + (f", HTTP {rates[http].rate:.1f}" if http in rates else "")
+        + ")"
     )
     print(
         f"{os.cpu_count()} CPUs; 1-min load average {load_at_start:.1f} at start, "
