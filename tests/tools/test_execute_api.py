@@ -75,6 +75,22 @@ def test_arguments_against_the_schema_are_a_400_naming_the_path_and_recorded(
     assert OutboxEvent.objects.filter(name="tools.ToolFailed").count() == 1
 
 
+def test_a_versions_contracts_are_compiled_once(developer_client, monkeypatch):
+    from lumina.tools import schemas
+
+    python_tool("adder")
+    compiled = []
+    real = schemas._validator_for
+    monkeypatch.setattr(
+        schemas, "_validator_for", lambda encoded: compiled.append(encoded) or real(encoded)
+    )
+    for a in range(3):
+        assert _run(developer_client, "adder", {"a": a, "b": 1}).json()["result"] == {"sum": a + 1}
+    assert len(compiled) == 2  # the argument schema and the result schema, once each
+    _error(_run(developer_client, "adder", {"a": "x", "b": 1}), 400, "arguments.a")
+    assert len(compiled) == 2
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

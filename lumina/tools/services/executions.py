@@ -111,7 +111,9 @@ def _check_arguments(version: ToolVersion, arguments: Any) -> None:
         raise ArgumentsInvalidError({"arguments": ["The arguments are a JSON object."]})
     if _json_size(arguments) > MAX_ARGUMENTS_BYTES:
         raise ArgumentsInvalidError({"arguments": [f"At most {MAX_ARGUMENTS_BYTES} bytes."]})
-    found = problems(version.input_schema, arguments, prefix="arguments")
+    found = problems(
+        version.input_schema, arguments, prefix="arguments", key=(version.id, "arguments")
+    )
     if found:
         raise ArgumentsInvalidError(found)
 
@@ -248,8 +250,8 @@ def finish(execution: Execution, outcome: RunOutcome, *, version: ToolVersion | 
         if size > limit:
             status, result = ExecutionStatus.LIMIT_EXCEEDED, None
             error, error_code = f"The result is larger than {limit} bytes.", "result_size"
-        elif output_schema is not None:
-            found = problems(output_schema, result, prefix="result")
+        elif output_schema is not None and version is not None:
+            found = problems(output_schema, result, prefix="result", key=(version.id, "result"))
             if found:
                 # Not kept: a value that breaks its contract is never handed on.
                 status, result = ExecutionStatus.INVALID_RESULT, None
