@@ -31,6 +31,8 @@ load average is printed at the start and the end.
 
     .venv/bin/python benchmarks/tools.py              # about a minute
     .venv/bin/python benchmarks/tools.py --quick      # fewer rounds, 3 s loops
+    git worktree add --detach /tmp/before <commit>    # then, HTTP before and after:
+    .venv/bin/python benchmarks/tools.py --quick --compare /tmp/before
 """
 
 from __future__ import annotations
@@ -80,6 +82,7 @@ CALLERS = 8
 START_TIMEOUT = 120.0
 TARGET_OVERHEAD_MS = 15.0
 TARGET_RATE = 50.0
+HTTP = "HTTP: POST /api/v1/tools/execute"
 
 
 def p95(values: list[float]) -> float:
@@ -152,9 +155,12 @@ def postgres_cpu_s() -> float:
     return total
 
 
-def start_lumina(processes: Processes, database: str) -> int:
+def start_lumina(
+    processes: Processes, database: str, root: Path = ROOT, name: str = "lumina"
+) -> tuple[int, int]:
+    """``manage.py serve`` of the checkout at ``root``: its port and pid."""
     port = free_port()
-    env = clean_env()
+    env = clean_env(root)
     env.update(
         DATABASE_URL=database,
         DJANGO_SETTINGS_MODULE="config.settings",
@@ -163,15 +169,17 @@ def start_lumina(processes: Processes, database: str) -> int:
         LUMINA_LOG_LEVEL="WARNING",
     )
     command = [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = processes.start("lumina", command, env)
+    if root != ROOT:
+        command.append("--no-migrate")  # the database is this checkout's
+    process = processes.start(name, command, env, cwd=root)
     deadline = time.monotonic() + START_TIMEOUT
     while live_status(port) != 200:
         if process.poll() is not None:
-            raise processes.failure("lumina", process, "exited before answering /health/live")
+            raise processes.failure(name, process, "exited before answering /health/live")
         if time.monotonic() > deadline:
-            raise processes.failure("lumina", process, "never answered 200 on /health/live")
+            raise processes.failure(name, process, "never answered 200 on /health/live")
         time.sleep(0.05)
-    return port
+    return port, process.pid
 
 
 # --- The paths --------------------------------------------------------------------------------
@@ -309,12 +317,32 @@ def closed_loop(call: Callable[[], bool], seconds: float, meter: CpuMeter) -> Lo
     )
 
 
+def compare(
+    callers: dict[str, HttpCaller], rounds: int, seconds: float, meter: CpuMeter
+) -> dict[str, list[Loop]]:
+    """Closed loops over HTTP, alternating between two servers so load drift hits both."""
+    loops: dict[str, list[Loop]] = {name: [] for name in callers}
+    for index in range(rounds * len(callers)):
+        name = list(callers)[(index + index // len(callers)) % len(callers)]  # ABBA
+        progress(f"compare: round {len(loops[name]) + 1} of {rounds}: {name}")
+        loops[name].append(closed_loop(callers[name], seconds, meter))
+        time.sleep(1.0)
+    return loops
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=200, help="interleaved rounds")
     parser.add_argument("--seconds", type=float, default=8.0, help="closed-loop time per path")
     parser.add_argument("--quick", action="store_true", help="60 rounds, 3 s loops")
     parser.add_argument("--no-http", action="store_true", help="skip manage.py serve")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="another checkout (e.g. a git worktree of an older commit): its server, on the "
+        "same database, alternates closed loops over HTTP with this one's",
+    )
+    parser.add_argument("--compare-rounds", type=int, default=6, help="loops per side")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.seconds = 60, 3.0
@@ -324,6 +352,8 @@ def main() -> None:
     socket_dir, held = None, False
     succeeded = False
     meter = CpuMeter()
+    compared: HttpCaller | None = None
+    comparison: dict[str, list[Loop]] = {}
     try:
         socket_dir, held = pgserver.attach()
         progress("preparing the database")
@@ -343,9 +373,11 @@ def main() -> None:
         }
         if not args.no_http:
             progress("starting manage.py serve")
-            port = start_lumina(processes, database)
-            server_pid = processes.started[-1][1].pid
-            paths["HTTP: POST /api/v1/tools/execute"] = HttpCaller(port, token, server_pid)
+            port, server_pid = start_lumina(processes, database)
+            paths[HTTP] = HttpCaller(port, token, server_pid)
+            if args.compare:
+                other, other_pid = start_lumina(processes, database, args.compare, "compared")
+                compared = HttpCaller(other, token, other_pid)
         progress(f"latency: {args.runs} interleaved rounds")
         latency = interleaved(paths, args.runs, warmup=max(10, args.runs // 10))
         rates = {}
@@ -353,6 +385,13 @@ def main() -> None:
             progress(f"throughput: {CALLERS} callers for {args.seconds:g} s: {name}")
             rates[name] = closed_loop(call, args.seconds, meter)
             time.sleep(1.0)  # let the pool fill again before the next path
+        if compared is not None:
+            comparison = compare(
+                {"this checkout": paths[HTTP], str(args.compare): compared},
+                args.compare_rounds,
+                args.seconds,
+                meter,
+            )
         succeeded = True
     finally:
         processes.stop_all()
@@ -399,7 +438,7 @@ def main() -> None:
     print(table(f"A trivial python tool ({args.runs} interleaved rounds)", header, rows))
     print()
     split = []
-    for name in ("tools.api: tool_execute (Developer)", "HTTP: POST /api/v1/tools/execute"):
+    for name in ("tools.api: tool_execute (Developer)", HTTP):
         if name not in rates:
             continue
         loop = rates[name]
@@ -409,7 +448,8 @@ def main() -> None:
                 f"{loop.serving.total:.1f}",
                 f"{loop.serving.loop:.1f}" if name.startswith("HTTP") else "–",
                 f"{loop.cpu_ms - loop.serving.total:.1f}",
-                f"{loop.postgres_ms:.1f}",
+                # The callers' own backends end with their threads, before they are read.
+                f"{loop.postgres_ms:.1f}" if name.startswith("HTTP") else "–",
             )
         )
     print(
@@ -426,7 +466,36 @@ def main() -> None:
         )
     )
     warm = "sandbox: run_python, warm pool"
-    http = "HTTP: POST /api/v1/tools/execute"
+    http = HTTP
+    if comparison:
+        print()
+        print(
+            table(
+                f"HTTP, alternating servers: medians of {args.compare_rounds} loops each "
+                f"({CALLERS} callers, {args.seconds:g} s)",
+                (
+                    "checkout",
+                    "exec/s",
+                    "CPU ms/exec",
+                    "server CPU ms/exec",
+                    "of it: event loop",
+                    "PostgreSQL",
+                    "failures",
+                ),
+                [
+                    (
+                        name,
+                        f"{statistics.median(loop.rate for loop in loops):.1f}",
+                        f"{statistics.median(loop.cpu_ms for loop in loops):.1f}",
+                        f"{statistics.median(loop.serving.total for loop in loops):.2f}",
+                        f"{statistics.median(loop.serving.loop for loop in loops):.2f}",
+                        f"{statistics.median(loop.postgres_ms for loop in loops):.2f}",
+                        str(sum(loop.failed for loop in loops)),
+                    )
+                    for name, loops in comparison.items()
+                ],
+            )
+        )
     warm_overhead = statistics.median(latency["samples"][warm]) - bare_median
     print()
     print(
