@@ -20,7 +20,10 @@ overhead = its median minus the bare median. Throughput: a closed loop of 8 call
 (threads; ``--seconds`` each) per path: executions per second, failures, and CPU ms per
 execution of this process and every process it started (sandboxes, the server; from a
 cgroup of the benchmark's own; PostgreSQL's CPU is not in it). On a shared machine the CPU
-figure is the one other work disturbs least.
+figure is the one other work disturbs least. Under the table, where that CPU goes for the
+two end-to-end paths: the process that serves the call (this one for tools.api, the
+server for HTTP; its event loop apart), the sandboxes and the rest of the cgroup, and
+the PostgreSQL backends connected to the benchmark's database.
 
 Everything runs against a database of its own, ``lumina_bench_tools`` on the embedded
 PostgreSQL (re-created, dropped at the end). The machine is shared with other work: the
@@ -28,6 +31,8 @@ load average is printed at the start and the end.
 
     .venv/bin/python benchmarks/tools.py              # about a minute
     .venv/bin/python benchmarks/tools.py --quick      # fewer rounds, 3 s loops
+    git worktree add --detach /tmp/before <commit>    # then, HTTP before and after:
+    .venv/bin/python benchmarks/tools.py --quick --compare /tmp/before
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -57,8 +63,11 @@ if str(ROOT) not in sys.path:
 from benchmarks._support import pgserver  # noqa: E402
 from benchmarks._support.cgroup_cpu import CpuMeter  # noqa: E402
 from benchmarks._support.processes import (  # noqa: E402
+    ZERO_CPU,
+    Cpu,
     Processes,
     clean_env,
+    cpu_of,
     free_port,
     live_status,
     progress,
@@ -73,6 +82,7 @@ CALLERS = 8
 START_TIMEOUT = 120.0
 TARGET_OVERHEAD_MS = 15.0
 TARGET_RATE = 50.0
+HTTP = "HTTP: POST /api/v1/tools/execute"
 
 
 def p95(values: list[float]) -> float:
@@ -132,9 +142,25 @@ def create_fixtures() -> tuple[Any, str]:
     return Actor.for_user(user, mfa_verified=False), token
 
 
-def start_lumina(processes: Processes, database: str) -> int:
+def postgres_cpu_s() -> float:
+    """CPU seconds of the PostgreSQL backends connected to the benchmark's database."""
+    import psutil
+
+    total = 0.0
+    for process in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if any(DATABASE in part for part in process.info["cmdline"] or ()):
+                times = process.cpu_times()
+                total += times.user + times.system
+    return total
+
+
+def start_lumina(
+    processes: Processes, database: str, root: Path = ROOT, name: str = "lumina"
+) -> tuple[int, int]:
+    """``manage.py serve`` of the checkout at ``root``: its port and pid."""
     port = free_port()
-    env = clean_env()
+    env = clean_env(root)
     env.update(
         DATABASE_URL=database,
         DJANGO_SETTINGS_MODULE="config.settings",
@@ -143,15 +169,17 @@ def start_lumina(processes: Processes, database: str) -> int:
         LUMINA_LOG_LEVEL="WARNING",
     )
     command = [sys.executable, "manage.py", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    process = processes.start("lumina", command, env)
+    if root != ROOT:
+        command.append("--no-migrate")  # the database is this checkout's
+    process = processes.start(name, command, env, cwd=root)
     deadline = time.monotonic() + START_TIMEOUT
     while live_status(port) != 200:
         if process.poll() is not None:
-            raise processes.failure("lumina", process, "exited before answering /health/live")
+            raise processes.failure(name, process, "exited before answering /health/live")
         if time.monotonic() > deadline:
-            raise processes.failure("lumina", process, "never answered 200 on /health/live")
+            raise processes.failure(name, process, "never answered 200 on /health/live")
         time.sleep(0.05)
-    return port
+    return port, process.pid
 
 
 # --- The paths --------------------------------------------------------------------------------
@@ -194,8 +222,9 @@ def api_call(actor: Any) -> Callable[[], bool]:
 class HttpCaller:
     """One keep-alive connection per thread to ``POST /api/v1/tools/execute``."""
 
-    def __init__(self, port: int, token: str) -> None:
+    def __init__(self, port: int, token: str, server_pid: int) -> None:
         self.port = port
+        self.server_pid = server_pid
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
         self.body = json.dumps({"tool": TOOL, "arguments": {}}).encode()
         self.local = threading.local()
@@ -239,9 +268,19 @@ def interleaved(paths: dict[str, Callable[[], bool]], rounds: int, warmup: int) 
     return {"samples": samples, "failures": failures}
 
 
-def closed_loop(
-    call: Callable[[], bool], seconds: float, meter: CpuMeter
-) -> tuple[float, int, int, float]:
+@dataclasses.dataclass
+class Loop:
+    """One closed loop: executions/s, counts, and CPU ms per execution by where it went."""
+
+    rate: float
+    done: int
+    failed: int
+    cpu_ms: float  # the benchmark's cgroup: this process, the server, the sandboxes
+    serving: Cpu = ZERO_CPU  # ms: the process that served the calls (event loop apart)
+    postgres_ms: float = 0.0
+
+
+def closed_loop(call: Callable[[], bool], seconds: float, meter: CpuMeter) -> Loop:
     done = [0] * CALLERS
     failed = [0] * CALLERS
     deadline = time.monotonic() + seconds
@@ -256,15 +295,39 @@ def closed_loop(
         finally:
             getattr(call, "thread_end", lambda: None)()
 
+    serving_pid = getattr(call, "server_pid", os.getpid())
     started, cpu = time.monotonic(), meter.ms()
+    serving, postgres = cpu_of(serving_pid), postgres_cpu_s()
     threads = [threading.Thread(target=caller, args=(slot,)) for slot in range(CALLERS)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
     elapsed = time.monotonic() - started
-    spent = (meter.ms() - cpu) / max(1, sum(done) + sum(failed))
-    return sum(done) / elapsed, sum(done), sum(failed), spent
+    runs = max(1, sum(done) + sum(failed))
+    spent = (meter.ms() - cpu) / runs
+    served = cpu_of(serving_pid) - serving
+    return Loop(
+        rate=sum(done) / elapsed,
+        done=sum(done),
+        failed=sum(failed),
+        cpu_ms=spent,
+        serving=Cpu(served.loop * 1000 / runs, served.total * 1000 / runs),
+        postgres_ms=(postgres_cpu_s() - postgres) * 1000 / runs,
+    )
+
+
+def compare(
+    callers: dict[str, HttpCaller], rounds: int, seconds: float, meter: CpuMeter
+) -> dict[str, list[Loop]]:
+    """Closed loops over HTTP, alternating between two servers so load drift hits both."""
+    loops: dict[str, list[Loop]] = {name: [] for name in callers}
+    for index in range(rounds * len(callers)):
+        name = list(callers)[(index + index // len(callers)) % len(callers)]  # ABBA
+        progress(f"compare: round {len(loops[name]) + 1} of {rounds}: {name}")
+        loops[name].append(closed_loop(callers[name], seconds, meter))
+        time.sleep(1.0)
+    return loops
 
 
 def main() -> None:
@@ -273,6 +336,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=8.0, help="closed-loop time per path")
     parser.add_argument("--quick", action="store_true", help="60 rounds, 3 s loops")
     parser.add_argument("--no-http", action="store_true", help="skip manage.py serve")
+    parser.add_argument(
+        "--compare",
+        type=Path,
+        help="another checkout (e.g. a git worktree of an older commit): its server, on the "
+        "same database, alternates closed loops over HTTP with this one's",
+    )
+    parser.add_argument("--compare-rounds", type=int, default=6, help="loops per side")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.seconds = 60, 3.0
@@ -282,6 +352,8 @@ def main() -> None:
     socket_dir, held = None, False
     succeeded = False
     meter = CpuMeter()
+    compared: HttpCaller | None = None
+    comparison: dict[str, list[Loop]] = {}
     try:
         socket_dir, held = pgserver.attach()
         progress("preparing the database")
@@ -301,8 +373,11 @@ def main() -> None:
         }
         if not args.no_http:
             progress("starting manage.py serve")
-            port = start_lumina(processes, database)
-            paths["HTTP: POST /api/v1/tools/execute"] = HttpCaller(port, token)
+            port, server_pid = start_lumina(processes, database)
+            paths[HTTP] = HttpCaller(port, token, server_pid)
+            if args.compare:
+                other, other_pid = start_lumina(processes, database, args.compare, "compared")
+                compared = HttpCaller(other, token, other_pid)
         progress(f"latency: {args.runs} interleaved rounds")
         latency = interleaved(paths, args.runs, warmup=max(10, args.runs // 10))
         rates = {}
@@ -310,6 +385,13 @@ def main() -> None:
             progress(f"throughput: {CALLERS} callers for {args.seconds:g} s: {name}")
             rates[name] = closed_loop(call, args.seconds, meter)
             time.sleep(1.0)  # let the pool fill again before the next path
+        if compared is not None:
+            comparison = compare(
+                {"this checkout": paths[HTTP], str(args.compare): compared},
+                args.compare_rounds,
+                args.seconds,
+                meter,
+            )
         succeeded = True
     finally:
         processes.stop_all()
@@ -330,17 +412,17 @@ def main() -> None:
     for name in paths:
         values = latency["samples"][name]
         median = statistics.median(values)
-        rate, _count, failed, cpu = rates[name]
+        loop = rates[name]
         overhead = "–" if name == bare_name else f"{median - bare_median:+.2f}"
-        failures = latency["failures"][name] + failed
+        failures = latency["failures"][name] + loop.failed
         rows.append(
             (
                 name,
                 f"{median:.2f}",
                 f"{p95(values):.2f}",
                 overhead,
-                f"{rate:.1f}",
-                f"{cpu:.1f}",
+                f"{loop.rate:.1f}",
+                f"{loop.cpu_ms:.1f}",
                 str(failures),
             )
         )
@@ -354,14 +436,75 @@ def main() -> None:
         "failures",
     )
     print(table(f"A trivial python tool ({args.runs} interleaved rounds)", header, rows))
+    print()
+    split = []
+    for name in ("tools.api: tool_execute (Developer)", HTTP):
+        if name not in rates:
+            continue
+        loop = rates[name]
+        split.append(
+            (
+                name,
+                f"{loop.serving.total:.1f}",
+                f"{loop.serving.loop:.1f}" if name.startswith("HTTP") else "–",
+                f"{loop.cpu_ms - loop.serving.total:.1f}",
+                # The callers' own backends end with their threads, before they are read.
+                f"{loop.postgres_ms:.1f}" if name.startswith("HTTP") else "–",
+            )
+        )
+    print(
+        table(
+            f"Where the CPU of one execution goes, ms ({CALLERS} callers)",
+            (
+                "path",
+                "serving process",
+                "of it: event loop",
+                "sandboxes + rest of cgroup",
+                "PostgreSQL",
+            ),
+            split,
+        )
+    )
     warm = "sandbox: run_python, warm pool"
+    http = HTTP
+    if comparison:
+        print()
+        print(
+            table(
+                f"HTTP, alternating servers: medians of {args.compare_rounds} loops each "
+                f"({CALLERS} callers, {args.seconds:g} s)",
+                (
+                    "checkout",
+                    "exec/s",
+                    "CPU ms/exec",
+                    "server CPU ms/exec",
+                    "of it: event loop",
+                    "PostgreSQL",
+                    "failures",
+                ),
+                [
+                    (
+                        name,
+                        f"{statistics.median(loop.rate for loop in loops):.1f}",
+                        f"{statistics.median(loop.cpu_ms for loop in loops):.1f}",
+                        f"{statistics.median(loop.serving.total for loop in loops):.2f}",
+                        f"{statistics.median(loop.serving.loop for loop in loops):.2f}",
+                        f"{statistics.median(loop.postgres_ms for loop in loops):.2f}",
+                        str(sum(loop.failed for loop in loops)),
+                    )
+                    for name, loops in comparison.items()
+                ],
+            )
+        )
     warm_overhead = statistics.median(latency["samples"][warm]) - bare_median
     print()
     print(
         f"targets: sandbox overhead over bare <= {TARGET_OVERHEAD_MS:g} ms median "
         f"(measured {warm_overhead:+.2f} ms); >= {TARGET_RATE:g} exec/s with {CALLERS} "
-        f"callers (sandbox {rates[warm][0]:.1f}, tools.api "
-        f"{rates['tools.api: tool_execute (Developer)'][0]:.1f})"
+        f"callers (sandbox {rates[warm].rate:.1f}, tools.api "
+        f"{rates['tools.api: tool_execute (Developer)'].rate:.1f}"
+        + (f", HTTP {rates[http].rate:.1f}" if http in rates else "")
+        + ")"
     )
     print(
         f"{os.cpu_count()} CPUs; 1-min load average {load_at_start:.1f} at start, "

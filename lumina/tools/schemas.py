@@ -8,7 +8,7 @@ validator retrieves nothing, so a ``$ref`` to a URL never makes the server fetch
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Hashable, Iterator, Mapping
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -100,14 +100,37 @@ def _validator_for(encoded: str) -> Any:
     return cls(schema, registry=no_retrieval(), format_checker=cls.FORMAT_CHECKER)
 
 
-def problems(schema: Mapping[str, Any], value: Any, *, prefix: str) -> dict[str, list[str]]:
+# Validators by a key the caller vouches for (a saved tool version's id and which schema):
+# no schema text to encode per check, which for a large schema costs more than the check.
+_keyed: dict[Hashable, Any] = {}
+KEYED_VALIDATORS = 1024
+
+
+def _validator_keyed(key: Hashable, schema: Mapping[str, Any]) -> Any:
+    validator = _keyed.get(key)
+    if validator is None:
+        validator = _validator_for(json.dumps(schema, sort_keys=True))
+        if len(_keyed) >= KEYED_VALIDATORS:
+            _keyed.clear()
+        _keyed[key] = validator
+    return validator
+
+
+def problems(
+    schema: Mapping[str, Any], value: Any, *, prefix: str, key: Hashable | None = None
+) -> dict[str, list[str]]:
     """What is wrong with ``value`` under ``schema``, keyed by dotted path under ``prefix``.
 
     Empty when the value is valid. At most ``MAX_ERRORS`` messages, most relevant first.
+    ``key`` names a schema that never changes (an immutable tool version's): its compiled
+    validator is then found by the key alone.
     """
     from jsonschema import exceptions as jsonschema_errors
 
-    validator = _validator_for(json.dumps(schema, sort_keys=True))
+    if key is not None:
+        validator = _validator_keyed(key, schema)
+    else:
+        validator = _validator_for(json.dumps(schema, sort_keys=True))
     found: dict[str, list[str]] = {}
     errors = sorted(validator.iter_errors(value), key=jsonschema_errors.relevance)
     for error in errors[:MAX_ERRORS]:

@@ -75,6 +75,22 @@ def test_arguments_against_the_schema_are_a_400_naming_the_path_and_recorded(
     assert OutboxEvent.objects.filter(name="tools.ToolFailed").count() == 1
 
 
+def test_a_versions_contracts_are_compiled_once(developer_client, monkeypatch):
+    from lumina.tools import schemas
+
+    python_tool("adder")
+    compiled = []
+    real = schemas._validator_for
+    monkeypatch.setattr(
+        schemas, "_validator_for", lambda encoded: compiled.append(encoded) or real(encoded)
+    )
+    for a in range(3):
+        assert _run(developer_client, "adder", {"a": a, "b": 1}).json()["result"] == {"sum": a + 1}
+    assert len(compiled) == 2  # the argument schema and the result schema, once each
+    _error(_run(developer_client, "adder", {"a": "x", "b": 1}), 400, "arguments.a")
+    assert len(compiled) == 2
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
@@ -131,6 +147,46 @@ def test_an_older_version_runs_when_asked_for(developer_client):
     old = _run(developer_client, "adder", {"a": 3, "b": 4}, version=1).json()
     assert (old["result"], old["tool_version"]) == ({"sum": 7}, 1)
     _error(_run(developer_client, "adder", {"a": 3, "b": 4}, version=7), 404, "version")
+
+
+def test_a_change_to_a_tool_applies_to_the_next_run(developer_client):
+    # Versions are kept per process once read; the tool's own row is read on every run.
+    from lumina.tools.services.registry import tool_update
+
+    python_tool("adder")
+    assert _run(developer_client, "adder", {"a": 3, "b": 4}).json()["result"] == {"sum": 7}
+    tool_update(actor=SYSTEM, tool="adder", source="def main(a, b):\n    return {'sum': a * b}\n")
+    after = _run(developer_client, "adder", {"a": 3, "b": 4}).json()
+    assert (after["result"], after["tool_version"]) == ({"sum": 12}, 2)
+    tool_update(actor=SYSTEM, tool="adder", enabled=False)
+    _error(_run(developer_client, "adder", {"a": 3, "b": 4}), 409, "tool")
+    _error(_run(developer_client, "adder", {"a": 3, "b": 4}, version=1), 409, "tool")
+
+
+def test_a_removed_tool_of_the_same_name_is_not_the_one_that_runs(developer_client):
+    from lumina.tools.services.registry import tool_delete
+
+    python_tool("adder")
+    assert _run(developer_client, "adder", {"a": 3, "b": 4}).json()["result"] == {"sum": 7}
+    tool_delete(actor=SYSTEM, tool="adder")
+    _error(_run(developer_client, "adder", {"a": 3, "b": 4}), 404, "tool")
+    python_tool("adder", source="def main(a, b):\n    return {'sum': a - b}\n")
+    assert _run(developer_client, "adder", {"a": 3, "b": 4}).json()["result"] == {"sum": -1}
+
+
+def test_the_execute_answer_is_what_the_documented_serializer_gives(developer_client):
+    from lumina.tools.http.executions import ExecutionOutput, execution_body
+    from lumina.tools.selectors.executions import execution_dto
+
+    python_tool("adder")
+    ok = _run(developer_client, "adder", {"a": 1, "b": 2}).json()
+    broken = python_tool(source="def main(a, b):\n    raise ValueError('no')\n")
+    failed = _run(developer_client, str(broken.id), {"a": 1, "b": 2}).json()
+    assert (ok["status"], failed["status"]) == ("succeeded", "failed")
+    for body in (ok, failed):
+        dto = execution_dto(Execution.objects.get(id=body["id"]))
+        assert execution_body(dto) == ExecutionOutput(dto).data
+        assert body == ExecutionOutput(dto).data
 
 
 # --- Who may run what ---------------------------------------------------------------------

@@ -33,10 +33,10 @@ def test_a_builtin_run_takes_a_bounded_number_of_statements(
     assert done.status == "succeeded"
     assert callbacks, "the delivery ran inside the count"
     statements = [q["sql"] for q in queries.captured_queries]
-    # The tool with its version (1), the execution and its event in one transaction (4),
-    # the delivery of the outcome to its one handler, the realtime push (10: the row
-    # locked, marks read, the handler's savepoint, its mark, the row delivered); one more
-    # when the authorisation cache checks its generations.
+    # The tool (1; its version, read by the warm-up run, is kept), the execution and its
+    # event in one transaction (4), the delivery of the outcome to its one handler, the
+    # realtime push (10: the row locked, marks read, the handler's savepoint, its mark, the
+    # row delivered); one more when the authorisation cache checks its generations.
     assert len(statements) <= 16, statements
     writes = [sql for sql in statements if EXECUTIONS in sql.split("(")[0]]
     assert [sql.split()[0] for sql in writes] == ["INSERT"], "a run is written once, when it ends"

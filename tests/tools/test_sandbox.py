@@ -163,6 +163,19 @@ def test_the_pool_is_refilled_after_runs(settings):
     assert status["idle"] == 2
 
 
+def test_only_a_run_that_finds_the_pool_empty_is_a_cold_start(settings):
+    settings.LUMINA_SANDBOX_POOL_SIZE = 1
+    runner.close_pools()  # one another test filled would start warm
+    assert run("def main():\n    return 1\n").result == 1  # the pool starts empty
+    for _ in range(500):
+        if sandbox_status().get("idle") == 1:
+            break
+        time.sleep(0.01)
+    assert sandbox_status()["cold_starts"] == 1
+    assert run("def main():\n    return 2\n").result == 2  # a warm one
+    assert sandbox_status()["cold_starts"] == 1
+
+
 def test_a_warm_sandbox_that_died_while_idle_is_replaced(settings):
     settings.LUMINA_SANDBOX_POOL_SIZE = 1
     assert run("def main():\n    return 1\n").result == 1

@@ -23,7 +23,7 @@ from lumina.security.api import actor_of
 from lumina.tools.selectors.executions import execution_dto, execution_get, execution_list
 from lumina.tools.services.executions import execute
 from lumina.tools.services.results import result_process
-from lumina.tools.types import ExecutionStatus
+from lumina.tools.types import ExecutionDTO, ExecutionStatus
 
 STATUSES = [status.value for status in ExecutionStatus]
 
@@ -47,6 +47,16 @@ class ExecutionOutput(serializers.Serializer):
     run_id = serializers.UUIDField(allow_null=True, help_text="The function-calling run.")
     created_at = serializers.DateTimeField()
     finished_at = serializers.DateTimeField(allow_null=True)
+
+
+# One instance for every response: a serializer deep-copies its 18 fields when it is
+# built (0.5 ms of CPU on a 10 ms tool run); rendering reads them and changes nothing.
+_EXECUTION_OUTPUT = ExecutionOutput()
+
+
+def execution_body(execution: ExecutionDTO) -> dict:
+    """What ``ExecutionOutput(execution).data`` is, without building a serializer."""
+    return _EXECUTION_OUTPUT.to_representation(execution)
 
 
 class ExecuteInput(serializers.Serializer):
@@ -106,7 +116,7 @@ class ExecuteApi(APIView):
             version=values.get("version"),
             asynchronous=values["asynchronous"],
         )
-        body = ExecutionOutput(execution).data
+        body = execution_body(execution)
         if execution.status is ExecutionStatus.PENDING:
             return Response(
                 body, status=202, headers={"Location": f"/api/v1/tools/results/{execution.id}"}
@@ -165,7 +175,7 @@ class ResultDetailApi(APIView):
 
     @extend_schema(responses=ExecutionOutput)
     def get(self, request, execution_id):
-        return Response(ExecutionOutput(execution_dto(_visible_or_404(request, execution_id))).data)
+        return Response(execution_body(execution_dto(_visible_or_404(request, execution_id))))
 
 
 class ResultProcessApi(APIView):

@@ -70,7 +70,8 @@ class SandboxPool:
                     return sandbox
                 sandbox.discard()
             self._lock.notify_all()
-        self.cold_starts += 1
+            # None idle: start one here rather than wait; operators see the count.
+            self.cold_starts += 1
         return start(self.config, network=False)
 
     def warm(self) -> None:

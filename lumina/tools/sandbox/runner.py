@@ -186,6 +186,7 @@ def sandbox_status() -> dict[str, Any]:
         pool = _pools.get(config)
     if pool is not None:
         status["idle"] = pool.idle
+        status["cold_starts"] = pool.cold_starts  # runs that found no warm sandbox
     return status
 
 
