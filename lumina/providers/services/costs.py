@@ -1,8 +1,9 @@
-"""The cost read model: the ``UsageRecorded`` projection into daily rollups, and its rebuild.
+"""The cost read models: the ``UsageRecorded`` projection into daily rollups, and its rebuild.
 
-``daily_usage_add`` adds a batch of ledger entries to their days' rows with one upsert.
-``costs_rebuild`` throws the rollups away and recomputes them from the raw ledger in one
-``INSERT … SELECT … GROUP BY``, so the read model can always be replayed from the stream.
+``daily_usage_add`` adds a batch of ledger entries to their days' cost rows with one upsert,
+``daily_requests_add`` to their days' latency histograms and outcomes (ADR 0033).
+``costs_rebuild`` throws both rollups away and recomputes them from the raw ledger, each in
+one ``INSERT … SELECT … GROUP BY``, so the read models can always be replayed from the stream.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from django.db import connection, transaction
 
 from lumina.kernel.models import OutboxEvent, ProcessedEvent
 from lumina.providers.events.usage import UsageRecorded
-from lumina.providers.models.usage import DAILY_USAGE_KEY, DailyUsage, UsageRecord
+from lumina.providers.models.usage import (
+    DAILY_REQUESTS_KEY,
+    DAILY_USAGE_KEY,
+    DailyRequests,
+    DailyUsage,
+    UsageRecord,
+)
+from lumina.providers.selectors.histograms import BOUNDS, BUCKETS, bucket_of
 from lumina.providers.types import UsageEntry, UsageStatus
 
 logger = structlog.get_logger(__name__)
@@ -28,6 +36,7 @@ logger = structlog.get_logger(__name__)
 DAILY_USAGE_PROJECTION = "lumina.providers.handlers.usage.project_daily_usage"
 
 _DAILY = DailyUsage._meta.db_table
+_REQUESTS = DailyRequests._meta.db_table
 _LEDGER = UsageRecord._meta.db_table
 _SUMS = (
     "requests", "errors", "estimated", "input_tokens", "cached_input_tokens",
@@ -55,6 +64,56 @@ SELECT id, %s FROM {OutboxEvent._meta.db_table}
 WHERE name = %s AND version = %s AND status <> %s
 ON CONFLICT DO NOTHING
 """  # noqa: S608
+
+
+# Both histograms of a rollup row, each from the (bucket, count) pairs of its group: a
+# dense array of BUCKETS counts, zeros where the group has none.
+_DENSE = """ARRAY(SELECT coalesce(sum(x.n), 0)::bigint FROM generate_series(0, {last}) AS g(b)
+    LEFT JOIN unnest({buckets}, {counts}) AS x(b, n) ON x.b = g.b GROUP BY g.b ORDER BY g.b)"""
+_REQUESTS_COLUMNS = ", ".join(DAILY_REQUESTS_KEY)
+_REQUESTS_REPLAY = f"""
+WITH counted AS (
+    SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, user_id, provider_name, model,
+           operation, status, error_code, false AS ttft,
+           width_bucket(latency_ms, %(bounds)s::float8[]) AS bucket, count(*) AS n
+    FROM {_LEDGER} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+    UNION ALL
+    SELECT (occurred_at AT TIME ZONE 'UTC')::date, user_id, provider_name, model,
+           operation, status, error_code, true,
+           width_bucket(ttft_ms, %(bounds)s::float8[]), count(*)
+    FROM {_LEDGER} WHERE ttft_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+), grouped AS (
+    SELECT {_REQUESTS_COLUMNS},
+           sum(n) FILTER (WHERE NOT ttft) AS requests,
+           array_agg(bucket) FILTER (WHERE NOT ttft) AS latency_buckets,
+           array_agg(n) FILTER (WHERE NOT ttft) AS latency_counts,
+           array_agg(bucket) FILTER (WHERE ttft) AS ttft_buckets,
+           array_agg(n) FILTER (WHERE ttft) AS ttft_counts
+    FROM counted GROUP BY {_REQUESTS_COLUMNS}
+)
+INSERT INTO {_REQUESTS} ({_REQUESTS_COLUMNS}, requests, latency_histogram, ttft_histogram)
+SELECT {_REQUESTS_COLUMNS}, requests,
+       {_DENSE.format(last=BUCKETS - 1, buckets="latency_buckets", counts="latency_counts")},
+       {_DENSE.format(last=BUCKETS - 1, buckets="ttft_buckets", counts="ttft_counts")}
+FROM grouped
+"""  # noqa: S608
+
+# Adding two histograms element by element (unnest pads the shorter with NULLs).
+_ADD = """ARRAY(SELECT coalesce(a, 0) + coalesce(b, 0)
+    FROM unnest({table}.{column}, EXCLUDED.{column}) WITH ORDINALITY AS u(a, b, i) ORDER BY i)"""
+_REQUESTS_UPSERT_HEAD = (
+    f"INSERT INTO {_REQUESTS} ({_REQUESTS_COLUMNS}, requests, latency_histogram, ttft_histogram)"  # noqa: S608
+    " VALUES "
+)
+_REQUESTS_UPSERT_ROW = (
+    f"({', '.join(['%s'] * (len(DAILY_REQUESTS_KEY) + 1))}, %s::bigint[], %s::bigint[])"
+)
+_REQUESTS_UPSERT_TAIL = (
+    " ON CONFLICT ON CONSTRAINT daily_requests_key DO UPDATE SET"
+    f" requests = {_REQUESTS}.requests + EXCLUDED.requests,"
+    f" latency_histogram = {_ADD.format(table=_REQUESTS, column='latency_histogram')},"
+    f" ttft_histogram = {_ADD.format(table=_REQUESTS, column='ttft_histogram')}"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +174,43 @@ def daily_usage_add(*, entries: Sequence[UsageEntry]) -> int:
     return len(totals)
 
 
+def daily_requests_add(*, entries: Sequence[UsageEntry]) -> int:
+    """Count ledger entries into their days' latency histograms with one upsert; return the
+    rows touched (entries are summed per rollup key first, as in ``daily_usage_add``)."""
+    totals: dict[tuple, tuple[list[int], list[int]]] = {}
+    for entry in entries:
+        key = (
+            entry.occurred_at.astimezone(dt.UTC).date(),
+            entry.user_id,
+            entry.provider_name,
+            entry.model,
+            entry.operation,
+            UsageStatus(entry.status).value,
+            entry.error_code,
+        )
+        found = totals.get(key)
+        if found is None:
+            found = totals[key] = ([0] * BUCKETS, [0] * BUCKETS)
+        found[0][bucket_of(entry.latency_ms)] += 1
+        if entry.ttft_ms is not None:
+            found[1][bucket_of(entry.ttft_ms)] += 1
+    if not totals:
+        return 0
+    sql = (
+        _REQUESTS_UPSERT_HEAD
+        + ", ".join([_REQUESTS_UPSERT_ROW] * len(totals))
+        + _REQUESTS_UPSERT_TAIL
+    )
+    values = [
+        value
+        for key, (latency, ttft) in totals.items()
+        for value in (*key, sum(latency), latency, ttft)
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+    return len(totals)
+
+
 def costs_rebuild() -> RebuildReport:
     """Recompute every daily rollup from the raw ledger, in one transaction.
 
@@ -127,12 +223,14 @@ def costs_rebuild() -> RebuildReport:
     with transaction.atomic(), connection.cursor() as cursor:
         if outermost:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        cursor.execute(f"LOCK TABLE {_DAILY} IN ACCESS EXCLUSIVE MODE")
+        cursor.execute(f"LOCK TABLE {_DAILY}, {_REQUESTS} IN ACCESS EXCLUSIVE MODE")
         cursor.execute(f"SELECT count(*) FROM {_DAILY}")  # noqa: S608
         rows_before = cursor.fetchone()[0]
         cursor.execute(f"TRUNCATE {_DAILY}")
         cursor.execute(_REPLAY, [UsageStatus.OK.value])
         rows = cursor.rowcount
+        cursor.execute(f"TRUNCATE {_REQUESTS}")
+        cursor.execute(_REQUESTS_REPLAY, {"bounds": list(BOUNDS)})
         cursor.execute(
             _MARK_PENDING,
             [
