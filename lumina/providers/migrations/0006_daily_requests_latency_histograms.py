@@ -4,15 +4,12 @@
 the ledger rows the cost projection has already applied: those it has not yet applied
 (an undelivered ``UsageRecorded``) it adds itself when their events are delivered."""
 
-import django.contrib.postgres.fields
 from django.db import migrations, models
 
 # Frozen copies (a migration must not follow later code): the bucket bounds of
 # ``selectors/histograms.py`` and the rebuild of ``services/costs.py`` at this migration.
 BOUNDS = [2 ** (i / 8) for i in range(161)]
 KEY = "day, user_id, provider_name, model, operation, status, error_code"
-DENSE = """ARRAY(SELECT coalesce(sum(x.n), 0)::bigint FROM generate_series(0, 161) AS g(b)
-    LEFT JOIN unnest({0}_buckets, {0}_counts) AS x(b, n) ON x.b = g.b GROUP BY g.b ORDER BY g.b)"""
 FILL = f"""
 WITH applied AS (
     SELECT * FROM providers_usagerecord r
@@ -31,16 +28,12 @@ WITH applied AS (
     SELECT (occurred_at AT TIME ZONE 'UTC')::date, user_id, provider_name, model,
            operation, status, error_code, true, width_bucket(ttft_ms, %s::float8[]), count(*)
     FROM applied WHERE ttft_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
-), grouped AS (
-    SELECT {KEY}, sum(n) FILTER (WHERE NOT ttft) AS requests,
-           array_agg(bucket) FILTER (WHERE NOT ttft) AS latency_buckets,
-           array_agg(n) FILTER (WHERE NOT ttft) AS latency_counts,
-           array_agg(bucket) FILTER (WHERE ttft) AS ttft_buckets,
-           array_agg(n) FILTER (WHERE ttft) AS ttft_counts
-    FROM counted GROUP BY {KEY}
 )
 INSERT INTO providers_dailyrequests ({KEY}, requests, latency_histogram, ttft_histogram)
-SELECT {KEY}, requests, {DENSE.format("latency")}, {DENSE.format("ttft")} FROM grouped
+SELECT {KEY}, sum(n) FILTER (WHERE NOT ttft),
+       coalesce(jsonb_object_agg(bucket::text, n) FILTER (WHERE NOT ttft), '{{}}'),
+       coalesce(jsonb_object_agg(bucket::text, n) FILTER (WHERE ttft), '{{}}')
+FROM counted GROUP BY {KEY}
 """  # noqa: S608
 
 
@@ -81,18 +74,12 @@ class Migration(migrations.Migration):
                 ("requests", models.BigIntegerField(default=0)),
                 (
                     "latency_histogram",
-                    django.contrib.postgres.fields.ArrayField(
-                        base_field=models.BigIntegerField(),
-                        help_text="Requests per latency bucket (ADR 0033).",
-                        size=None,
-                    ),
+                    models.JSONField(default=dict, help_text="Requests per latency bucket."),
                 ),
                 (
                     "ttft_histogram",
-                    django.contrib.postgres.fields.ArrayField(
-                        base_field=models.BigIntegerField(),
-                        help_text="Streams per time-to-first-token bucket.",
-                        size=None,
+                    models.JSONField(
+                        default=dict, help_text="Streams per time-to-first-token bucket."
                     ),
                 ),
             ],

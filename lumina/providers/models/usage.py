@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import uuid
 
-from django.contrib.postgres.fields import ArrayField
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models.functions import Now
@@ -135,7 +134,7 @@ class DailyRequests(models.Model):
     """The latency and outcome read model: one row per UTC day, user, provider, model,
     operation, status and error code, with the requests' latency and TTFT histograms.
 
-    Histograms are counts per log-spaced bucket (``selectors/histograms.py``, ADR 0033),
+    Histograms count requests per log-spaced bucket (``selectors/histograms.py``, ADR 0033),
     so percentiles over any window are read from a few rows per day instead of a sort of
     the raw ledger. Kept by the same ``UsageRecorded`` projection as ``DailyUsage`` and
     rebuilt with it by ``costs_rebuild``.
@@ -149,11 +148,10 @@ class DailyRequests(models.Model):
     status = models.CharField(max_length=16, choices=STATUS_CHOICES)
     error_code = models.CharField(max_length=100, blank=True, default="")
     requests = models.BigIntegerField(default=0)
-    latency_histogram = ArrayField(
-        models.BigIntegerField(), help_text="Requests per latency bucket (ADR 0033)."
-    )
-    ttft_histogram = ArrayField(
-        models.BigIntegerField(), help_text="Streams per time-to-first-token bucket."
+    # Sparse histograms: {"<bucket>": requests} for the buckets that have any (ADR 0033).
+    latency_histogram = models.JSONField(default=dict, help_text="Requests per latency bucket.")
+    ttft_histogram = models.JSONField(
+        default=dict, help_text="Streams per time-to-first-token bucket."
     )
 
     class Meta:

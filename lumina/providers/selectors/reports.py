@@ -89,17 +89,15 @@ def _requests(actor: Actor, since: dt.date, until: dt.date, user_id: uuid.UUID |
     return rows.order_by()
 
 
-# The non-zero buckets of both histograms of each group, summed over the rollup rows: a
-# few dozen rows a group, whatever the number of requests (ADR 0033).
+# The buckets of both histograms of each group, summed over the rollup rows: a few dozen
+# rows a group, whatever the number of requests (ADR 0033).
 _BUCKETS_SQL = """
-SELECT {columns} h.ttft, h.bucket, sum(h.n)
+SELECT {columns} h.ttft, h.bucket::int, sum(h.n::bigint)
 FROM ({rows}) AS r
 CROSS JOIN LATERAL (
-    SELECT false AS ttft, u.bucket - 1 AS bucket, u.n
-    FROM unnest(r.latency_histogram) WITH ORDINALITY AS u(n, bucket) WHERE u.n > 0
+    SELECT false AS ttft, key AS bucket, value AS n FROM jsonb_each_text(r.latency_histogram)
     UNION ALL
-    SELECT true, u.bucket - 1, u.n
-    FROM unnest(r.ttft_histogram) WITH ORDINALITY AS u(n, bucket) WHERE u.n > 0
+    SELECT true, key, value FROM jsonb_each_text(r.ttft_histogram)
 ) AS h
 GROUP BY {columns} h.ttft, h.bucket
 """

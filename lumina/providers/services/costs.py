@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -26,7 +28,7 @@ from lumina.providers.models.usage import (
     DailyUsage,
     UsageRecord,
 )
-from lumina.providers.selectors.histograms import BOUNDS, BUCKETS, bucket_of
+from lumina.providers.selectors.histograms import BOUNDS, bucket_of
 from lumina.providers.types import UsageEntry, UsageStatus
 
 logger = structlog.get_logger(__name__)
@@ -66,10 +68,7 @@ ON CONFLICT DO NOTHING
 """  # noqa: S608
 
 
-# Both histograms of a rollup row, each from the (bucket, count) pairs of its group: a
-# dense array of BUCKETS counts, zeros where the group has none.
-_DENSE = """ARRAY(SELECT coalesce(sum(x.n), 0)::bigint FROM generate_series(0, {last}) AS g(b)
-    LEFT JOIN unnest({buckets}, {counts}) AS x(b, n) ON x.b = g.b GROUP BY g.b ORDER BY g.b)"""
+# Each histogram is a sparse JSON object, {"<bucket>": count} (ADR 0033).
 _REQUESTS_COLUMNS = ", ".join(DAILY_REQUESTS_KEY)
 _REQUESTS_REPLAY = f"""
 WITH counted AS (
@@ -82,31 +81,26 @@ WITH counted AS (
            operation, status, error_code, true,
            width_bucket(ttft_ms, %(bounds)s::float8[]), count(*)
     FROM {_LEDGER} WHERE ttft_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
-), grouped AS (
-    SELECT {_REQUESTS_COLUMNS},
-           sum(n) FILTER (WHERE NOT ttft) AS requests,
-           array_agg(bucket) FILTER (WHERE NOT ttft) AS latency_buckets,
-           array_agg(n) FILTER (WHERE NOT ttft) AS latency_counts,
-           array_agg(bucket) FILTER (WHERE ttft) AS ttft_buckets,
-           array_agg(n) FILTER (WHERE ttft) AS ttft_counts
-    FROM counted GROUP BY {_REQUESTS_COLUMNS}
 )
 INSERT INTO {_REQUESTS} ({_REQUESTS_COLUMNS}, requests, latency_histogram, ttft_histogram)
-SELECT {_REQUESTS_COLUMNS}, requests,
-       {_DENSE.format(last=BUCKETS - 1, buckets="latency_buckets", counts="latency_counts")},
-       {_DENSE.format(last=BUCKETS - 1, buckets="ttft_buckets", counts="ttft_counts")}
-FROM grouped
+SELECT {_REQUESTS_COLUMNS}, sum(n) FILTER (WHERE NOT ttft),
+       coalesce(jsonb_object_agg(bucket::text, n) FILTER (WHERE NOT ttft), '{{}}'),
+       coalesce(jsonb_object_agg(bucket::text, n) FILTER (WHERE ttft), '{{}}')
+FROM counted GROUP BY {_REQUESTS_COLUMNS}
 """  # noqa: S608
 
-# Adding two histograms element by element (unnest pads the shorter with NULLs).
-_ADD = """ARRAY(SELECT coalesce(a, 0) + coalesce(b, 0)
-    FROM unnest({table}.{column}, EXCLUDED.{column}) WITH ORDINALITY AS u(a, b, i) ORDER BY i)"""
+# Adding two histograms: the counts of each bucket either has, summed.
+_ADD = """coalesce((SELECT jsonb_object_agg(key, total) FROM (
+    SELECT key, sum(value::bigint) AS total FROM (
+        SELECT * FROM jsonb_each_text({table}.{column})
+        UNION ALL SELECT * FROM jsonb_each_text(EXCLUDED.{column})) AS both_ GROUP BY key
+    ) AS summed), '{{}}')"""
 _REQUESTS_UPSERT_HEAD = (
     f"INSERT INTO {_REQUESTS} ({_REQUESTS_COLUMNS}, requests, latency_histogram, ttft_histogram)"  # noqa: S608
     " VALUES "
 )
 _REQUESTS_UPSERT_ROW = (
-    f"({', '.join(['%s'] * (len(DAILY_REQUESTS_KEY) + 1))}, %s::bigint[], %s::bigint[])"
+    f"({', '.join(['%s'] * (len(DAILY_REQUESTS_KEY) + 1))}, %s::jsonb, %s::jsonb)"
 )
 _REQUESTS_UPSERT_TAIL = (
     " ON CONFLICT ON CONSTRAINT daily_requests_key DO UPDATE SET"
@@ -177,7 +171,7 @@ def daily_usage_add(*, entries: Sequence[UsageEntry]) -> int:
 def daily_requests_add(*, entries: Sequence[UsageEntry]) -> int:
     """Count ledger entries into their days' latency histograms with one upsert; return the
     rows touched (entries are summed per rollup key first, as in ``daily_usage_add``)."""
-    totals: dict[tuple, tuple[list[int], list[int]]] = {}
+    totals: dict[tuple, tuple[Counter[int], Counter[int]]] = {}
     for entry in entries:
         key = (
             entry.occurred_at.astimezone(dt.UTC).date(),
@@ -188,12 +182,10 @@ def daily_requests_add(*, entries: Sequence[UsageEntry]) -> int:
             UsageStatus(entry.status).value,
             entry.error_code,
         )
-        found = totals.get(key)
-        if found is None:
-            found = totals[key] = ([0] * BUCKETS, [0] * BUCKETS)
-        found[0][bucket_of(entry.latency_ms)] += 1
+        latency, ttft = totals.setdefault(key, (Counter(), Counter()))
+        latency[bucket_of(entry.latency_ms)] += 1
         if entry.ttft_ms is not None:
-            found[1][bucket_of(entry.ttft_ms)] += 1
+            ttft[bucket_of(entry.ttft_ms)] += 1
     if not totals:
         return 0
     sql = (
@@ -204,7 +196,7 @@ def daily_requests_add(*, entries: Sequence[UsageEntry]) -> int:
     values = [
         value
         for key, (latency, ttft) in totals.items()
-        for value in (*key, sum(latency), latency, ttft)
+        for value in (*key, latency.total(), json.dumps(latency), json.dumps(ttft))
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, values)
