@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
+from lumina.providers.selectors.budgets import BudgetDTO, BudgetStatus, budget_statuses
 from lumina.providers.selectors.costs import CostRow
 from lumina.providers.selectors.registry import catalogue
 from lumina.providers.selectors.reports import (
@@ -45,6 +46,8 @@ from lumina.security.api import Actor
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
+    "BudgetDTO",
+    "BudgetStatus",
     "Capability",
     "CircuitChange",
     "CostRow",
@@ -52,6 +55,7 @@ __all__ = [
     "LatencyRow",
     "Strategy",
     "Usage",
+    "budget_statuses",
     "chat_model_names",
     "chat_stream_report",
     "circuit_changes",

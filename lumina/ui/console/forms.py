@@ -36,3 +36,13 @@ class ChatForm(forms.Form):
         if last["role"] != "user" or not last["content"].strip():
             raise forms.ValidationError("Write a message first.", code="required")
         return messages
+
+
+class DashboardFilters(forms.Form):
+    """The dashboard's period (a GET form: it works without JavaScript too)."""
+
+    days = forms.TypedChoiceField(
+        choices=[(7, "Last 7 days"), (30, "Last 30 days"), (90, "Last 90 days")],
+        coerce=int,
+        required=False,
+    )

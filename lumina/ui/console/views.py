@@ -28,9 +28,16 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
 from lumina.kernel.errors import ApplicationError
-from lumina.providers.api import Strategy, chat_model_names, chat_stream_report
+from lumina.providers.api import (
+    BudgetStatus,
+    Strategy,
+    budget_statuses,
+    chat_model_names,
+    chat_stream_report,
+)
 from lumina.security.api import actor_of, mfa_status
-from lumina.ui.console.forms import ChatForm
+from lumina.ui import api as ui_api
+from lumina.ui.console.forms import ChatForm, DashboardFilters
 
 # No inline script or style anywhere: every script and stylesheet is a bundle of ours.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -48,6 +55,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
+MAX_SAVED_CHARTS = 12
 PAGES = (
     ("dashboard", "Dashboard"),
     ("playground", "Playground"),
@@ -123,7 +131,74 @@ def login(request: HttpRequest) -> HttpResponse:
 
 @page("dashboard")
 def dashboard(request: HttpRequest) -> dict[str, Any]:
-    return {}
+    """Charts drawn from data rendered here, in the page (one request, not one a chart),
+    and the budgets with what each has spent this period."""
+    actor = actor_of(request)
+    filters = DashboardFilters(request.GET or None)
+    days = (filters.cleaned_data["days"] if filters.is_valid() else None) or 30
+    charts: list[dict[str, Any]] = []
+    problem = ""
+    try:
+        saved = ui_api.visualization_list(actor=actor)[:MAX_SAVED_CHARTS]
+        for found in saved:
+            charts.append(
+                _chart(
+                    "saved", str(found.id), found.name,
+                    f"/api/v1/visualizations/{found.id}/render",
+                    lambda found=found: ui_api.visualization_render(
+                        actor=actor, visualization_id=found.id, filters={"days": days}
+                    ),
+                )
+            )  # fmt: skip
+        for template in ui_api.templates_list(actor=actor):
+            charts.append(
+                _chart(
+                    "builtin", template.key, template.name,
+                    f"/api/v1/visualizations/templates/{template.key}/render",
+                    lambda key=template.key: ui_api.template_render(
+                        actor=actor, key=key, filters={"days": days}
+                    ),
+                )
+            )  # fmt: skip
+    except ApplicationError as error:
+        problem = error.message
+    try:
+        budgets = budget_statuses(actor=actor)
+    except ApplicationError as error:
+        budgets, problem = [], problem or error.message
+    return {
+        "filters": filters,
+        "days": days,
+        "saved_charts": [c for c in charts if c["group"] == "saved"],
+        "builtin_charts": [c for c in charts if c["group"] == "builtin"],
+        "charts_data": {c["key"]: {k: c[k] for k in ("spec", "error")} for c in charts},
+        "budgets": [_budget_row(status) for status in budgets],
+        "problem": problem,
+    }
+
+
+def _chart(group: str, key: str, name: str, url: str, render: Callable) -> dict[str, Any]:
+    """One chart of the dashboard: its rendered spec, or the API's message why not."""
+    try:
+        rendered = render()
+    except ApplicationError as error:
+        return {"group": group, "key": key, "name": name, "url": url, "spec": None,
+                "error": error.message}  # fmt: skip
+    return {"group": group, "key": key, "name": name, "url": url, "spec": rendered.spec,
+            "error": ""}  # fmt: skip
+
+
+def _budget_row(status: BudgetStatus) -> dict[str, Any]:
+    budget = status.budget
+    limit = budget.limit_usd
+    return {
+        "name": budget.name or str(budget.id)[:8],
+        "scope": budget.scope,
+        "period": budget.period,
+        "limit": limit,
+        "spent": status.spent_usd,
+        "share": round(100 * status.spent_usd / limit) if limit else None,
+    }
 
 
 @page("tokens")
