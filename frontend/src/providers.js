@@ -1,7 +1,9 @@
 import { api, el, formatDate, listAll, reportError } from "./common.js";
+import { coalesce, follow, updatedNow } from "./live.js";
 
 const root = document.getElementById("providers");
 const pageError = document.getElementById("providers-error");
+const live = document.getElementById("live");
 
 function price(value) {
   return value === null || value === undefined ? "—" : `$${Number(value)}`;
@@ -69,3 +71,12 @@ async function load() {
 }
 
 load();
+// A circuit opening or closing changes where each model stands for routing.
+follow(
+  ["circuits"],
+  coalesce(async () => {
+    await load();
+    updatedNow(live, "A circuit changed: updated");
+  }, 300),
+  { marker: live },
+);

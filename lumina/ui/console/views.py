@@ -8,6 +8,7 @@ through the REST API with the session and its CSRF token (ADR 0025).
 from __future__ import annotations
 
 import functools
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 from urllib.parse import urlencode
@@ -25,9 +26,10 @@ from django.shortcuts import render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from lumina.kernel.errors import ApplicationError
+from lumina.memory import api as memory_api
 from lumina.providers.api import (
     BudgetStatus,
     Strategy,
@@ -36,8 +38,9 @@ from lumina.providers.api import (
     chat_stream_report,
 )
 from lumina.security.api import actor_of, mfa_status
+from lumina.tools import api as tools_api
 from lumina.ui import api as ui_api
-from lumina.ui.console.forms import ChatForm, DashboardFilters
+from lumina.ui.console.forms import ChatForm, DashboardFilters, argument_fields, argument_values
 
 # No inline script or style anywhere: every script and stylesheet is a bundle of ours.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -90,13 +93,14 @@ def _error(status: int, code: str, message: str, fields: dict | None = None) -> 
     return with_csp(JsonResponse(body, status=status))
 
 
-def page(name: str) -> Callable:
-    """A console page: signed-in users only (others go to the login page), CSP on."""
+def page(name: str, *, methods: tuple[str, ...] = ("GET",)) -> Callable:
+    """A console page: signed-in users only (others go to the login page), CSP on. A page
+    that takes ``POST`` has forms that work without JavaScript (CSRF checked as always)."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         @ensure_csrf_cookie
-        @require_GET
+        @require_http_methods([*methods, "HEAD"] if "GET" in methods else list(methods))
         def wrapper(request: HttpRequest) -> HttpResponse:
             if not signed_in(request):
                 query = urlencode({"next": request.get_full_path()})
@@ -217,14 +221,139 @@ def providers(request: HttpRequest) -> dict[str, Any]:
     return {}
 
 
-@page("tools")
+@page("tools", methods=("GET", "POST"))
 def tools(request: HttpRequest) -> dict[str, Any]:
-    return {}
+    context = _tools(request)
+    error = context.get("run_error") or {}
+    fields = error.get("fields", {})
+    context["rows"] = [
+        {
+            "field": field,
+            "value": context["values"].get(field.input_name, ""),
+            "errors": fields.get(field.input_name, []),
+        }
+        for field in context["fields"]
+    ]
+    placed = {field.input_name for field in context["fields"]}
+    unplaced = [f"{name}: {' '.join(m)}" for name, m in fields.items() if name not in placed]
+    context["run_message"] = " ".join([error.get("message", ""), *unplaced]).strip()
+    return context
 
 
-@page("memory")
+def _tools(request: HttpRequest) -> dict[str, Any]:
+    """The tools, and the chosen one's run form (``?tool=<name>``), generated from its
+    argument schema; a POST runs it, so the form works without JavaScript too."""
+    actor = actor_of(request)
+    context: dict[str, Any] = {
+        "tools": [], "tool": None, "fields": [], "values": {}, "problem": "",
+    }  # fmt: skip
+    try:
+        context["tools"] = tools_api.tool_list(actor=actor)
+    except ApplicationError as error:
+        context["problem"] = error.message
+        return context
+    chosen = request.POST.get("tool") or request.GET.get("tool", "")
+    tool = next((t for t in context["tools"] if t.name == chosen), None)
+    if tool is None:
+        return context
+    fields = argument_fields(tool.input_schema)
+    context.update(tool=tool, fields=fields, values={f.input_name: f.default for f in fields})
+    if request.method != "POST":
+        return context
+    context["values"] = {f.input_name: request.POST.get(f.input_name, "") for f in fields}
+    arguments, problems = argument_values(fields, request.POST)
+    if problems:
+        context["run_error"] = {"message": "Check the highlighted fields.", "fields": problems}
+        return context
+    try:
+        execution = tools_api.tool_execute(tool.name, arguments, actor=actor)
+    except ApplicationError as error:
+        context["run_error"] = {"message": error.message, "fields": _field_messages(error)}
+        return context
+    context["execution"] = execution
+    context["output"] = orjson.dumps(
+        execution.result
+        if execution.status == "succeeded"
+        else {"status": execution.status, "error": execution.error},
+        option=orjson.OPT_INDENT_2,
+    ).decode()
+    return context
+
+
+def _field_messages(error: ApplicationError) -> dict[str, list[str]]:
+    return {
+        name: [str(m) for m in (messages if isinstance(messages, list) else [messages])]
+        for name, messages in (error.fields or {}).items()
+    }
+
+
+@page("memory", methods=("GET", "POST"))
 def memory(request: HttpRequest) -> dict[str, Any]:
-    return {}
+    """Search (a GET form, ``?query=``), the pinned blocks (each a form that POSTs) and the
+    entity graph, rendered here so that they work without JavaScript; the facts list is
+    read by the page's script."""
+    actor = actor_of(request)
+    context: dict[str, Any] = {"problem": "", "search": None, "search_error": None}
+    query = request.GET.get("query", "")
+    context["query"] = query
+    if "query" in request.GET:
+        if not query.strip():
+            context["search_error"] = {
+                "message": "Check the highlighted fields.",
+                "fields": {"query": ["Write something to search for."]},
+            }
+        else:
+            try:
+                context["search"] = memory_api.memory_search(actor=actor, query=query, k=10)
+            except ApplicationError as error:
+                context["search_error"] = {
+                    "message": error.message,
+                    "fields": _field_messages(error),
+                }
+    edited = _pinned_post(request, actor) if request.method == "POST" else None
+    try:
+        blocks = memory_api.pinned_list(actor=actor)
+    except ApplicationError as error:
+        blocks, context["problem"] = [], error.message
+    context["pinned"] = [
+        edited
+        if edited and edited["block"].id == block.id
+        else {"block": block, "label": block.label, "text": block.text, "error": None}
+        for block in blocks
+    ]
+    try:
+        graph = memory_api.graph_get(actor=actor, limit=60)
+        context["graph"] = {
+            "nodes": [
+                {"id": str(n.id), "name": n.name, "mentions": n.mentions} for n in graph.nodes
+            ],
+            "edges": [
+                {"source": str(e.source), "target": str(e.target), "kind": e.kind}
+                | {"weight": e.weight}
+                for e in graph.edges
+            ],
+        }
+    except ApplicationError as error:
+        context["graph"], context["graph_error"] = {"nodes": [], "edges": []}, error.message
+    return context
+
+
+def _pinned_post(request: HttpRequest, actor: Any) -> dict[str, Any] | None:
+    """A pinned block's form sent without JavaScript: saved, or its errors to show beside it."""
+    try:
+        block_id = uuid.UUID(request.POST.get("block", ""))
+    except ValueError:
+        return None
+    label, text = request.POST.get("label", ""), request.POST.get("text", "")
+    try:
+        block = memory_api.pinned_update(actor=actor, block_id=block_id, label=label, text=text)
+    except ApplicationError as error:
+        found = next((b for b in memory_api.pinned_list(actor=actor) if b.id == block_id), None)
+        if found is None:
+            return None
+        error_shown = {"message": error.message, "fields": _field_messages(error)}
+        return {"block": found, "label": label, "text": text, "error": error_shown}
+    return {"block": block, "label": block.label, "text": block.text, "error": None, "saved": True}
 
 
 @page("documents")
