@@ -234,7 +234,8 @@ def tools(request: HttpRequest) -> dict[str, Any]:
         }
         for field in context["fields"]
     ]
-    placed = {field.input_name for field in context["fields"]}
+    context["arguments_errors"] = fields.get("arguments", [])
+    placed = {field.input_name for field in context["fields"]} | {"arguments"}
     unplaced = [f"{name}: {' '.join(m)}" for name, m in fields.items() if name not in placed]
     context["run_message"] = " ".join([error.get("message", ""), *unplaced]).strip()
     return context
