@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from lumina.providers.selectors.budgets import BudgetDTO, BudgetStatus, budget_statuses
 from lumina.providers.selectors.costs import CostRow
+from lumina.providers.selectors.overview import ModelOverview, ProviderOverview, provider_overview
 from lumina.providers.selectors.registry import catalogue
 from lumina.providers.selectors.reports import (
     CircuitChange,
@@ -53,6 +54,8 @@ __all__ = [
     "CostRow",
     "ErrorRow",
     "LatencyRow",
+    "ModelOverview",
+    "ProviderOverview",
     "Strategy",
     "Usage",
     "budget_statuses",
@@ -69,6 +72,7 @@ __all__ = [
     "embed_async",
     "error_counts",
     "latency_percentiles",
+    "provider_overview",
     "real_chat_model_available",
     "truncate_text_tokens",
     "usage_totals",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -32,10 +33,12 @@ from lumina.kernel.errors import ApplicationError
 from lumina.memory import api as memory_api
 from lumina.providers.api import (
     BudgetStatus,
+    ModelOverview,
     Strategy,
     budget_statuses,
     chat_model_names,
     chat_stream_report,
+    provider_overview,
 )
 from lumina.security.api import actor_of, mfa_status
 from lumina.tools import api as tools_api
@@ -218,7 +221,39 @@ def playground(request: HttpRequest) -> dict[str, Any]:
 
 @page("providers")
 def providers(request: HttpRequest) -> dict[str, Any]:
-    return {}
+    """Every provider and its models with their routing state, probe and prices."""
+    try:
+        found = provider_overview(actor=actor_of(request))
+    except ApplicationError as error:
+        return {"providers": [], "problem": error.message}
+    return {
+        "providers": [
+            {"provider": item.provider, "models": [_model_row(m) for m in item.models]}
+            for item in found
+        ],
+        "problem": "",
+    }
+
+
+def _price(value: Decimal | None) -> str:
+    return "—" if value is None else f"${value.normalize():f}"
+
+
+def _model_row(item: ModelOverview) -> dict[str, Any]:
+    model = item.model
+    probes = [
+        f"{v.capability}: {'ok' if v.ok else f'failed ({v.error})'}"
+        + (f", {round(v.latency_ms)} ms" if v.latency_ms is not None else "")
+        for v in model.verified
+    ]
+    checked = max((v.checked_at for v in model.verified if v.checked_at), default=None)
+    return {
+        "name": model.name,
+        "routing": item.routing,
+        "capabilities": ", ".join(sorted(str(c) for c in model.capabilities)),
+        "probe": f"{'; '.join(probes)} ({checked or '—'})" if probes else "not probed",
+        "prices": f"{_price(model.prices.input)} in / {_price(model.prices.output)} out per 1M",
+    }
 
 
 @page("tools", methods=("GET", "POST"))

@@ -272,3 +272,22 @@ def test_an_empty_memory_search_is_named_beside_the_query():
         "query": ["Write something to search for."]
     }
     assert b'aria-invalid="true"' in response.content
+
+
+@pytest.mark.django_db
+def test_the_providers_page_renders_each_models_routing_state_and_prices():
+    from lumina.providers.selectors.registry import catalogue_invalidate
+    from tests.providers.factories import DeploymentFactory, ProviderFactory
+
+    provider = ProviderFactory(name="page-openai", kind="openai", base_url="http://127.0.0.1:9/v1")
+    DeploymentFactory(provider=provider, name="page-chat", upstream_model="gpt-4o-mini")
+    DeploymentFactory(provider=provider, name="page-off", upstream_model="gpt-4o", enabled=False)
+    catalogue_invalidate()
+    response = signed_in(user("Developer")).get("/console/providers/")
+    assert response.status_code == 200
+    (item,) = [p for p in response.context["providers"] if p["provider"].name == "page-openai"]
+    rows = {row["name"]: row for row in item["models"]}
+    assert rows["page-chat"]["routing"].startswith("available (rank ")
+    assert rows["page-chat"]["prices"] == "$0.15 in / $0.6 out per 1M"
+    assert rows["page-off"]["routing"] == "disabled"
+    assert b"page-chat" in response.content
