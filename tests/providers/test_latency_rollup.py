@@ -97,11 +97,11 @@ def test_the_projection_counts_each_request_in_its_days_histogram(
         ],
         django_capture_on_commit_callbacks,
     )
-    ok = DailyRequests.objects.get(status="ok")
+    ok = DailyRequests.objects.get(status="ok", everyone=False)
     assert ok.requests == 2
     assert ok.latency_histogram == {str(histograms.bucket_of(100.0)): 2}
     assert ok.ttft_histogram == {str(histograms.bucket_of(30.0)): 1}
-    failed = DailyRequests.objects.get(status="error")
+    failed = DailyRequests.objects.get(status="error", everyone=False)
     assert (failed.error_code, failed.requests) == ("x", 1)
 
     _write(
@@ -136,7 +136,10 @@ def test_rebuilt_histograms_equal_the_live_ones(django_capture_on_commit_callbac
     _write(workload[:60], django_capture_on_commit_callbacks)
     _write(workload[60:], django_capture_on_commit_callbacks)
     live = _rollup()
-    assert sum(row[7] for row in live) == len(workload)
+    requests = [f.name for f in DailyRequests._meta.fields if f.name != "id"].index("requests")
+    # Every request counts once in its user's rows and once in everyone's.
+    assert sum(row[requests] for row in live if not row[2]) == len(workload)
+    assert sum(row[requests] for row in live if row[2]) == len(workload)
 
     costs_rebuild()
     assert _rollup() == live
@@ -169,6 +172,13 @@ def test_latency_and_error_reports_read_the_rollup(django_capture_on_commit_call
     ]
     assert by_day[1].ttft_ms[50] == pytest.approx(20.0, rel=histograms.MAX_RELATIVE_ERROR)
 
+    # Everyone's, by day: the rows for everyone, equal to the users' rows summed.
+    (day1,) = latency_percentiles(
+        actor=EVERYONE, since=DAY1.date(), until=DAY1.date(), group_by=["day"]
+    )
+    assert day1.requests == 300
+    assert day1.latency_ms == alices.latency_ms
+
     errors = error_counts(
         actor=EVERYONE, since=DAY1.date(), until=DAY2.date(), group_by=["day", "status"]
     )
@@ -191,6 +201,9 @@ def test_the_migration_fills_the_rollup_with_what_the_projection_has_applied(
     DailyRequests.objects.all().delete()
     with connection.cursor() as cursor:
         cursor.execute(migration.FILL, [migration.BOUNDS, migration.BOUNDS])
-    assert DailyRequests.objects.get().requests == 1  # the pending one is left to the event
+    mine = DailyRequests.objects.filter(everyone=False)
+    assert mine.get().requests == 1  # the pending one is left to the event
+    assert DailyRequests.objects.get(everyone=True).requests == 1
     bus.deliver(pending.id)
-    assert DailyRequests.objects.get().requests == 2
+    assert mine.get().requests == 2
+    assert DailyRequests.objects.get(everyone=True).requests == 2

@@ -9,7 +9,7 @@ from django.db import migrations, models
 # Frozen copies (a migration must not follow later code): the bucket bounds of
 # ``selectors/histograms.py`` and the rebuild of ``services/costs.py`` at this migration.
 BOUNDS = [2 ** (i / 8) for i in range(161)]
-KEY = "day, user_id, provider_name, model, operation, status, error_code"
+KEY = "day, user_id, everyone, provider_name, model, operation, status, error_code"
 FILL = f"""
 WITH applied AS (
     SELECT * FROM providers_usagerecord r
@@ -20,14 +20,19 @@ WITH applied AS (
               SELECT 1 FROM kernel_processedevent p WHERE p.event_id = o.id
                 AND p.handler = 'lumina.providers.handlers.usage.project_daily_usage'))
 ), counted AS (
-    SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, user_id, provider_name, model,
-           operation, status, error_code, false AS ttft,
+    SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day,
+           CASE WHEN e.everyone THEN NULL ELSE user_id END AS user_id, e.everyone,
+           provider_name, model, operation, status, error_code, false AS ttft,
            width_bucket(latency_ms, %s::float8[]) AS bucket, count(*) AS n
-    FROM applied GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+    FROM applied CROSS JOIN (VALUES (false), (true)) AS e(everyone)
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
     UNION ALL
-    SELECT (occurred_at AT TIME ZONE 'UTC')::date, user_id, provider_name, model,
-           operation, status, error_code, true, width_bucket(ttft_ms, %s::float8[]), count(*)
-    FROM applied WHERE ttft_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+    SELECT (occurred_at AT TIME ZONE 'UTC')::date,
+           CASE WHEN e.everyone THEN NULL ELSE user_id END, e.everyone,
+           provider_name, model, operation, status, error_code, true,
+           width_bucket(ttft_ms, %s::float8[]), count(*)
+    FROM applied CROSS JOIN (VALUES (false), (true)) AS e(everyone)
+    WHERE ttft_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 )
 INSERT INTO providers_dailyrequests ({KEY}, requests, latency_histogram, ttft_histogram)
 SELECT {KEY}, sum(n) FILTER (WHERE NOT ttft),
@@ -54,6 +59,13 @@ class Migration(migrations.Migration):
                 ),
                 ("day", models.DateField()),
                 ("user_id", models.UUIDField(blank=True, null=True)),
+                (
+                    "everyone",
+                    models.BooleanField(
+                        default=False,
+                        help_text="A total over every user (user_id empty): what readers of everyone's usage read, instead of summing one row per user.",
+                    ),
+                ),
                 ("provider_name", models.CharField(blank=True, default="", max_length=64)),
                 ("model", models.CharField(blank=True, default="", max_length=200)),
                 ("operation", models.CharField(max_length=32)),
@@ -87,7 +99,7 @@ class Migration(migrations.Migration):
                 "verbose_name_plural": "daily requests",
                 "ordering": ("-day", "provider_name", "model"),
                 "indexes": [
-                    models.Index(fields=["day"], name="daily_requests_day"),
+                    models.Index(fields=["everyone", "day"], name="daily_requests_everyone_day"),
                     models.Index(fields=["user_id", "day"], name="daily_requests_user_day"),
                 ],
                 "constraints": [
@@ -95,6 +107,7 @@ class Migration(migrations.Migration):
                         fields=(
                             "day",
                             "user_id",
+                            "everyone",
                             "provider_name",
                             "model",
                             "operation",

@@ -25,7 +25,7 @@ DAILY_USAGE_KEY = (
 USAGE_DEFAULT_PARTITION = f"{USAGE_TABLE}_default"
 # The grouping key of the daily request rollup (latency histograms, outcomes).
 DAILY_REQUESTS_KEY = (
-    "day", "user_id", "provider_name", "model", "operation", "status", "error_code",
+    "day", "user_id", "everyone", "provider_name", "model", "operation", "status", "error_code",
 )  # fmt: skip
 
 
@@ -132,7 +132,8 @@ class DailyUsage(models.Model):
 
 class DailyRequests(models.Model):
     """The latency and outcome read model: one row per UTC day, user, provider, model,
-    operation, status and error code, with the requests' latency and TTFT histograms.
+    operation, status and error code, with the requests' latency and TTFT histograms, and
+    the same per day without the user (``everyone``), for readers of everyone's usage.
 
     Histograms count requests per log-spaced bucket (``selectors/histograms.py``, ADR 0033),
     so percentiles over any window are read from a few rows per day instead of a sort of
@@ -142,6 +143,11 @@ class DailyRequests(models.Model):
 
     day = models.DateField()
     user_id = models.UUIDField(null=True, blank=True)
+    everyone = models.BooleanField(
+        default=False,
+        help_text="A total over every user (user_id empty): what readers of everyone's "
+        "usage read, instead of summing one row per user.",
+    )
     provider_name = models.CharField(max_length=64, blank=True, default="")
     model = models.CharField(max_length=200, blank=True, default="")
     operation = models.CharField(max_length=32)
@@ -163,7 +169,7 @@ class DailyRequests(models.Model):
             ),
         ]
         indexes = [
-            models.Index(fields=["day"], name="daily_requests_day"),
+            models.Index(fields=["everyone", "day"], name="daily_requests_everyone_day"),
             models.Index(fields=["user_id", "day"], name="daily_requests_user_day"),
         ]
 

@@ -71,8 +71,12 @@ class CircuitChange:
     reason: str
 
 
-def _requests(actor: Actor, since: dt.date, until: dt.date, user_id: uuid.UUID | None):
-    """The daily request rollup rows of the window the actor may see."""
+def _requests(
+    actor: Actor, since: dt.date, until: dt.date, user_id: uuid.UUID | None, per_user: bool
+):
+    """The daily request rollup rows of the window the actor may see: one user's, or, for
+    an actor who sees everyone's, the rows for everyone (one a day and key, however many
+    users) unless the report is grouped by user."""
     if until < since:
         raise ReportError("until is before since.", fields={"until": ["Must not be before since."]})
     if (until - since).days > MAX_LEDGER_DAYS:
@@ -82,8 +86,10 @@ def _requests(actor: Actor, since: dt.date, until: dt.date, user_id: uuid.UUID |
     rows = DailyRequests.objects.filter(day__gte=since, day__lte=until)
     visible = usage_user_visible(actor, user_id)
     if visible is not None:
-        rows = rows.filter(user_id=visible)
-    elif not sees_everyones_usage(actor):
+        rows = rows.filter(everyone=False, user_id=visible)
+    elif sees_everyones_usage(actor):
+        rows = rows.filter(everyone=not per_user)
+    else:
         # An actor with no user (a system actor without the permission) sees nothing.
         rows = rows.none()
     return rows.order_by()
@@ -143,7 +149,8 @@ def latency_percentiles(
     """p50/p90/p99 of latency and TTFT of the requests that ended ``ok``, estimated from the
     daily histograms (within ``histograms.MAX_RELATIVE_ERROR`` of the exact values)."""
     columns = _group_columns(group_by, LEDGER_GROUPS)
-    rows = _requests(actor, since, until, user_id).filter(status=UsageStatus.OK)
+    per_user = "user" in group_by
+    rows = _requests(actor, since, until, user_id, per_user).filter(status=UsageStatus.OK)
     selected = rows.values(*ROLLUP_COLUMNS, "latency_histogram", "ttft_histogram")
     try:
         inner, params = selected.query.sql_with_params()
@@ -188,7 +195,8 @@ def error_counts(
 ) -> list[ErrorRow]:
     """Requests that ended in anything but ``ok``, counted per group (from the rollup)."""
     columns = _group_columns(group_by, ERROR_GROUPS)
-    rows = _requests(actor, since, until, user_id).filter(~Q(status=UsageStatus.OK))
+    per_user = "user" in group_by
+    rows = _requests(actor, since, until, user_id, per_user).filter(~Q(status=UsageStatus.OK))
     if not columns:
         total = rows.aggregate(n=Sum("requests"))["n"] or 0
         return [ErrorRow(keys={}, errors=total)] if total else []

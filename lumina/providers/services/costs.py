@@ -70,17 +70,22 @@ ON CONFLICT DO NOTHING
 
 # Each histogram is a sparse JSON object, {"<bucket>": count} (ADR 0033).
 _REQUESTS_COLUMNS = ", ".join(DAILY_REQUESTS_KEY)
+# Each request counts twice: in its user's row and in the day's row for everyone.
 _REQUESTS_REPLAY = f"""
 WITH counted AS (
-    SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day, user_id, provider_name, model,
-           operation, status, error_code, false AS ttft,
+    SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day,
+           CASE WHEN e.everyone THEN NULL ELSE user_id END AS user_id, e.everyone,
+           provider_name, model, operation, status, error_code, false AS ttft,
            width_bucket(latency_ms, %(bounds)s::float8[]) AS bucket, count(*) AS n
-    FROM {_LEDGER} GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+    FROM {_LEDGER} CROSS JOIN (VALUES (false), (true)) AS e(everyone)
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
     UNION ALL
-    SELECT (occurred_at AT TIME ZONE 'UTC')::date, user_id, provider_name, model,
-           operation, status, error_code, true,
+    SELECT (occurred_at AT TIME ZONE 'UTC')::date,
+           CASE WHEN e.everyone THEN NULL ELSE user_id END, e.everyone,
+           provider_name, model, operation, status, error_code, true,
            width_bucket(ttft_ms, %(bounds)s::float8[]), count(*)
-    FROM {_LEDGER} WHERE ttft_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9
+    FROM {_LEDGER} CROSS JOIN (VALUES (false), (true)) AS e(everyone)
+    WHERE ttft_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
 )
 INSERT INTO {_REQUESTS} ({_REQUESTS_COLUMNS}, requests, latency_histogram, ttft_histogram)
 SELECT {_REQUESTS_COLUMNS}, sum(n) FILTER (WHERE NOT ttft),
@@ -173,19 +178,20 @@ def daily_requests_add(*, entries: Sequence[UsageEntry]) -> int:
     rows touched (entries are summed per rollup key first, as in ``daily_usage_add``)."""
     totals: dict[tuple, tuple[Counter[int], Counter[int]]] = {}
     for entry in entries:
-        key = (
-            entry.occurred_at.astimezone(dt.UTC).date(),
-            entry.user_id,
+        day = entry.occurred_at.astimezone(dt.UTC).date()
+        rest = (
             entry.provider_name,
             entry.model,
             entry.operation,
             UsageStatus(entry.status).value,
             entry.error_code,
         )
-        latency, ttft = totals.setdefault(key, (Counter(), Counter()))
-        latency[bucket_of(entry.latency_ms)] += 1
-        if entry.ttft_ms is not None:
-            ttft[bucket_of(entry.ttft_ms)] += 1
+        # The user's row, and the day's row for everyone.
+        for key in ((day, entry.user_id, False, *rest), (day, None, True, *rest)):
+            latency, ttft = totals.setdefault(key, (Counter(), Counter()))
+            latency[bucket_of(entry.latency_ms)] += 1
+            if entry.ttft_ms is not None:
+                ttft[bucket_of(entry.ttft_ms)] += 1
     if not totals:
         return 0
     sql = (
