@@ -1,8 +1,11 @@
 """The console's pages and its one endpoint of its own, the playground's stream.
 
-Pages are server-rendered shells: the navigation, the signed-in user and what the page
-needs to start; each page's bundle (``frontend/src/<page>.js``) then reads and writes
-through the REST API with the session and its CSRF token (ADR 0025).
+Pages are rendered here with what they show first, read through the contexts' ``api`` as
+the viewer (the dashboard's chart data and budgets, providers, the tools' run form,
+memory's search, pinned blocks and graph), so they load in one request and their forms
+work without JavaScript; each page's bundle (``frontend/src/<page>.js``) then enhances
+them, reading and writing through the REST API with the session and its CSRF token, and
+follows /ws/realtime/ where the data changes (ADR 0025 and its amendment).
 """
 
 from __future__ import annotations
