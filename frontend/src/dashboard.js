@@ -61,10 +61,13 @@ async function drawAll() {
 
 // New data for the period chosen, or after new usage: the page again, in one request.
 // Figures are swapped only when the set of charts changed, so a redraw does not flicker.
-async function refresh(url = window.location.href) {
+// The period form is swapped only after it was sent (to show the server's verdict on it):
+// a live refresh must not take the keyboard focus away from it.
+async function refresh(url = window.location.href, { form = false } = {}) {
   const keys = () => [...document.querySelectorAll("figure[data-chart]")].map((f) => f.dataset.chart).join();
   const before = keys();
-  const fresh = await refreshParts(["#dashboard-data", "#budgets-table tbody", "#dashboard-error", "#filters"], url);
+  const parts = ["#dashboard-data", "#budgets-table tbody", "#dashboard-error", ...(form ? ["#filters"] : [])];
+  const fresh = await refreshParts(parts, url);
   const after = [...fresh.querySelectorAll("figure[data-chart]")].map((f) => f.dataset.chart).join();
   if (after !== before) await refreshParts(["#charts", "#builtin"], url);
   wireFilters();
@@ -80,7 +83,7 @@ function wireFilters() {
     const url = `${window.location.pathname}?${new URLSearchParams(new FormData(form))}`;
     window.history.replaceState(null, "", url);
     try {
-      await refresh(url);
+      await refresh(url, { form: true });
     } catch (error) {
       reportError(pageError, error);
     }

@@ -100,6 +100,28 @@ def test_the_dashboard_redraws_when_a_request_is_recorded(world, page):
     assert page.csp_violations == []
 
 
+def test_the_dashboards_period_redraws_in_place_with_javascript(page):
+    page.goto("/console/")
+    page.locator("figure[data-chart='cost_by_day'][data-drawn='true']").wait_for()
+    loaded = page.evaluate("performance.getEntriesByType('navigation').length")
+    page.get_by_label("Period").select_option("7")
+    page.get_by_role("button", name="Apply").click()
+    page.wait_for_url("**/console/?days=7")  # the address follows, for a reload or a link
+    page.wait_for_function(
+        "() => Object.values(JSON.parse(document.getElementById('dashboard-data').textContent)"
+        ".cost_by_day.spec.datasets)[0].length <= 7"
+    )
+    bars = page.locator("figure[data-chart='cost_by_day'] svg [aria-roledescription='bar']")
+    page.wait_for_function(
+        "() => document.querySelectorAll(\"figure[data-chart='cost_by_day'] svg "
+        "[aria-roledescription='bar']\").length <= 7"
+    )
+    assert 1 <= bars.count() <= 7
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == loaded
+    assert page.get_by_label("Period").input_value() == "7"
+    assert page.csp_violations == []
+
+
 def test_a_memory_recorded_elsewhere_updates_the_memory_page(page):
     page.goto("/console/memory/")
     page.locator("#live[data-following~='memory']").wait_for(state="attached")
