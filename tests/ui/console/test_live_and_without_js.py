@@ -208,3 +208,31 @@ def test_the_dashboard_period_and_budgets_work_without_javascript(no_js):
     (rows,) = data["cost_by_day"]["spec"]["datasets"].values()
     assert 1 <= len(rows) <= 7
     assert page.get_by_label("Period").input_value() == "7"
+
+
+# Last in the module: the circuit it opens stays open for the breaker's cooldown.
+def test_a_circuit_opening_shows_on_the_providers_page_without_a_reload(world, page):
+    page.goto("/console/providers/")
+    page.locator("#live[data-following~='circuits']").wait_for(state="attached")
+    rows = page.locator("article[data-provider='loopback-openai'] tr")
+    assert "available (rank 1)" in rows.filter(has_text="console-chat").inner_text()
+    loaded = page.evaluate("performance.getEntriesByType('navigation').length")
+
+    world.upstream.script.fail_next = 100  # every call to the provider fails from now on
+    try:
+        turn = {"model": "console-chat", "messages": [{"role": "user", "content": "Fail."}]}
+        for _ in range(4):  # retries count too: two or three turns open the circuit
+            page.request.post(
+                "/console/playground/stream",
+                data=json.dumps(turn),
+                headers={"Content-Type": "application/json", **_csrf(page)},
+            )
+            if page.locator("#live[data-updates]").count():
+                break
+        page.locator("#live[data-updates]").wait_for(state="attached")
+        rows.filter(has_text="console-chat").filter(has_text="left out").wait_for()
+    finally:
+        world.upstream.script.fail_next = 0
+    assert "circuit" in rows.filter(has_text="console-chat").inner_text().lower()
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == loaded
+    assert page.csp_violations == []
