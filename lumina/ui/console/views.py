@@ -10,6 +10,7 @@ follows /ws/realtime/ where the data changes (ADR 0025 and its amendment).
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -28,6 +29,7 @@ from django.http import (
 )
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
@@ -43,7 +45,13 @@ from lumina.providers.api import (
     chat_stream_report,
     provider_overview,
 )
-from lumina.security.api import actor_of, mfa_status
+from lumina.security.api import (
+    actor_of,
+    mfa_status,
+    token_mint_own,
+    token_revoke_own,
+    tokens_own,
+)
 from lumina.tools import api as tools_api
 from lumina.ui import api as ui_api
 from lumina.ui.console.forms import ChatForm, DashboardFilters, argument_fields, argument_values
@@ -211,9 +219,81 @@ def _budget_row(status: BudgetStatus) -> dict[str, Any]:
     }
 
 
-@page("tokens")
+@page("tokens", methods=("GET", "POST"))
 def tokens(request: HttpRequest) -> dict[str, Any]:
-    return {}
+    """The user's own tokens with their budgets, a mint form and a revoke form per token,
+    rendered here so that they work without JavaScript. A minted token's secret is in
+    this one response only: it is not stored, so the page does not redirect after a mint."""
+    actor = actor_of(request)
+    context: dict[str, Any] = {"problem": "", "minted": None, "mint_error": None}
+    context["values"] = {"name": "", "scopes": "", "expires_at": ""}
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            context["revoke_error"] = _token_revoke_post(request, actor)
+        else:
+            context.update(_token_mint_post(request, actor))
+    try:
+        own = tokens_own(actor=actor)
+    except ApplicationError as error:
+        context["problem"] = error.message
+        return context
+    try:
+        budgets = budget_statuses(actor=actor, scope="token")
+    except ApplicationError:
+        budgets = []  # budgets are extra reading: the tokens still show
+    by_token: dict[uuid.UUID, list[str]] = {}
+    for status in budgets:
+        by_token.setdefault(status.budget.subject_id, []).append(_budget_text(status))
+    context["tokens"] = [
+        {"token": token, "budgets": "; ".join(by_token.get(token.id, [])) or "—"} for token in own
+    ]
+    return context
+
+
+def _token_mint_post(request: HttpRequest, actor: Any) -> dict[str, Any]:
+    values = {k: request.POST.get(k, "") for k in ("name", "scopes", "expires_at")}
+    scopes = [scope.strip() for scope in values["scopes"].split(",") if scope.strip()]
+    expires_at = None
+    if values["expires_at"]:
+        try:
+            # datetime-local has no zone: read it in the server's, as the form says.
+            expires_at = timezone.make_aware(dt.datetime.fromisoformat(values["expires_at"]))
+        except ValueError:
+            return {"values": values, "mint_error": {
+                "message": "Check the highlighted fields.",
+                "fields": {"expires_at": ["Enter a date and time."]},
+            }}  # fmt: skip
+    try:
+        issued = token_mint_own(
+            actor=actor, name=values["name"], scopes=scopes or ["*"], expires_at=expires_at
+        )
+    except ApplicationError as error:
+        return {"values": values, "mint_error": {
+            "message": error.message, "fields": _field_messages(error),
+        }}  # fmt: skip
+    return {"minted": issued.secret}
+
+
+def _token_revoke_post(request: HttpRequest, actor: Any) -> str | None:
+    try:
+        token_revoke_own(actor=actor, token_id=uuid.UUID(request.POST.get("token", "")))
+    except ValueError:
+        return "No such token."
+    except ApplicationError as error:
+        return error.message
+    return None
+
+
+def _budget_text(status: BudgetStatus) -> str:
+    budget = status.budget
+    parts = []
+    if budget.limit_usd is not None:
+        parts.append(f"${status.spent_usd:.2f} of ${budget.limit_usd:.2f}/{budget.period}")
+    if budget.requests_per_minute:
+        parts.append(f"{budget.requests_per_minute} req/min")
+    if budget.tokens_per_minute:
+        parts.append(f"{budget.tokens_per_minute} tok/min")
+    return f"{budget.name or 'budget'}: {', '.join(parts) or 'no limit'}"
 
 
 @page("playground")

@@ -7,6 +7,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+import urllib.error
+import urllib.request
 
 import pytest
 
@@ -208,6 +210,37 @@ def test_the_dashboard_period_and_budgets_work_without_javascript(no_js):
     (rows,) = data["cost_by_day"]["spec"]["datasets"].values()
     assert 1 <= len(rows) <= 7
     assert page.get_by_label("Period").input_value() == "7"
+
+
+def test_tokens_are_minted_and_revoked_without_javascript(world, no_js):
+    page = no_js
+    page.goto("/console/tokens/")
+    page.get_by_label("Name", exact=True).fill("x" * 101)
+    page.get_by_role("button", name="Mint").click()
+    page.wait_for_load_state()
+    assert "100" in page.locator("#name-error").inner_text()
+    assert page.get_by_label("Name", exact=True).get_attribute("aria-invalid") == "true"
+
+    page.get_by_label("Name", exact=True).fill("no script")
+    page.get_by_role("button", name="Mint").click()
+    page.wait_for_load_state()
+    token = page.locator("#minted-secret").inner_text()
+    assert token.startswith("lum_")
+    call = urllib.request.Request(
+        f"{world.base}/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert urllib.request.urlopen(call).status == 200
+    row = page.locator("#tokens-table tbody tr", has_text="no script")
+    assert "active" in row.inner_text()
+
+    page.goto("/console/tokens/")
+    assert token not in page.content()  # shown once only
+    page.get_by_role("button", name="Revoke no script").click()
+    page.wait_for_load_state()
+    assert "revoked" in page.locator("#tokens-table tbody tr", has_text="no script").inner_text()
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(call)
+    assert refused.value.code == 401
 
 
 # Last in the module: the circuit it opens stays open for the breaker's cooldown.

@@ -291,3 +291,111 @@ def test_the_providers_page_renders_each_models_routing_state_and_prices():
     assert rows["page-chat"]["prices"] == "$0.15 in / $0.6 out per 1M"
     assert rows["page-off"]["routing"] == "disabled"
     assert b"page-chat" in response.content
+
+
+# --- tokens: the page's own forms (they work without JavaScript) ---------------------------
+
+
+def _own_token(person: User, name: str):
+    from lumina.security.services.tokens import token_create
+    from lumina.security.types import Actor
+
+    return token_create(user_id=person.pk, actor=Actor.system("tests"), name=name)
+
+
+@pytest.mark.django_db
+def test_the_tokens_page_lists_my_tokens_and_nobody_elses():
+    me, other = user("Developer"), user("Admin", staff=True)
+    mine, theirs = _own_token(me, "mine-laptop"), _own_token(other, "their-server")
+    html = signed_in(me).get("/console/tokens/").content.decode()
+    assert "mine-laptop" in html
+    assert mine.token.prefix in html
+    assert "their-server" not in html
+    assert theirs.token.prefix not in html
+    assert mine.secret not in html  # a listed token never shows its secret
+
+
+@pytest.mark.django_db
+def test_minting_shows_the_secret_once_and_stores_only_its_hash():
+    from lumina.security.models.tokens import ApiToken
+
+    me = user("Developer")
+    client = signed_in(me, csrf_checks=True)
+    client.get("/console/tokens/")
+    csrf = client.cookies["csrftoken"].value
+    response = client.post(
+        "/console/tokens/",
+        {"action": "mint", "name": "ci", "scopes": "providers.use", "csrfmiddlewaretoken": csrf},
+    )
+    assert response.status_code == 200
+    secret = re.search(r'id="minted-secret"[^>]*>(lum_[^<]+)<', response.content.decode())[1]
+    token = ApiToken.objects.get(user=me, name="ci")
+    assert token.scopes == ["providers.use"]
+    assert secret.startswith(token.prefix)
+    assert secret not in client.get("/console/tokens/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_bad_mint_shows_the_apis_message_beside_the_field_and_keeps_what_was_typed():
+    from lumina.security.models.tokens import ApiToken
+
+    me = user("Developer")
+    response = signed_in(me).post(
+        "/console/tokens/", {"action": "mint", "name": "x", "scopes": "no.such.permission"}
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    scopes_error = re.search(r'id="scopes-error"[^>]*>([^<]*)<', html)[1]
+    assert scopes_error.strip()
+    assert 'value="no.such.permission"' in html
+    assert not ApiToken.objects.filter(user=me).exists()
+
+
+@pytest.mark.django_db
+def test_a_token_may_not_outlive_a_past_date_from_the_form():
+    me = user("Developer")
+    response = signed_in(me).post(
+        "/console/tokens/", {"action": "mint", "name": "old", "expires_at": "2001-01-01T00:00"}
+    )
+    assert re.search(r'id="expires_at-error"[^>]*>([^<]+)<', response.content.decode())
+
+
+@pytest.mark.django_db
+def test_revoking_from_the_page_revokes_my_token():
+    from lumina.security.models.tokens import ApiToken
+
+    me = user("Developer")
+    issued = _own_token(me, "to-revoke")
+    response = signed_in(me).post(
+        "/console/tokens/", {"action": "revoke", "token": str(issued.token.id)}
+    )
+    assert response.status_code == 200
+    assert ApiToken.objects.get(pk=issued.token.id).revoked_at is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", [None, "Viewer", "Developer", "Admin"])
+def test_nobody_revokes_someone_elses_token_from_the_page(role):
+    from lumina.security.models.tokens import ApiToken
+
+    victim = user("Owner")
+    issued = _own_token(victim, "victims")
+    attacker = user(role, staff=role == "Admin")
+    response = signed_in(attacker).post(
+        "/console/tokens/", {"action": "revoke", "token": str(issued.token.id)}
+    )
+    assert response.status_code == 200
+    assert "No API token" in response.content.decode()
+    assert ApiToken.objects.get(pk=issued.token.id).revoked_at is None
+
+
+@pytest.mark.django_db
+def test_the_tokens_forms_need_their_csrf_token():
+    from lumina.security.models.tokens import ApiToken
+
+    me = user("Developer")
+    response = signed_in(me, csrf_checks=True).post(
+        "/console/tokens/", {"action": "mint", "name": "forged"}
+    )
+    assert response.status_code == 403
+    assert not ApiToken.objects.filter(user=me).exists()
