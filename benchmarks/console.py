@@ -6,7 +6,9 @@ Developer (default 10,000: turns and facts with unit vectors, written directly),
 provider with models, API tokens and tools. Then, through Django's test client with a
 session (every middleware, the session and CSRF machinery, template rendering, DRF):
 
-* ``page``: the page's HTML, what the server does before the browser runs anything;
+* ``page``: the page's HTML, what the server does before the browser runs anything (for
+  the dashboard, every chart's data and the budgets; for providers, every model's routing
+  state; for memory, the pinned blocks and the graph; for tools, the list and the run form);
 * ``page + reads``: the page and every REST read its script makes on load, one after the
   other (the browser sends them in parallel, so this is the server's total, not latency).
 
@@ -145,36 +147,21 @@ def seed_rest(developer) -> list[str]:
 
 
 def page_reads(provider_ids: list[str]) -> dict[str, list[tuple[str, str, dict | None]]]:
-    """What each page's script reads on load (frontend/src/<page>.js): (method, url, body)."""
-    dashboard = [("GET", "/api/v1/visualizations", None),
-                 ("GET", "/api/v1/visualizations/templates", None),
-                 ("GET", "/api/v1/providers/budgets", None)]  # fmt: skip
-    from lumina.ui.selectors.visualization_templates import TEMPLATES
+    """What each page's script reads on load (frontend/src/<page>.js): (method, url, body).
 
-    dashboard += [
-        ("GET", f"/api/v1/visualizations/templates/{key}/render?days=30", None) for key in TEMPLATES
-    ]
+    The dashboard's charts and budgets, the providers with their models' routing state,
+    the tools' run form and memory's search, pinned blocks and graph are rendered into the
+    page by the server, so they are in ``page``."""
     return {
-        "dashboard": dashboard,
+        "dashboard": [],
         "playground": [],
-        "providers": [
-            ("GET", "/api/v1/providers", None),
-            ("POST", "/api/v1/providers/select", {"model": "lumina/auto"}),
-            *[("GET", f"/api/v1/providers/{pid}/models", None) for pid in provider_ids],
-        ],
+        "providers": [],
         "tokens": [
             ("GET", "/api/v1/auth/tokens", None),
             ("GET", "/api/v1/providers/budgets?scope=token", None),
         ],
-        "tools": [
-            ("GET", "/api/v1/tools", None),
-            ("GET", "/api/v1/tools/results?page_size=20", None),
-        ],
-        "memory": [
-            ("GET", "/api/v1/memory/records?layer=semantic&page_size=50", None),
-            ("GET", "/api/v1/memory/pinned", None),
-            ("GET", "/api/v1/topics/graph", None),
-        ],
+        "tools": [("GET", "/api/v1/tools/results?page_size=20", None)],
+        "memory": [("GET", "/api/v1/memory/records?layer=semantic&page_size=50", None)],
         "documents": [("GET", "/api/v1/documents", None)],
     }
 

@@ -15,8 +15,8 @@ seeded generator), rebuilds the daily rollups from them (``costs_rebuild``), the
   Developer.
 
 Each operation is warmed up, then timed ``--iterations`` times one by one; median and p99
-in ms. Usage charts read the daily rollups; latency and error charts read the raw ledger
-(30 days of it), which is why they cost more.
+in ms. Usage charts read the daily cost rollups; latency and error charts the daily request
+rollup and its latency histograms (ADR 0033): none reads the raw ledger.
 
 It works in a database of its own, ``lumina_bench_visualizations``, on the embedded
 PostgreSQL server (dropped and re-created at start, dropped at the end). The machine is

@@ -1,12 +1,10 @@
 import embed from "vega-embed";
 import { expressionInterpreter } from "vega-interpreter";
-import { api, clearErrors, el, listAll, money, reportError, showErrors } from "./common.js";
+import { reportError } from "./common.js";
+import { coalesce, follow, refreshParts, updatedNow } from "./live.js";
 
-const filters = document.getElementById("filters");
-const saved = document.getElementById("charts");
-const builtin = document.getElementById("builtin");
-const budgets = document.querySelector("#budgets-table tbody");
 const pageError = document.getElementById("dashboard-error");
+const live = document.getElementById("live");
 
 // The strict CSP allows no eval and no inline style: Vega's expressions run in its
 // interpreter, and neither vega-embed nor its tooltips add a <style> (console.css has theirs).
@@ -34,86 +32,72 @@ function nameUnnamedGraphics(root) {
   new MutationObserver(name).observe(root, { childList: true, subtree: true, attributes: true, attributeFilter: ["aria-label"] });
 }
 
-// A chart: the visualizations API answers the spec with its data already filled in for
-// this viewer; vega-embed draws it as SVG.
-async function draw(parent, { key, name, url }, query) {
-  const figure = el("figure", { class: "card chart", "data-chart": key });
-  const target = el("div", { class: "vega" });
-  figure.append(el("figcaption", { text: name }), target);
-  parent.append(figure);
-  const rendered = await api.get(`${url}?${query}`);
-  await embed(target, rendered.spec, OPTIONS);
-  nameUnnamedGraphics(target);
-  figure.dataset.rows = JSON.stringify(rendered.rows);
+// The server rendered every chart's spec with this viewer's data into the page
+// (#dashboard-data): vega-embed draws each as SVG, with no request of its own.
+function chartData() {
+  return JSON.parse(document.getElementById("dashboard-data").textContent);
+}
+
+async function draw(figure, chart) {
+  if (!chart || !chart.spec) return;
+  const target = figure.querySelector(".vega");
+  await embed(target, chart.spec, OPTIONS);
+  if (!target.dataset.named) {
+    nameUnnamedGraphics(target);
+    target.dataset.named = "true";
+  }
+  const rows = Object.fromEntries(Object.entries(chart.spec.datasets || {}).map(([name, values]) => [name, values.length]));
+  figure.dataset.rows = JSON.stringify(rows);
   figure.dataset.drawn = "true";
 }
 
-async function loadCharts(query) {
-  const [mine, templates] = await Promise.all([
-    listAll("/api/v1/visualizations"),
-    api.get("/api/v1/visualizations/templates"),
-  ]);
-  saved.replaceChildren();
-  builtin.replaceChildren();
-  if (!mine.length) saved.append(el("p", { text: "No saved charts yet: the built-in ones below can be copied through the visualizations API." }));
-  const charts = [
-    ...mine.slice(0, 12).map((v) => [saved, { key: v.id, name: v.name, url: `/api/v1/visualizations/${v.id}/render` }]),
-    ...(Array.isArray(templates) ? templates : templates.results || []).map((t) => [
-      builtin,
-      { key: t.key, name: t.name, url: `/api/v1/visualizations/templates/${t.key}/render` },
-    ]),
-  ];
-  const results = await Promise.allSettled(charts.map(([parent, chart]) => draw(parent, chart, query)));
+async function drawAll() {
+  const data = chartData();
+  const figures = [...document.querySelectorAll("figure[data-chart]")];
+  const results = await Promise.allSettled(figures.map((figure) => draw(figure, data[figure.dataset.chart])));
   const failed = results.find((r) => r.status === "rejected");
-  if (failed) throw failed.reason;
+  if (failed) reportError(pageError, failed.reason);
 }
 
-async function loadBudgets() {
-  const rows = await listAll("/api/v1/providers/budgets");
-  const today = new Date().toISOString().slice(0, 10);
-  const monthStart = `${today.slice(0, 8)}01`;
-  const cells = await Promise.all(
-    rows.map(async (budget) => {
-      let spent = "—";
-      try {
-        const since = budget.period === "day" ? today : monthStart;
-        const key = budget.scope === "token" ? "token" : "user";
-        const report = await api.get(`/api/v1/providers/costs?since=${since}&group_by=${key}&${key}=${budget.subject_id}`);
-        const total = (report.rows || []).reduce((sum, row) => sum + Number(row.cost), 0);
-        const share = budget.limit_usd ? ` (${Math.round((100 * total) / Number(budget.limit_usd))}%)` : "";
-        spent = `${money(total)}${share}`;
-      } catch {
-        spent = "—";
-      }
-      return el(
-        "tr",
-        {},
-        el("th", { scope: "row", text: budget.name || budget.id.slice(0, 8) }),
-        el("td", { text: budget.scope }),
-        el("td", { text: budget.period }),
-        el("td", { text: budget.limit_usd === null ? "no limit" : money(budget.limit_usd) }),
-        el("td", { text: spent }),
-      );
-    }),
-  );
-  budgets.replaceChildren(...cells);
-  if (!rows.length) budgets.append(el("tr", {}, el("td", { colspan: 5, text: "No budgets apply to you." })));
+// New data for the period chosen, or after new usage: the page again, in one request.
+// Figures are swapped only when the set of charts changed, so a redraw does not flicker.
+// The period form is swapped only after it was sent (to show the server's verdict on it):
+// a live refresh must not take the keyboard focus away from it.
+async function refresh(url = window.location.href, { form = false } = {}) {
+  const keys = () => [...document.querySelectorAll("figure[data-chart]")].map((f) => f.dataset.chart).join();
+  const before = keys();
+  const parts = ["#dashboard-data", "#budgets-table tbody", "#dashboard-error", ...(form ? ["#filters"] : [])];
+  const fresh = await refreshParts(parts, url);
+  const after = [...fresh.querySelectorAll("figure[data-chart]")].map((f) => f.dataset.chart).join();
+  if (after !== before) await refreshParts(["#charts", "#builtin"], url);
+  wireFilters();
+  await drawAll();
 }
 
-async function refresh() {
-  clearErrors(filters);
-  const query = new URLSearchParams({ days: new FormData(filters).get("days") }).toString();
+function wireFilters() {
+  const form = document.getElementById("filters");
+  if (form.dataset.wired) return;
+  form.dataset.wired = "true";
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const url = `${window.location.pathname}?${new URLSearchParams(new FormData(form))}`;
+    window.history.replaceState(null, "", url);
+    try {
+      await refresh(url, { form: true });
+    } catch (error) {
+      reportError(pageError, error);
+    }
+  });
+}
+
+wireFilters();
+drawAll();
+const again = coalesce(async () => {
   try {
-    await loadCharts(query);
+    await refresh();
+    updatedNow(live, "New usage: updated");
   } catch (error) {
-    showErrors(filters, error);
+    reportError(pageError, error);
   }
-}
-
-filters.addEventListener("submit", (event) => {
-  event.preventDefault();
-  refresh();
-});
-
-refresh();
-loadBudgets().catch((error) => reportError(pageError, error));
+}, 500);
+follow(["usage", "budgets"], again, { marker: live });

@@ -1,4 +1,8 @@
+// The memory page: search, pinned blocks and the graph are rendered by the server (they work
+// without JavaScript); here search and saving run through the REST API without leaving the
+// page, the facts list is read, and it follows the realtime topic `memory`.
 import { api, clearErrors, el, formatDate, listAll, reportError, showErrors } from "./common.js";
+import { coalesce, follow, updatedNow } from "./live.js";
 
 const searchForm = document.getElementById("search-form");
 const results = document.getElementById("search-results");
@@ -57,39 +61,23 @@ async function loadFacts() {
   if (!rows.length) facts.append(el("li", { text: "No facts yet." }));
 }
 
-function pinnedForm(block) {
-  const id = `pinned-${block.id}`;
-  const form = el(
-    "form",
-    { class: "card form", novalidate: true },
-    el("p", { class: "form-error", role: "alert", "data-error-for": "__all__" }),
-    el("label", { for: `${id}-label`, text: "Label" }),
-    el("input", { id: `${id}-label`, name: "label", value: block.label, maxlength: 100 }),
-    el("p", { class: "field-error", "data-error-for": "label" }),
-    el("label", { for: `${id}-text`, text: "Text" }),
-    el("textarea", { id: `${id}-text`, name: "text", rows: 3 }, block.text),
-    el("p", { class: "field-error", "data-error-for": "text" }),
-    el("button", { type: "submit", text: "Save" }),
-  );
+// Each pinned block's server-rendered form saves through the API (PATCH) in place.
+function enhancePinned(form) {
   form.addEventListener("submit", async (event) => {
     event.preventDefault();
     clearErrors(form);
     const data = new FormData(form);
     try {
-      const saved = await api.patch(`/api/v1/memory/pinned/${block.id}`, { label: data.get("label"), text: data.get("text") });
-      form.replaceWith(pinnedForm(saved));
+      const saved = await api.patch(`/api/v1/memory/pinned/${form.dataset.block}`, { label: data.get("label"), text: data.get("text") });
+      form.querySelector("[name=label]").value = saved.label;
+      const text = form.querySelector("[name=text]");
+      text.textContent = saved.text; // the default value too: what a reset or reader sees
+      text.value = saved.text;
+      form.querySelector("[data-error-for='__all__']").textContent = "";
     } catch (error) {
       showErrors(form, error);
     }
   });
-  return form;
-}
-
-async function loadPinned() {
-  const blocks = await api.get("/api/v1/memory/pinned");
-  const rows = Array.isArray(blocks) ? blocks : blocks.results || [];
-  pinned.replaceChildren(...rows.map(pinnedForm));
-  if (!rows.length) pinned.append(el("p", { text: "No pinned blocks." }));
 }
 
 function svg(tag, attributes, ...children) {
@@ -101,8 +89,8 @@ function svg(tag, attributes, ...children) {
 
 // Entities on a circle, relations as lines whose width follows their weight: enough to
 // read a graph of a few dozen entities without a layout library.
-async function loadGraph() {
-  const answer = await api.get("/api/v1/topics/graph");
+function loadGraph() {
+  const answer = JSON.parse(document.getElementById("graph-data").textContent);
   const nodes = (answer.nodes || []).slice(0, 60);
   if (!nodes.length) {
     graph.replaceChildren(el("p", { text: "No entities yet." }));
@@ -127,6 +115,20 @@ async function loadGraph() {
   graph.replaceChildren(svg("svg", { viewBox: `0 0 ${size} ${size}`, role: "img", "aria-label": title.textContent }, title, ...lines, ...dots));
 }
 
-for (const [load, name] of [[loadFacts, "facts"], [loadPinned, "pinned"], [loadGraph, "graph"]]) {
-  load().catch((error) => reportError(document.getElementById(`${name}-error`), error));
-}
+for (const form of document.querySelectorAll("#pinned form[data-block]")) enhancePinned(form);
+loadGraph();
+const factsError = document.getElementById("facts-error");
+loadFacts().catch((error) => reportError(factsError, error));
+const live = document.getElementById("live");
+follow(
+  ["memory"],
+  coalesce(async () => {
+    try {
+      await loadFacts();
+      updatedNow(live, "Memory changed: facts updated");
+    } catch (error) {
+      reportError(factsError, error);
+    }
+  }, 500),
+  { marker: live },
+);

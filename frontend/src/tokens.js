@@ -68,6 +68,7 @@ async function load() {
 
 async function revoke(token) {
   if (!window.confirm(`Revoke ${token.name || token.prefix}? Programs using it stop working.`)) return;
+  listError.textContent = "";
   try {
     await api.delete(`/api/v1/auth/tokens/${token.id}`);
     await load();
@@ -98,4 +99,13 @@ form.addEventListener("submit", async (event) => {
   }
 });
 
-load();
+// The server rendered the list with a revoke form per token (they work without
+// JavaScript); with it, a revoke goes through the API and the list is read again.
+body.addEventListener("submit", (event) => {
+  const revokeForm = event.target.closest("form.revoke-form");
+  if (!revokeForm) return;
+  event.preventDefault();
+  revoke({ id: revokeForm.dataset.token, name: revokeForm.dataset.label });
+});
+
+if (!body.hasAttribute("data-rendered")) load();

@@ -13,7 +13,9 @@ import uuid
 from collections.abc import AsyncIterator, Coroutine
 from typing import Any, TypeVar
 
+from lumina.providers.selectors.budgets import BudgetDTO, BudgetStatus, budget_statuses
 from lumina.providers.selectors.costs import CostRow
+from lumina.providers.selectors.overview import ModelOverview, ProviderOverview, provider_overview
 from lumina.providers.selectors.registry import catalogue
 from lumina.providers.selectors.reports import (
     CircuitChange,
@@ -45,13 +47,18 @@ from lumina.security.api import Actor
 
 __all__ = [
     "DEFAULT_EMBEDDING_MODEL",
+    "BudgetDTO",
+    "BudgetStatus",
     "Capability",
     "CircuitChange",
     "CostRow",
     "ErrorRow",
     "LatencyRow",
+    "ModelOverview",
+    "ProviderOverview",
     "Strategy",
     "Usage",
+    "budget_statuses",
     "chat_model_names",
     "chat_stream_report",
     "circuit_changes",
@@ -65,6 +72,7 @@ __all__ = [
     "embed_async",
     "error_counts",
     "latency_percentiles",
+    "provider_overview",
     "real_chat_model_available",
     "truncate_text_tokens",
     "usage_totals",

@@ -150,12 +150,14 @@ def test_tokens_by_model_and_a_single_metric(people, usage):
 def test_latency_percentiles_are_of_the_viewers_successful_requests(people, usage):
     spec = bar_spec("lumina:latency", group_by=[], **RANGE)
     (row,) = _rows(_preview(people.developer, spec), "lumina:latency")
-    # 100, 200, 300 ms (the error's 400 ms and the other user's 10 s are left out).
+    # 100, 200, 300 ms (the error's 400 ms and the other user's 10 s are left out), read
+    # from the daily histograms: within 9.1 % of the exact percentiles (ADR 0033).
+    within = {"rel": 0.091}
     assert row["requests"] == 3
-    assert row["latency_p50"] == pytest.approx(200)
-    assert row["latency_p90"] == pytest.approx(280)
-    assert row["latency_p99"] == pytest.approx(298)
-    assert row["ttft_p50"] == pytest.approx(50)  # of the two streams that had one
+    assert row["latency_p50"] == pytest.approx(200, **within)
+    assert row["latency_p90"] == pytest.approx(280, **within)
+    assert row["latency_p99"] == pytest.approx(298, **within)
+    assert row["ttft_p50"] == pytest.approx(50, **within)  # of the two streams that had one
     per_day = _rows(
         _preview(people.developer, bar_spec("lumina:latency", **RANGE)), "lumina:latency"
     )

@@ -1,4 +1,5 @@
-"""The cost projection: each batch of ``UsageRecorded`` adds to its days' rollup rows.
+"""The cost projection: each batch of ``UsageRecorded`` adds to its days' rollup rows (cost,
+and the latency histograms of ADR 0033).
 
 A batch handler: the bus hands it every pending event of a delivery batch at once, and
 one upsert applies them all. The bus records each (event, handler) pair it has applied,
@@ -11,9 +12,11 @@ from __future__ import annotations
 
 from lumina.kernel.bus import subscribe
 from lumina.providers.events.usage import UsageRecorded
-from lumina.providers.services.costs import daily_usage_add
+from lumina.providers.services.costs import daily_requests_add, daily_usage_add
 
 
 @subscribe(UsageRecorded, batch=True)
 def project_daily_usage(events: list[UsageRecorded]) -> None:
-    daily_usage_add(entries=[event.to_entry() for event in events])
+    entries = [event.to_entry() for event in events]
+    daily_usage_add(entries=entries)
+    daily_requests_add(entries=entries)

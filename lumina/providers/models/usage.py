@@ -10,7 +10,7 @@ from django.db.models.functions import Now
 
 from lumina.providers.types import UsageStatus
 
-__all__ = ["Budget", "DailyUsage", "UsageRecord"]
+__all__ = ["Budget", "DailyRequests", "DailyUsage", "UsageRecord"]
 
 STATUS_CHOICES = [(status.value, status.value) for status in UsageStatus]
 # Money columns: US dollars to 1e-10, so a one-token request at the cheapest prices still
@@ -23,6 +23,10 @@ DAILY_USAGE_KEY = (
     "day", "user_id", "token_id", "provider_id", "provider_name", "model", "operation",
 )  # fmt: skip
 USAGE_DEFAULT_PARTITION = f"{USAGE_TABLE}_default"
+# The grouping key of the daily request rollup (latency histograms, outcomes).
+DAILY_REQUESTS_KEY = (
+    "day", "user_id", "everyone", "provider_name", "model", "operation", "status", "error_code",
+)  # fmt: skip
 
 
 class UsageRecord(models.Model):
@@ -124,6 +128,53 @@ class DailyUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.provider_name}/{self.model} {self.requests} req ${self.cost}"
+
+
+class DailyRequests(models.Model):
+    """The latency and outcome read model: one row per UTC day, user, provider, model,
+    operation, status and error code, with the requests' latency and TTFT histograms, and
+    the same per day without the user (``everyone``), for readers of everyone's usage.
+
+    Histograms count requests per log-spaced bucket (``selectors/histograms.py``, ADR 0033),
+    so percentiles over any window are read from a few rows per day instead of a sort of
+    the raw ledger. Kept by the same ``UsageRecorded`` projection as ``DailyUsage`` and
+    rebuilt with it by ``costs_rebuild``.
+    """
+
+    day = models.DateField()
+    user_id = models.UUIDField(null=True, blank=True)
+    everyone = models.BooleanField(
+        default=False,
+        help_text="A total over every user (user_id empty): what readers of everyone's "
+        "usage read, instead of summing one row per user.",
+    )
+    provider_name = models.CharField(max_length=64, blank=True, default="")
+    model = models.CharField(max_length=200, blank=True, default="")
+    operation = models.CharField(max_length=32)
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES)
+    error_code = models.CharField(max_length=100, blank=True, default="")
+    requests = models.BigIntegerField(default=0)
+    # Sparse histograms: {"<bucket>": requests} for the buckets that have any (ADR 0033).
+    latency_histogram = models.JSONField(default=dict, help_text="Requests per latency bucket.")
+    ttft_histogram = models.JSONField(
+        default=dict, help_text="Streams per time-to-first-token bucket."
+    )
+
+    class Meta:
+        verbose_name_plural = "daily requests"
+        ordering = ("-day", "provider_name", "model")
+        constraints = [
+            models.UniqueConstraint(
+                fields=DAILY_REQUESTS_KEY, name="daily_requests_key", nulls_distinct=False
+            ),
+        ]
+        indexes = [
+            models.Index(fields=["everyone", "day"], name="daily_requests_everyone_day"),
+            models.Index(fields=["user_id", "day"], name="daily_requests_user_day"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.provider_name}/{self.model} {self.status} {self.requests} req"
 
 
 class Budget(models.Model):

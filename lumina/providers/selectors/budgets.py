@@ -1,4 +1,5 @@
-"""Budget reads: one budget, a filtered list, and the enabled rules the hot path caches."""
+"""Budget reads: one budget, a filtered list, what each has spent this period, and the
+enabled rules the hot path caches."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from decimal import Decimal
 
 from lumina.kernel.errors import NotFoundError
 from lumina.providers.models.usage import Budget
+from lumina.providers.selectors.costs import usage_spent
 from lumina.providers.selectors.visibility import budget_rows_visible, budget_visible_to
 from lumina.security.api import Actor
 
@@ -82,3 +84,32 @@ def budget_rules() -> dict[tuple[str, uuid.UUID], tuple[BudgetDTO, ...]]:
     for budget in Budget.objects.filter(enabled=True).order_by("created_at"):
         rules.setdefault((budget.scope, budget.subject_id), []).append(budget_dto(budget))
     return {key: tuple(found) for key, found in rules.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class BudgetStatus:
+    """A budget and what its subject has spent in the current period (from the rollups)."""
+
+    budget: BudgetDTO
+    period_start: dt.date
+    spent_usd: Decimal
+
+
+def period_start(period: str, today: dt.date) -> dt.date:
+    """The first UTC day of the calendar period containing ``today`` (weeks start Monday)."""
+    if period == Budget.Period.DAY:
+        return today
+    if period == Budget.Period.WEEK:
+        return today - dt.timedelta(days=today.weekday())
+    return today.replace(day=1)
+
+
+def budget_statuses(*, actor: Actor, scope: str | None = None) -> list[BudgetStatus]:
+    """The budgets ``actor`` may see, each with its spend so far this period."""
+    today = dt.datetime.now(dt.UTC).date()
+    found = []
+    for budget in budget_list(visible_to=actor, scope=scope):
+        start = period_start(budget.period, today)
+        spent = usage_spent(scope=budget.scope, subject_id=budget.subject_id, since=start)
+        found.append(BudgetStatus(budget=budget, period_start=start, spent_usd=spent))
+    return found

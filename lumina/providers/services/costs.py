@@ -1,15 +1,18 @@
-"""The cost read model: the ``UsageRecorded`` projection into daily rollups, and its rebuild.
+"""The cost read models: the ``UsageRecorded`` projection into daily rollups, and its rebuild.
 
-``daily_usage_add`` adds a batch of ledger entries to their days' rows with one upsert.
-``costs_rebuild`` throws the rollups away and recomputes them from the raw ledger in one
-``INSERT … SELECT … GROUP BY``, so the read model can always be replayed from the stream.
+``daily_usage_add`` adds a batch of ledger entries to their days' cost rows with one upsert,
+``daily_requests_add`` to their days' latency histograms and outcomes (ADR 0033).
+``costs_rebuild`` throws both rollups away and recomputes them from the raw ledger, each in
+one ``INSERT … SELECT … GROUP BY``, so the read models can always be replayed from the stream.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import time
+from collections import Counter
 from collections.abc import Sequence
 from decimal import ROUND_HALF_UP, Decimal
 
@@ -18,7 +21,14 @@ from django.db import connection, transaction
 
 from lumina.kernel.models import OutboxEvent, ProcessedEvent
 from lumina.providers.events.usage import UsageRecorded
-from lumina.providers.models.usage import DAILY_USAGE_KEY, DailyUsage, UsageRecord
+from lumina.providers.models.usage import (
+    DAILY_REQUESTS_KEY,
+    DAILY_USAGE_KEY,
+    DailyRequests,
+    DailyUsage,
+    UsageRecord,
+)
+from lumina.providers.selectors.histograms import BOUNDS, bucket_of
 from lumina.providers.types import UsageEntry, UsageStatus
 
 logger = structlog.get_logger(__name__)
@@ -28,6 +38,7 @@ logger = structlog.get_logger(__name__)
 DAILY_USAGE_PROJECTION = "lumina.providers.handlers.usage.project_daily_usage"
 
 _DAILY = DailyUsage._meta.db_table
+_REQUESTS = DailyRequests._meta.db_table
 _LEDGER = UsageRecord._meta.db_table
 _SUMS = (
     "requests", "errors", "estimated", "input_tokens", "cached_input_tokens",
@@ -55,6 +66,53 @@ SELECT id, %s FROM {OutboxEvent._meta.db_table}
 WHERE name = %s AND version = %s AND status <> %s
 ON CONFLICT DO NOTHING
 """  # noqa: S608
+
+
+# Each histogram is a sparse JSON object, {"<bucket>": count} (ADR 0033).
+_REQUESTS_COLUMNS = ", ".join(DAILY_REQUESTS_KEY)
+# Each request counts twice: in its user's row and in the day's row for everyone.
+_REQUESTS_REPLAY = f"""
+WITH counted AS (
+    SELECT (occurred_at AT TIME ZONE 'UTC')::date AS day,
+           CASE WHEN e.everyone THEN NULL ELSE user_id END AS user_id, e.everyone,
+           provider_name, model, operation, status, error_code, false AS ttft,
+           width_bucket(latency_ms, %(bounds)s::float8[]) AS bucket, count(*) AS n
+    FROM {_LEDGER} CROSS JOIN (VALUES (false), (true)) AS e(everyone)
+    GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+    UNION ALL
+    SELECT (occurred_at AT TIME ZONE 'UTC')::date,
+           CASE WHEN e.everyone THEN NULL ELSE user_id END, e.everyone,
+           provider_name, model, operation, status, error_code, true,
+           width_bucket(ttft_ms, %(bounds)s::float8[]), count(*)
+    FROM {_LEDGER} CROSS JOIN (VALUES (false), (true)) AS e(everyone)
+    WHERE ttft_ms IS NOT NULL GROUP BY 1, 2, 3, 4, 5, 6, 7, 8, 9, 10
+)
+INSERT INTO {_REQUESTS} ({_REQUESTS_COLUMNS}, requests, latency_histogram, ttft_histogram)
+SELECT {_REQUESTS_COLUMNS}, sum(n) FILTER (WHERE NOT ttft),
+       coalesce(jsonb_object_agg(bucket::text, n) FILTER (WHERE NOT ttft), '{{}}'),
+       coalesce(jsonb_object_agg(bucket::text, n) FILTER (WHERE ttft), '{{}}')
+FROM counted GROUP BY {_REQUESTS_COLUMNS}
+"""  # noqa: S608
+
+# Adding two histograms: the counts of each bucket either has, summed.
+_ADD = """coalesce((SELECT jsonb_object_agg(key, total) FROM (
+    SELECT key, sum(value::bigint) AS total FROM (
+        SELECT * FROM jsonb_each_text({table}.{column})
+        UNION ALL SELECT * FROM jsonb_each_text(EXCLUDED.{column})) AS both_ GROUP BY key
+    ) AS summed), '{{}}')"""
+_REQUESTS_UPSERT_HEAD = (
+    f"INSERT INTO {_REQUESTS} ({_REQUESTS_COLUMNS}, requests, latency_histogram, ttft_histogram)"  # noqa: S608
+    " VALUES "
+)
+_REQUESTS_UPSERT_ROW = (
+    f"({', '.join(['%s'] * (len(DAILY_REQUESTS_KEY) + 1))}, %s::jsonb, %s::jsonb)"
+)
+_REQUESTS_UPSERT_TAIL = (
+    " ON CONFLICT ON CONSTRAINT daily_requests_key DO UPDATE SET"
+    f" requests = {_REQUESTS}.requests + EXCLUDED.requests,"
+    f" latency_histogram = {_ADD.format(table=_REQUESTS, column='latency_histogram')},"
+    f" ttft_histogram = {_ADD.format(table=_REQUESTS, column='ttft_histogram')}"
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +173,42 @@ def daily_usage_add(*, entries: Sequence[UsageEntry]) -> int:
     return len(totals)
 
 
+def daily_requests_add(*, entries: Sequence[UsageEntry]) -> int:
+    """Count ledger entries into their days' latency histograms with one upsert; return the
+    rows touched (entries are summed per rollup key first, as in ``daily_usage_add``)."""
+    totals: dict[tuple, tuple[Counter[int], Counter[int]]] = {}
+    for entry in entries:
+        day = entry.occurred_at.astimezone(dt.UTC).date()
+        rest = (
+            entry.provider_name,
+            entry.model,
+            entry.operation,
+            UsageStatus(entry.status).value,
+            entry.error_code,
+        )
+        # The user's row, and the day's row for everyone.
+        for key in ((day, entry.user_id, False, *rest), (day, None, True, *rest)):
+            latency, ttft = totals.setdefault(key, (Counter(), Counter()))
+            latency[bucket_of(entry.latency_ms)] += 1
+            if entry.ttft_ms is not None:
+                ttft[bucket_of(entry.ttft_ms)] += 1
+    if not totals:
+        return 0
+    sql = (
+        _REQUESTS_UPSERT_HEAD
+        + ", ".join([_REQUESTS_UPSERT_ROW] * len(totals))
+        + _REQUESTS_UPSERT_TAIL
+    )
+    values = [
+        value
+        for key, (latency, ttft) in totals.items()
+        for value in (*key, latency.total(), json.dumps(latency), json.dumps(ttft))
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, values)
+    return len(totals)
+
+
 def costs_rebuild() -> RebuildReport:
     """Recompute every daily rollup from the raw ledger, in one transaction.
 
@@ -127,12 +221,14 @@ def costs_rebuild() -> RebuildReport:
     with transaction.atomic(), connection.cursor() as cursor:
         if outermost:
             cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
-        cursor.execute(f"LOCK TABLE {_DAILY} IN ACCESS EXCLUSIVE MODE")
+        cursor.execute(f"LOCK TABLE {_DAILY}, {_REQUESTS} IN ACCESS EXCLUSIVE MODE")
         cursor.execute(f"SELECT count(*) FROM {_DAILY}")  # noqa: S608
         rows_before = cursor.fetchone()[0]
         cursor.execute(f"TRUNCATE {_DAILY}")
         cursor.execute(_REPLAY, [UsageStatus.OK.value])
         rows = cursor.rowcount
+        cursor.execute(f"TRUNCATE {_REQUESTS}")
+        cursor.execute(_REQUESTS_REPLAY, {"bounds": list(BOUNDS)})
         cursor.execute(
             _MARK_PENDING,
             [

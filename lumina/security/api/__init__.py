@@ -39,10 +39,15 @@ from lumina.security.api.grants import (
 from lumina.security.api.mfa import MfaDevice, MfaStatus, mfa_status
 from lumina.security.api.oidc import IdentityProviderDTO, identity_providers
 from lumina.security.api.tokens import (
+    ApiTokenDTO,
     InvalidTokenError,
+    IssuedToken,
     TokenInfo,
     authenticate_token,
     token_cache_invalidate,
+    token_mint_own,
+    token_revoke_own,
+    tokens_own,
 )
 from lumina.security.api.users import EnsuredAdmin, UserDTO, ensure_admin, user_find
 from lumina.security.services.authorization import authorize, require
@@ -51,11 +56,13 @@ from lumina.security.types import Actor, Decision, Resource
 __all__ = [
     "Actor",
     "AdminPermissions",
+    "ApiTokenDTO",
     "Decision",
     "DecryptionError",
     "EnsuredAdmin",
     "IdentityProviderDTO",
     "InvalidTokenError",
+    "IssuedToken",
     "MfaDevice",
     "MfaStatus",
     "ObjectGrant",
@@ -90,5 +97,8 @@ __all__ = [
     "object_require",
     "require",
     "token_cache_invalidate",
+    "token_mint_own",
+    "token_revoke_own",
+    "tokens_own",
     "user_find",
 ]

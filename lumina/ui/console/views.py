@@ -1,14 +1,20 @@
 """The console's pages and its one endpoint of its own, the playground's stream.
 
-Pages are server-rendered shells: the navigation, the signed-in user and what the page
-needs to start; each page's bundle (``frontend/src/<page>.js``) then reads and writes
-through the REST API with the session and its CSRF token (ADR 0025).
+Pages are rendered here with what they show first, read through the contexts' ``api`` as
+the viewer (the dashboard's chart data and budgets, providers, the tools' run form,
+memory's search, pinned blocks and graph), so they load in one request and their forms
+work without JavaScript; each page's bundle (``frontend/src/<page>.js``) then enhances
+them, reading and writing through the REST API with the session and its CSRF token, and
+follows /ws/realtime/ where the data changes (ADR 0025 and its amendment).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
+import uuid
 from collections.abc import AsyncIterator, Callable
+from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,14 +29,32 @@ from django.http import (
 )
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from lumina.kernel.errors import ApplicationError
-from lumina.providers.api import Strategy, chat_model_names, chat_stream_report
-from lumina.security.api import actor_of, mfa_status
-from lumina.ui.console.forms import ChatForm
+from lumina.memory import api as memory_api
+from lumina.providers.api import (
+    BudgetStatus,
+    ModelOverview,
+    Strategy,
+    budget_statuses,
+    chat_model_names,
+    chat_stream_report,
+    provider_overview,
+)
+from lumina.security.api import (
+    actor_of,
+    mfa_status,
+    token_mint_own,
+    token_revoke_own,
+    tokens_own,
+)
+from lumina.tools import api as tools_api
+from lumina.ui import api as ui_api
+from lumina.ui.console.forms import ChatForm, DashboardFilters, argument_fields, argument_values
 
 # No inline script or style anywhere: every script and stylesheet is a bundle of ours.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -48,6 +72,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
     ]
 )
 
+MAX_SAVED_CHARTS = 12
 PAGES = (
     ("dashboard", "Dashboard"),
     ("playground", "Playground"),
@@ -82,13 +107,14 @@ def _error(status: int, code: str, message: str, fields: dict | None = None) -> 
     return with_csp(JsonResponse(body, status=status))
 
 
-def page(name: str) -> Callable:
-    """A console page: signed-in users only (others go to the login page), CSP on."""
+def page(name: str, *, methods: tuple[str, ...] = ("GET",)) -> Callable:
+    """A console page: signed-in users only (others go to the login page), CSP on. A page
+    that takes ``POST`` has forms that work without JavaScript (CSRF checked as always)."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
         @ensure_csrf_cookie
-        @require_GET
+        @require_http_methods([*methods, "HEAD"] if "GET" in methods else list(methods))
         def wrapper(request: HttpRequest) -> HttpResponse:
             if not signed_in(request):
                 query = urlencode({"next": request.get_full_path()})
@@ -123,12 +149,151 @@ def login(request: HttpRequest) -> HttpResponse:
 
 @page("dashboard")
 def dashboard(request: HttpRequest) -> dict[str, Any]:
-    return {}
+    """Charts drawn from data rendered here, in the page (one request, not one a chart),
+    and the budgets with what each has spent this period."""
+    actor = actor_of(request)
+    filters = DashboardFilters(request.GET or None)
+    days = (filters.cleaned_data["days"] if filters.is_valid() else None) or 30
+    charts: list[dict[str, Any]] = []
+    problem = ""
+    try:
+        saved = ui_api.visualization_list(actor=actor)[:MAX_SAVED_CHARTS]
+        for found in saved:
+            charts.append(
+                _chart(
+                    "saved", str(found.id), found.name,
+                    f"/api/v1/visualizations/{found.id}/render",
+                    lambda found=found: ui_api.visualization_render(
+                        actor=actor, visualization_id=found.id, filters={"days": days}
+                    ),
+                )
+            )  # fmt: skip
+        for template in ui_api.templates_list(actor=actor):
+            charts.append(
+                _chart(
+                    "builtin", template.key, template.name,
+                    f"/api/v1/visualizations/templates/{template.key}/render",
+                    lambda key=template.key: ui_api.template_render(
+                        actor=actor, key=key, filters={"days": days}
+                    ),
+                )
+            )  # fmt: skip
+    except ApplicationError as error:
+        problem = error.message
+    try:
+        budgets = budget_statuses(actor=actor)
+    except ApplicationError as error:
+        budgets, problem = [], problem or error.message
+    return {
+        "filters": filters,
+        "days": days,
+        "saved_charts": [c for c in charts if c["group"] == "saved"],
+        "builtin_charts": [c for c in charts if c["group"] == "builtin"],
+        "charts_data": {c["key"]: {k: c[k] for k in ("spec", "error")} for c in charts},
+        "budgets": [_budget_row(status) for status in budgets],
+        "problem": problem,
+    }
 
 
-@page("tokens")
+def _chart(group: str, key: str, name: str, url: str, render: Callable) -> dict[str, Any]:
+    """One chart of the dashboard: its rendered spec, or the API's message why not."""
+    try:
+        rendered = render()
+    except ApplicationError as error:
+        return {"group": group, "key": key, "name": name, "url": url, "spec": None,
+                "error": error.message}  # fmt: skip
+    return {"group": group, "key": key, "name": name, "url": url, "spec": rendered.spec,
+            "error": ""}  # fmt: skip
+
+
+def _budget_row(status: BudgetStatus) -> dict[str, Any]:
+    budget = status.budget
+    limit = budget.limit_usd
+    return {
+        "name": budget.name or str(budget.id)[:8],
+        "scope": budget.scope,
+        "period": budget.period,
+        "limit": limit,
+        "spent": status.spent_usd,
+        "share": round(100 * status.spent_usd / limit) if limit else None,
+    }
+
+
+@page("tokens", methods=("GET", "POST"))
 def tokens(request: HttpRequest) -> dict[str, Any]:
-    return {}
+    """The user's own tokens with their budgets, a mint form and a revoke form per token,
+    rendered here so that they work without JavaScript. A minted token's secret is in
+    this one response only: it is not stored, so the page does not redirect after a mint."""
+    actor = actor_of(request)
+    context: dict[str, Any] = {"problem": "", "minted": None, "mint_error": None}
+    context["values"] = {"name": "", "scopes": "", "expires_at": ""}
+    if request.method == "POST":
+        if request.POST.get("action") == "revoke":
+            context["revoke_error"] = _token_revoke_post(request, actor)
+        else:
+            context.update(_token_mint_post(request, actor))
+    try:
+        own = tokens_own(actor=actor)
+    except ApplicationError as error:
+        context["problem"] = error.message
+        return context
+    try:
+        budgets = budget_statuses(actor=actor, scope="token")
+    except ApplicationError:
+        budgets = []  # budgets are extra reading: the tokens still show
+    by_token: dict[uuid.UUID, list[str]] = {}
+    for status in budgets:
+        by_token.setdefault(status.budget.subject_id, []).append(_budget_text(status))
+    context["tokens"] = [
+        {"token": token, "budgets": "; ".join(by_token.get(token.id, [])) or "—"} for token in own
+    ]
+    return context
+
+
+def _token_mint_post(request: HttpRequest, actor: Any) -> dict[str, Any]:
+    values = {k: request.POST.get(k, "") for k in ("name", "scopes", "expires_at")}
+    scopes = [scope.strip() for scope in values["scopes"].split(",") if scope.strip()]
+    expires_at = None
+    if values["expires_at"]:
+        try:
+            # datetime-local has no zone: read it in the server's, as the form says.
+            expires_at = timezone.make_aware(dt.datetime.fromisoformat(values["expires_at"]))
+        except ValueError:
+            return {"values": values, "mint_error": {
+                "message": "Check the highlighted fields.",
+                "fields": {"expires_at": ["Enter a date and time."]},
+            }}  # fmt: skip
+    try:
+        issued = token_mint_own(
+            actor=actor, name=values["name"], scopes=scopes or ["*"], expires_at=expires_at
+        )
+    except ApplicationError as error:
+        return {"values": values, "mint_error": {
+            "message": error.message, "fields": _field_messages(error),
+        }}  # fmt: skip
+    return {"minted": issued.secret}
+
+
+def _token_revoke_post(request: HttpRequest, actor: Any) -> str | None:
+    try:
+        token_revoke_own(actor=actor, token_id=uuid.UUID(request.POST.get("token", "")))
+    except ValueError:
+        return "No such token."
+    except ApplicationError as error:
+        return error.message
+    return None
+
+
+def _budget_text(status: BudgetStatus) -> str:
+    budget = status.budget
+    parts = []
+    if budget.limit_usd is not None:
+        parts.append(f"${status.spent_usd:.2f} of ${budget.limit_usd:.2f}/{budget.period}")
+    if budget.requests_per_minute:
+        parts.append(f"{budget.requests_per_minute} req/min")
+    if budget.tokens_per_minute:
+        parts.append(f"{budget.tokens_per_minute} tok/min")
+    return f"{budget.name or 'budget'}: {', '.join(parts) or 'no limit'}"
 
 
 @page("playground")
@@ -139,17 +304,175 @@ def playground(request: HttpRequest) -> dict[str, Any]:
 
 @page("providers")
 def providers(request: HttpRequest) -> dict[str, Any]:
-    return {}
+    """Every provider and its models with their routing state, probe and prices."""
+    try:
+        found = provider_overview(actor=actor_of(request))
+    except ApplicationError as error:
+        return {"providers": [], "problem": error.message}
+    return {
+        "providers": [
+            {"provider": item.provider, "models": [_model_row(m) for m in item.models]}
+            for item in found
+        ],
+        "problem": "",
+    }
 
 
-@page("tools")
+def _price(value: Decimal | None) -> str:
+    return "—" if value is None else f"${value.normalize():f}"
+
+
+def _model_row(item: ModelOverview) -> dict[str, Any]:
+    model = item.model
+    probes = [
+        f"{v.capability}: {'ok' if v.ok else f'failed ({v.error})'}"
+        + (f", {round(v.latency_ms)} ms" if v.latency_ms is not None else "")
+        for v in model.verified
+    ]
+    checked = max((v.checked_at for v in model.verified if v.checked_at), default=None)
+    return {
+        "name": model.name,
+        "routing": item.routing,
+        "capabilities": ", ".join(sorted(str(c) for c in model.capabilities)),
+        "probe": f"{'; '.join(probes)} ({checked or '—'})" if probes else "not probed",
+        "prices": f"{_price(model.prices.input)} in / {_price(model.prices.output)} out per 1M",
+    }
+
+
+@page("tools", methods=("GET", "POST"))
 def tools(request: HttpRequest) -> dict[str, Any]:
-    return {}
+    context = _tools(request)
+    error = context.get("run_error") or {}
+    fields = error.get("fields", {})
+    context["rows"] = [
+        {
+            "field": field,
+            "value": context["values"].get(field.input_name, ""),
+            "errors": fields.get(field.input_name, []),
+        }
+        for field in context["fields"]
+    ]
+    context["arguments_errors"] = fields.get("arguments", [])
+    placed = {field.input_name for field in context["fields"]} | {"arguments"}
+    unplaced = [f"{name}: {' '.join(m)}" for name, m in fields.items() if name not in placed]
+    context["run_message"] = " ".join([error.get("message", ""), *unplaced]).strip()
+    return context
 
 
-@page("memory")
+def _tools(request: HttpRequest) -> dict[str, Any]:
+    """The tools, and the chosen one's run form (``?tool=<name>``), generated from its
+    argument schema; a POST runs it, so the form works without JavaScript too."""
+    actor = actor_of(request)
+    context: dict[str, Any] = {
+        "tools": [], "tool": None, "fields": [], "values": {}, "problem": "",
+    }  # fmt: skip
+    try:
+        context["tools"] = tools_api.tool_list(actor=actor)
+    except ApplicationError as error:
+        context["problem"] = error.message
+        return context
+    chosen = request.POST.get("tool") or request.GET.get("tool", "")
+    tool = next((t for t in context["tools"] if t.name == chosen), None)
+    if tool is None:
+        return context
+    fields = argument_fields(tool.input_schema)
+    context.update(tool=tool, fields=fields, values={f.input_name: f.default for f in fields})
+    if request.method != "POST":
+        return context
+    context["values"] = {f.input_name: request.POST.get(f.input_name, "") for f in fields}
+    arguments, problems = argument_values(fields, request.POST)
+    if problems:
+        context["run_error"] = {"message": "Check the highlighted fields.", "fields": problems}
+        return context
+    try:
+        execution = tools_api.tool_execute(tool.name, arguments, actor=actor)
+    except ApplicationError as error:
+        context["run_error"] = {"message": error.message, "fields": _field_messages(error)}
+        return context
+    context["execution"] = execution
+    context["output"] = orjson.dumps(
+        execution.result
+        if execution.status == "succeeded"
+        else {"status": execution.status, "error": execution.error},
+        option=orjson.OPT_INDENT_2,
+    ).decode()
+    return context
+
+
+def _field_messages(error: ApplicationError) -> dict[str, list[str]]:
+    return {
+        name: [str(m) for m in (messages if isinstance(messages, list) else [messages])]
+        for name, messages in (error.fields or {}).items()
+    }
+
+
+@page("memory", methods=("GET", "POST"))
 def memory(request: HttpRequest) -> dict[str, Any]:
-    return {}
+    """Search (a GET form, ``?query=``), the pinned blocks (each a form that POSTs) and the
+    entity graph, rendered here so that they work without JavaScript; the facts list is
+    read by the page's script."""
+    actor = actor_of(request)
+    context: dict[str, Any] = {"problem": "", "search": None, "search_error": None}
+    query = request.GET.get("query", "")
+    context["query"] = query
+    if "query" in request.GET:
+        if not query.strip():
+            context["search_error"] = {
+                "message": "Check the highlighted fields.",
+                "fields": {"query": ["Write something to search for."]},
+            }
+        else:
+            try:
+                context["search"] = memory_api.memory_search(actor=actor, query=query, k=10)
+            except ApplicationError as error:
+                context["search_error"] = {
+                    "message": error.message,
+                    "fields": _field_messages(error),
+                }
+    edited = _pinned_post(request, actor) if request.method == "POST" else None
+    try:
+        blocks = memory_api.pinned_list(actor=actor)
+    except ApplicationError as error:
+        blocks, context["problem"] = [], error.message
+    context["pinned"] = [
+        edited
+        if edited and edited["block"].id == block.id
+        else {"block": block, "label": block.label, "text": block.text, "error": None}
+        for block in blocks
+    ]
+    try:
+        graph = memory_api.graph_get(actor=actor, limit=60)
+        context["graph"] = {
+            "nodes": [
+                {"id": str(n.id), "name": n.name, "mentions": n.mentions} for n in graph.nodes
+            ],
+            "edges": [
+                {"source": str(e.source), "target": str(e.target), "kind": e.kind}
+                | {"weight": e.weight}
+                for e in graph.edges
+            ],
+        }
+    except ApplicationError as error:
+        context["graph"], context["graph_error"] = {"nodes": [], "edges": []}, error.message
+    return context
+
+
+def _pinned_post(request: HttpRequest, actor: Any) -> dict[str, Any] | None:
+    """A pinned block's form sent without JavaScript: saved, or its errors to show beside it."""
+    try:
+        block_id = uuid.UUID(request.POST.get("block", ""))
+    except ValueError:
+        return None
+    label, text = request.POST.get("label", ""), request.POST.get("text", "")
+    try:
+        block = memory_api.pinned_update(actor=actor, block_id=block_id, label=label, text=text)
+    except ApplicationError as error:
+        found = next((b for b in memory_api.pinned_list(actor=actor) if b.id == block_id), None)
+        if found is None:
+            return None
+        error_shown = {"message": error.message, "fields": _field_messages(error)}
+        return {"block": found, "label": label, "text": text, "error": error_shown}
+    return {"block": block, "label": block.label, "text": block.text, "error": None, "saved": True}
 
 
 @page("documents")

@@ -4,6 +4,7 @@ stream's refusals (CSRF, bad input, roles) in the API's error shape."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 
 import pytest
@@ -146,3 +147,255 @@ def test_an_unknown_model_is_a_404_in_the_error_shape():
 def test_callers_who_may_not_use_models_are_refused(role, staff):
     error = error_of(post_json(signed_in(user(role, staff=staff)), TURN), 403)
     assert error["code"] == "permission_denied"
+
+
+# -- pages rendered with their data (they work without JavaScript) ---------------------------
+
+
+@pytest.mark.django_db
+def test_the_dashboard_renders_every_charts_data_and_each_budgets_spend():
+    import datetime as dt
+    from decimal import Decimal
+
+    from lumina.providers.models.usage import DailyUsage
+    from lumina.providers.services.budgets import budget_create
+    from lumina.security.types import Actor
+
+    person = user("Developer")
+    today = dt.datetime.now(dt.UTC).date()
+    monday = today - dt.timedelta(days=today.weekday())
+    for day, cost in ((today, "1.25"), (monday - dt.timedelta(days=1), "5")):
+        DailyUsage.objects.create(
+            day=day, user_id=person.pk, operation="chat", requests=3, cost=Decimal(cost)
+        )
+    budget_create(
+        actor=Actor.system("tests"), scope="user", subject_id=person.pk, name="weekly",
+        period="week", limit_usd=Decimal("10"),
+    )  # fmt: skip
+    response = signed_in(person).get("/console/?days=7")
+    assert response.status_code == 200
+    data = response.context["charts_data"]
+    assert {"cost_by_day", "tokens_by_model", "latency_percentiles"} <= set(data)
+    (rows,) = data["cost_by_day"]["spec"]["datasets"].values()
+    assert {row["day"]: row["cost"] for row in rows}[today.isoformat()] == pytest.approx(1.25)
+    html = response.content.decode()
+    assert 'id="dashboard-data" type="application/json"' in html
+    # This week's spend only: last Sunday's $5 belongs to the week before.
+    assert re.search(r"<th scope=\"row\">weekly</th>.*\$1\.2500 \(12%\)", html), html
+
+
+@pytest.mark.django_db
+def test_a_dashboard_period_that_is_not_offered_is_named_beside_its_input():
+    response = signed_in(user("Developer")).get("/console/?days=5")
+    assert response.status_code == 200
+    assert response.context["days"] == 30
+    assert b'aria-invalid="true"' in response.content
+    assert b"Select a valid choice" in response.content
+
+
+@pytest.fixture
+def text_stats():
+    from lumina.security.types import Actor
+    from lumina.tools.services.registry import tool_create
+
+    return tool_create(
+        actor=Actor.system("tests"), name="text_stats", kind="builtin", builtin_name="text_stats"
+    )
+
+
+@pytest.mark.django_db
+def test_a_tool_runs_from_its_form_posted_without_javascript(text_stats):
+    client = signed_in(user("Developer"), csrf_checks=True)
+    page = client.get("/console/tools/?tool=text_stats")
+    assert b'name="arguments.text"' in page.content
+    token = page.cookies["csrftoken"].value
+    answer = client.post(
+        "/console/tools/?tool=text_stats",
+        {"tool": "text_stats", "arguments.text": "a b", "csrfmiddlewaretoken": token},
+    )
+    assert answer.status_code == 200
+    assert answer.context["execution"].status == "succeeded"
+    assert json.loads(answer.context["output"]) == {"characters": 3, "words": 2, "lines": 1}
+
+
+@pytest.mark.django_db
+def test_a_refused_tool_run_shows_the_apis_message_and_fields_beside_the_inputs(text_stats):
+    client = signed_in(user("Developer"))
+    answer = client.post("/console/tools/?tool=text_stats", {"tool": "text_stats"})
+    assert answer.status_code == 200
+    assert answer.context["run_message"]
+    assert "execution" not in answer.context
+    # The schema's verdict is about the arguments as a whole: it goes to their slot.
+    assert answer.context["arguments_errors"] == ["'text' is a required property"]
+    assert b"&#x27;text&#x27; is a required property</p>" in answer.content
+
+
+def test_run_form_values_are_converted_as_the_schema_asks():
+    from lumina.ui.console.forms import argument_fields, argument_values
+
+    schema = {
+        "type": "object",
+        "required": ["n"],
+        "properties": {
+            "n": {"type": "integer", "minimum": 1},
+            "ratio": {"type": "number"},
+            "loud": {"type": "boolean", "default": True},
+            "mode": {"enum": ["a", 2]},
+            "extra": {"type": "object"},
+            "name": {"type": "string", "maxLength": 5},
+        },
+    }
+    fields = argument_fields(schema)
+    assert [f.kind for f in fields] == ["integer", "number", "boolean", "enum", "json", "string"]
+    assert fields[0].required
+    assert fields[0].minimum == 1
+    assert fields[2].default == "true"
+    values, problems = argument_values(
+        fields,
+        {"arguments.n": "3", "arguments.ratio": "0.5", "arguments.mode": "2",
+         "arguments.extra": '{"k": [1]}', "arguments.name": ""},
+    )  # fmt: skip
+    assert problems == {}
+    assert values == {"n": 3, "ratio": 0.5, "loud": False, "mode": 2, "extra": {"k": [1]}}
+    _, problems = argument_values(fields, {"arguments.n": "three", "arguments.extra": "{"})
+    assert problems == {
+        "arguments.n": ["Must be a whole number."],
+        "arguments.extra": ["Not valid JSON."],
+    }
+
+
+@pytest.mark.django_db
+def test_an_empty_memory_search_is_named_beside_the_query():
+    response = signed_in(user("Developer")).get("/console/memory/?query=+")
+    assert response.status_code == 200
+    assert response.context["search_error"]["fields"] == {
+        "query": ["Write something to search for."]
+    }
+    assert b'aria-invalid="true"' in response.content
+
+
+@pytest.mark.django_db
+def test_the_providers_page_renders_each_models_routing_state_and_prices():
+    from lumina.providers.selectors.registry import catalogue_invalidate
+    from tests.providers.factories import DeploymentFactory, ProviderFactory
+
+    provider = ProviderFactory(name="page-openai", kind="openai", base_url="http://127.0.0.1:9/v1")
+    DeploymentFactory(provider=provider, name="page-chat", upstream_model="gpt-4o-mini")
+    DeploymentFactory(provider=provider, name="page-off", upstream_model="gpt-4o", enabled=False)
+    catalogue_invalidate()
+    response = signed_in(user("Developer")).get("/console/providers/")
+    assert response.status_code == 200
+    (item,) = [p for p in response.context["providers"] if p["provider"].name == "page-openai"]
+    rows = {row["name"]: row for row in item["models"]}
+    assert rows["page-chat"]["routing"].startswith("available (rank ")
+    assert rows["page-chat"]["prices"] == "$0.15 in / $0.6 out per 1M"
+    assert rows["page-off"]["routing"] == "disabled"
+    assert b"page-chat" in response.content
+
+
+# --- tokens: the page's own forms (they work without JavaScript) ---------------------------
+
+
+def _own_token(person: User, name: str):
+    from lumina.security.services.tokens import token_create
+    from lumina.security.types import Actor
+
+    return token_create(user_id=person.pk, actor=Actor.system("tests"), name=name)
+
+
+@pytest.mark.django_db
+def test_the_tokens_page_lists_my_tokens_and_nobody_elses():
+    me, other = user("Developer"), user("Admin", staff=True)
+    mine, theirs = _own_token(me, "mine-laptop"), _own_token(other, "their-server")
+    html = signed_in(me).get("/console/tokens/").content.decode()
+    assert "mine-laptop" in html
+    assert mine.token.prefix in html
+    assert "their-server" not in html
+    assert theirs.token.prefix not in html
+    assert mine.secret not in html  # a listed token never shows its secret
+
+
+@pytest.mark.django_db
+def test_minting_shows_the_secret_once_and_stores_only_its_hash():
+    from lumina.security.models.tokens import ApiToken
+
+    me = user("Developer")
+    client = signed_in(me, csrf_checks=True)
+    client.get("/console/tokens/")
+    csrf = client.cookies["csrftoken"].value
+    response = client.post(
+        "/console/tokens/",
+        {"action": "mint", "name": "ci", "scopes": "providers.use", "csrfmiddlewaretoken": csrf},
+    )
+    assert response.status_code == 200
+    secret = re.search(r'id="minted-secret"[^>]*>(lum_[^<]+)<', response.content.decode())[1]
+    token = ApiToken.objects.get(user=me, name="ci")
+    assert token.scopes == ["providers.use"]
+    assert secret.startswith(token.prefix)
+    assert secret not in client.get("/console/tokens/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_bad_mint_shows_the_apis_message_beside_the_field_and_keeps_what_was_typed():
+    from lumina.security.models.tokens import ApiToken
+
+    me = user("Developer")
+    response = signed_in(me).post(
+        "/console/tokens/", {"action": "mint", "name": "x", "scopes": "no.such.permission"}
+    )
+    html = response.content.decode()
+    assert response.status_code == 200
+    scopes_error = re.search(r'id="scopes-error"[^>]*>([^<]*)<', html)[1]
+    assert scopes_error.strip()
+    assert 'value="no.such.permission"' in html
+    assert not ApiToken.objects.filter(user=me).exists()
+
+
+@pytest.mark.django_db
+def test_a_token_may_not_outlive_a_past_date_from_the_form():
+    me = user("Developer")
+    response = signed_in(me).post(
+        "/console/tokens/", {"action": "mint", "name": "old", "expires_at": "2001-01-01T00:00"}
+    )
+    assert re.search(r'id="expires_at-error"[^>]*>([^<]+)<', response.content.decode())
+
+
+@pytest.mark.django_db
+def test_revoking_from_the_page_revokes_my_token():
+    from lumina.security.models.tokens import ApiToken
+
+    me = user("Developer")
+    issued = _own_token(me, "to-revoke")
+    response = signed_in(me).post(
+        "/console/tokens/", {"action": "revoke", "token": str(issued.token.id)}
+    )
+    assert response.status_code == 200
+    assert ApiToken.objects.get(pk=issued.token.id).revoked_at is not None
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("role", [None, "Viewer", "Developer", "Admin"])
+def test_nobody_revokes_someone_elses_token_from_the_page(role):
+    from lumina.security.models.tokens import ApiToken
+
+    victim = user("Owner")
+    issued = _own_token(victim, "victims")
+    attacker = user(role, staff=role == "Admin")
+    response = signed_in(attacker).post(
+        "/console/tokens/", {"action": "revoke", "token": str(issued.token.id)}
+    )
+    assert response.status_code == 200
+    assert "No API token" in response.content.decode()
+    assert ApiToken.objects.get(pk=issued.token.id).revoked_at is None
+
+
+@pytest.mark.django_db
+def test_the_tokens_forms_need_their_csrf_token():
+    from lumina.security.models.tokens import ApiToken
+
+    me = user("Developer")
+    response = signed_in(me, csrf_checks=True).post(
+        "/console/tokens/", {"action": "mint", "name": "forged"}
+    )
+    assert response.status_code == 403
+    assert not ApiToken.objects.filter(user=me).exists()
