@@ -341,13 +341,13 @@ def test_a_bad_mint_shows_the_apis_message_beside_the_field_and_keeps_what_was_t
 
     me = user("Developer")
     response = signed_in(me).post(
-        "/console/tokens/", {"action": "mint", "name": "x", "scopes": "no.such.permission"}
+        "/console/tokens/", {"action": "mint", "name": "x", "scopes": "memory.read, not a scope!"}
     )
     html = response.content.decode()
     assert response.status_code == 200
     scopes_error = re.search(r'id="scopes-error"[^>]*>([^<]*)<', html)[1]
     assert scopes_error.strip()
-    assert 'value="no.such.permission"' in html
+    assert 'value="memory.read, not a scope!"' in html
     assert not ApiToken.objects.filter(user=me).exists()
 
 
