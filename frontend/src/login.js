@@ -19,7 +19,7 @@ passwordForm.addEventListener("submit", async (event) => {
     if (me.mfa_required) {
       passwordForm.hidden = true;
       codeForm.hidden = false;
-      codeForm.querySelector("input").focus();
+      codeForm.querySelector("#code").focus();
     } else {
       done(passwordForm);
     }

@@ -38,6 +38,12 @@ from lumina.security.api.grants import (
 )
 from lumina.security.api.mfa import MfaDevice, MfaStatus, mfa_status
 from lumina.security.api.oidc import IdentityProviderDTO, identity_providers
+from lumina.security.api.sign_in import (
+    AccountLockedError,
+    sign_in_address_wait,
+    sign_in_code,
+    sign_in_password,
+)
 from lumina.security.api.tokens import (
     ApiTokenDTO,
     InvalidTokenError,
@@ -54,6 +60,7 @@ from lumina.security.services.authorization import authorize, require
 from lumina.security.types import Actor, Decision, Resource
 
 __all__ = [
+    "AccountLockedError",
     "Actor",
     "AdminPermissions",
     "ApiTokenDTO",
@@ -96,6 +103,9 @@ __all__ = [
     "object_ids_granted",
     "object_require",
     "require",
+    "sign_in_address_wait",
+    "sign_in_code",
+    "sign_in_password",
     "token_cache_invalidate",
     "token_mint_own",
     "token_revoke_own",

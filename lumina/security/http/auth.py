@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import django_otp
 from django.contrib import auth
 from django.middleware.csrf import get_token
 from django.urls import path
@@ -13,7 +12,8 @@ from rest_framework.permissions import AllowAny
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from lumina.security.http.actors import actor_of, client_ip
+from lumina.security.api.sign_in import sign_in_password
+from lumina.security.http.actors import actor_of
 from lumina.security.http.permissions import (
     IsPartiallyAuthenticated,
     is_mfa_verified,
@@ -21,10 +21,9 @@ from lumina.security.http.permissions import (
 )
 from lumina.security.http.throttles import LoginAddressThrottle, account_locked
 from lumina.security.selectors.auth import user_requires_mfa
-from lumina.security.services.auth import AccountLockedError, logout_record, user_authenticate
+from lumina.security.services.auth import AccountLockedError, logout_record
 
 # Sessions are created by the one password check here, not by authenticate().
-SESSION_BACKEND = "lumina.security.backends.LockoutModelBackend"
 
 
 class CsrfFailed(exceptions.PermissionDenied):
@@ -125,17 +124,14 @@ class LoginApi(APIView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            result = user_authenticate(
+            mfa_required = sign_in_password(
+                request,
                 email=data.validated_data["email"],
                 password=data.validated_data["password"],
-                ip_address=client_ip(request),
             )
         except AccountLockedError as exc:
             raise account_locked(exc) from None
-        # A new password login always starts unverified, whatever the session held before.
-        request.session.pop(django_otp.DEVICE_ID_SESSION_KEY, None)
-        auth.login(request, result.user, backend=SESSION_BACKEND)
-        return Response(MeOutput(me_data(request, mfa_required=result.mfa_required)).data)
+        return Response(MeOutput(me_data(request, mfa_required=mfa_required)).data)
 
 
 class LogoutApi(APIView):

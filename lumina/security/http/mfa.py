@@ -16,6 +16,7 @@ from rest_framework.authentication import SessionAuthentication
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from lumina.security.api.sign_in import sign_in_code
 from lumina.security.http.actors import client_ip
 from lumina.security.http.permissions import IsFullyAuthenticated, IsPartiallyAuthenticated
 from lumina.security.http.throttles import MfaAddressThrottle, account_locked
@@ -161,12 +162,9 @@ class MfaVerifyApi(MfaApiView):
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         try:
-            device = services.mfa_verify(
-                user=request.user, code=data.validated_data["code"], ip_address=client_ip(request)
-            )
+            device = sign_in_code(request, code=data.validated_data["code"])
         except AccountLockedError as exc:
             raise account_locked(exc) from None
-        _mark_verified(request, device)
         body = {
             "verified": True,
             "device_type": device_type(device),
@@ -194,8 +192,7 @@ class BackupCodesApi(MfaApiView):
 
 def _mark_verified(request, device) -> None:
     django_otp.login(request, device)
-    # A new privilege level gets a new session id (no fixation of a verified session).
-    request.session.cycle_key()
+    request.session.cycle_key()  # as sign_in_code does, for the same reason
 
 
 urlpatterns = [

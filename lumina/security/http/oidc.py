@@ -23,8 +23,9 @@ from rest_framework.views import APIView
 
 from lumina.kernel.errors import NotFoundError
 from lumina.kernel.lazy import lazy_module
+from lumina.security.api.sign_in import SESSION_BACKEND
 from lumina.security.http.actors import actor_of, client_ip
-from lumina.security.http.auth import SESSION_BACKEND, MeOutput, me_data
+from lumina.security.http.auth import MeOutput, me_data
 from lumina.security.http.permissions import IsFullyAuthenticated
 from lumina.security.http.throttles import LoginAddressThrottle
 from lumina.security.models.oidc import DEFAULT_SCOPES, IdentityProvider

@@ -17,19 +17,10 @@ process shares the counts. The MFA endpoint uses them like this::
 from __future__ import annotations
 
 from rest_framework import exceptions
-from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
-from lumina.security.http.actors import client_ip
-from lumina.security.services.auth import AccountLockedError, address_attempt
-
-_PERIODS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_rate(rate: str) -> tuple[int, int]:
-    """``"20/min"`` → ``(20, 60)``; the period is read from its first letter (s, m, h, d)."""
-    count, _, period = rate.partition("/")
-    return int(count), _PERIODS[period.strip()[0]]
+from lumina.security.api.sign_in import sign_in_address_wait
+from lumina.security.services.auth import AccountLockedError
 
 
 class AddressRateThrottle(BaseThrottle):
@@ -39,16 +30,7 @@ class AddressRateThrottle(BaseThrottle):
         self._wait: float | None = None
 
     def allow_request(self, request, view) -> bool:
-        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope)
-        if not rate:
-            return True
-        limit, window = parse_rate(rate)
-        self._wait = address_attempt(
-            scope=self.scope,
-            ip_address=client_ip(request),
-            limit=limit,
-            window=window,
-        )
+        self._wait = sign_in_address_wait(request, self.scope)
         return self._wait is None
 
     def wait(self) -> float | None:

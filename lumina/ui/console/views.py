@@ -32,7 +32,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.csrf import ensure_csrf_cookie
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_http_methods, require_POST
 
 from lumina.kernel.errors import ApplicationError
 from lumina.memory import api as memory_api
@@ -48,6 +48,9 @@ from lumina.providers.api import (
 from lumina.security.api import (
     actor_of,
     mfa_status,
+    sign_in_address_wait,
+    sign_in_code,
+    sign_in_password,
     token_mint_own,
     token_revoke_own,
     tokens_own,
@@ -130,10 +133,12 @@ def page(name: str, *, methods: tuple[str, ...] = ("GET",)) -> Callable:
 
 
 @ensure_csrf_cookie
-@require_GET
+@require_http_methods(["GET", "HEAD", "POST"])
 def login(request: HttpRequest) -> HttpResponse:
-    """Password, then the second factor for users who have one (both through the REST API)."""
-    next_url = request.GET.get("next", "")
+    """Password, then the second factor for users who have one. The forms post here when
+    JavaScript is off (``security.api``'s sign-in, with the per-address limit the REST API
+    applies); with it, they go to the REST API without leaving the page."""
+    next_url = request.POST.get("next") or request.GET.get("next", "")
     if not url_has_allowed_host_and_scheme(
         next_url, allowed_hosts={request.get_host()}, require_https=request.is_secure()
     ):
@@ -141,10 +146,43 @@ def login(request: HttpRequest) -> HttpResponse:
     next_url = next_url or reverse("console:dashboard")
     if signed_in(request):
         return with_csp(HttpResponseRedirect(next_url))
+    context: dict[str, Any] = {"page": "login", "next": next_url, "email": ""}
+    status = 200
+    if request.method == "POST":
+        error = _sign_in_post(request, context)
+        if error is None and signed_in(request):
+            return with_csp(HttpResponseRedirect(next_url))
+        if error is not None:
+            context["error"], status = error, error.pop("status")
     # A session that passed the password but not the code resumes at the code.
-    needs_code = request.user.is_authenticated
-    context = {"page": "login", "next": next_url, "needs_code": needs_code}
-    return with_csp(render(request, "console/login.html", context))
+    context["needs_code"] = request.user.is_authenticated
+    return with_csp(render(request, "console/login.html", context, status=status))
+
+
+def _sign_in_post(request: HttpRequest, context: dict[str, Any]) -> dict[str, Any] | None:
+    """One step of signing in from the form: None when it passed, else what to show."""
+    step = "code" if request.POST.get("step") == "code" else "password"
+    if step == "code" and not request.user.is_authenticated:
+        return {"status": 400, "message": "Sign in with your password first.", "fields": {}}
+    context["email"] = request.POST.get("email", "")
+    wanted = ("code",) if step == "code" else ("email", "password")
+    missing = {name: ["This field is required."] for name in wanted if not request.POST.get(name)}
+    if missing:
+        return {"status": 400, "message": "Check the highlighted fields.", "fields": missing}
+    wait = sign_in_address_wait(request, "mfa" if step == "code" else "login")
+    if wait is not None:
+        message = f"Too many attempts from your address: try again in {int(wait) + 1} s."
+        return {"status": 429, "message": message, "fields": {}}
+    try:
+        if step == "code":
+            sign_in_code(request, code=request.POST["code"])
+        else:
+            sign_in_password(
+                request, email=request.POST["email"], password=request.POST["password"]
+            )
+    except ApplicationError as error:
+        return {"status": error.status, "message": error.message, "fields": _field_messages(error)}
+    return None
 
 
 @page("dashboard")

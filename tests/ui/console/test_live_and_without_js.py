@@ -243,6 +243,32 @@ def test_tokens_are_minted_and_revoked_without_javascript(world, no_js):
     assert refused.value.code == 401
 
 
+def test_signing_in_with_password_and_code_works_without_javascript(world, browser):
+    from tests.ui.console.conftest import PASSWORD
+
+    context = browser.new_context(base_url=world.base, java_script_enabled=False)
+    page = context.new_page()
+    try:
+        page.goto("/console/tools/")
+        assert "/console/login/" in page.url
+        page.get_by_label("Email").fill(world.email)
+        page.get_by_label("Password").fill("not the password")
+        page.get_by_role("button", name="Continue").click()
+        page.wait_for_load_state()
+        assert page.locator("#password-form [data-error-for='__all__']").inner_text().strip()
+        assert page.get_by_label("Email").input_value() == world.email
+
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Continue").click()
+        code = page.get_by_label("Code from your authenticator app (or a backup code)")
+        code.fill(world.fresh_code())
+        page.get_by_role("button", name="Verify").click()
+        page.wait_for_url("**/console/tools/")
+        assert page.get_by_role("heading", name="Tools").first.is_visible()
+    finally:
+        context.close()
+
+
 # Last in the module: the circuit it opens stays open for the breaker's cooldown.
 def test_a_circuit_opening_shows_on_the_providers_page_without_a_reload(world, page):
     page.goto("/console/providers/")
