@@ -10,12 +10,14 @@ filters, and what was believed: now, or ``as_of``):
 - ``time``: when the question names a period ("last spring", "in 2023", "before the
   move"), the vector ranking again, restricted to what was said (or held true) then.
 
-They are fused by relative score fusion (each retriever's scores over its best, averaged
-with per-query weights) into a relevance in [0, 1]; each hit still reports its rank in
-every retriever. The score is relevance × recency × importance × time: recency halves with the
-scope's half-life down to a floor (an old memory still answers a question about it), a
-period in the question replaces recency by whether the record falls in that period, and a
-fact that no longer holds counts less unless the question is about its time. ``graph``
+They are fused into a relevance in [0, 1]: a weighted mean of each retriever's score, a
+similarity as it is (cosine has a fixed scale), a text score over the best text score;
+each retriever's weight scaled by how sharply it separates its candidates (``_fuse``).
+Each hit still reports its rank in every retriever. The score is relevance × recency ×
+importance × time: recency halves with the scope's half-life down to a floor (an old
+memory still answers a question about it), a period in the question replaces recency by
+whether the record falls in that period, and a fact that no longer holds counts less
+unless the question is about its time. ``graph``
 mode hands the hybrid ranking to the entity graph (``graph_search``), which pulls in
 connected records from other sessions.
 """
@@ -28,6 +30,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import statistics
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -378,23 +381,54 @@ def _hnsw_scan(ef_search: int, *, needed: bool) -> Iterator[None]:
 
 
 def _fuse(
-    rankings: Mapping[str, list[tuple[uuid.UUID, float]]], weights: Mapping[str, float]
+    rankings: Mapping[str, Ranking],
+    weights: Mapping[str, float],
+    calibrated: Iterable[str] = (),
 ) -> tuple[dict[uuid.UUID, float], dict[uuid.UUID, dict[str, float]]]:
-    """Relative score fusion: each retriever's scores divided by its best, weighted and
-    summed (the relevance is that over the sum of the weights). Unlike rank fusion it keeps
-    how much better the best match is: a turn that alone has the question's rare word is
-    not levelled with ones sharing only a name. Also each record's score and rank in every
-    retriever (ties share a rank)."""
+    """Each candidate's relevance in [0, 1]: a weighted mean of its retrievers' scores
+    (0 from a retriever that did not find it), and its score and rank in each retriever
+    (ties share a rank).
+
+    Scores on a fixed scale (``calibrated``: cosine similarity) are taken as they are; the
+    others (text ranks) over the retriever's best, which keeps how far ahead the best is.
+    Dividing a similarity by the best would stretch a weak best match to 1 and let
+    whatever sits near it outweigh a strong text match.
+
+    Each retriever's weight is scaled by how sharply it separates its candidates: the
+    standard deviation of its scores as used (a post-retrieval predictor of how well a
+    query went, as NQC, Shtok et al. 2012). A question whose words pick out a few records
+    leans on the text ranking; one answered in other words, on meaning."""
+    calibrated = set(calibrated)
+    shares: dict[str, list[float]] = {}
+    confidence: dict[str, float] = {}
+    for name, ranking in rankings.items():
+        top = max((score for _, score in ranking), default=0.0)
+        if name in calibrated:
+            used = [max(score, 0.0) for _, score in ranking]
+        else:
+            used = [max(score, 0.0) / top if top > 0 else 0.0 for _, score in ranking]
+        shares[name] = used
+        if len(used) > 1:
+            confidence[name] = statistics.pstdev(used)
+    # One candidate shows no spread either way: that ranking keeps its weight. Candidates
+    # all alike (say, a name every match shares and nothing else) order nothing: none.
+    mean_confidence = statistics.fmean(confidence.values()) if confidence else 0.0
+    effective = {
+        name: weights[name]
+        * (confidence.get(name, mean_confidence) / mean_confidence if mean_confidence else 1.0)
+        for name in rankings
+    }
+    total = sum(effective.values())
     fused: dict[uuid.UUID, float] = {}
     components: dict[uuid.UUID, dict[str, float]] = {}
     for name, ranking in rankings.items():
-        weight = weights[name]
-        top = max((score for _, score in ranking), default=0.0)
+        weight = effective[name] / total if total > 0 else 0.0
         previous, rank = None, 0
-        for position, (record_id, score) in enumerate(ranking, start=1):
+        for position, ((record_id, score), share) in enumerate(
+            zip(ranking, shares[name], strict=True), start=1
+        ):
             if score != previous:
                 previous, rank = score, position
-            share = max(score, 0.0) / top if top > 0 else 0.0
             fused[record_id] = fused.get(record_id, 0.0) + weight * share
             parts = components.setdefault(record_id, {})
             parts[name] = round(score, 6)
@@ -553,8 +587,11 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             else:
                 rankings["time"] = _text_ranking(in_period, text, depth, records)
 
-    fused, components = _fuse(rankings, weights)
-    best = sum(weights[name] for name in rankings) or 1.0
+    # Similarities are on a fixed scale (the time retriever ranks by meaning too, unless
+    # the question could not be embedded).
+    calibrated = {"vector", "time"} if embedding is not None else set()
+    fused, components = _fuse(rankings, weights, calibrated)
+    best = 1.0  # relevance is already in [0, 1]
 
     graph_info: dict[uuid.UUID, Any] = {}
     if q.mode == GRAPH and fused:
