@@ -63,7 +63,6 @@ WARMUP = 20
 TARGET_RATIO = 0.75
 TARGET_P50_MS = 25.0
 TARGET_LIST_MS = 50.0
-LISTINGS = 50
 
 PEOPLE = ["Ana", "Ben", "Chloe", "Dev", "Elif", "Farid", "Greta", "Hugo", "Ines", "Jon"]
 PLACES = ["Lisbon", "Berlin", "Porto", "Madrid", "Oslo", "Vienna", "Prague", "Lyon", "Turin",
@@ -258,6 +257,7 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=10_000)
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--listings", type=int, default=50, help="timed requests per listing")
     parser.add_argument("--keep", action="store_true", help="leave the database in place")
     parser.add_argument(
         "--reuse", action="store_true", help="search the database a --keep run left, no import"
@@ -281,7 +281,7 @@ def main() -> None:
         if not args.reuse:
             import_history(port, token, lines, rate)
         search_questions(port, token, args)
-        list_records(port, token)
+        list_records(port, token, args.listings)
     finally:
         processes.stop_all()
         if socket_dir is not None:
@@ -364,7 +364,7 @@ def search_questions(port: int, token: str, args: argparse.Namespace) -> None:
     )
 
 
-def list_records(port: int, token: str) -> None:
+def list_records(port: int, token: str, listings: int) -> None:
     """The console's memory page (facts, first page of 50), and the first page of all."""
     rows = []
     for label, path in (
@@ -375,7 +375,7 @@ def list_records(port: int, token: str) -> None:
         ("every layer, page 1 of 50", "/api/v1/memory/records?page_size=50"),
     ):
         latencies, count = [], 0
-        for index in range(WARMUP // 4 + LISTINGS):
+        for index in range(WARMUP // 4 + listings):
             started = time.perf_counter()
             status, answer = call(port, token, path, None)
             elapsed = time.perf_counter() - started
@@ -394,7 +394,7 @@ def list_records(port: int, token: str) -> None:
         )
     print(
         table(
-            f"GET /api/v1/memory/records over HTTP, {LISTINGS} requests each",
+            f"GET /api/v1/memory/records over HTTP, {listings} requests each",
             ("listing", "median", "p99", "target"),
             rows,
         ),
