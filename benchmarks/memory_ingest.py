@@ -214,7 +214,24 @@ def prepare(socket_dir: str, *, reuse: bool = False) -> tuple[str, str]:
     return database, token
 
 
-def start_lumina(processes: Processes, database: str) -> int:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU of a process and all its descendants, so far."""
+    import psutil
+
+    total = 0.0
+    try:
+        root = psutil.Process(pid)
+        for process in [root, *root.children(recursive=True)]:
+            with contextlib.suppress(psutil.Error):
+                times = process.cpu_times()
+                total += times.user + times.system
+    except psutil.Error:
+        pass
+    return total
+
+
+def start_lumina(processes: Processes, database: str) -> tuple[int, int]:
+    """Lumina serving on a free port: (port, pid)."""
     port = free_port()
     env = clean_env(ROOT)
     env.update(
@@ -232,7 +249,7 @@ def start_lumina(processes: Processes, database: str) -> int:
         if time.monotonic() > deadline:
             raise processes.failure("lumina", process, "never answered 200 on /health/live")
         time.sleep(0.05)
-    return port
+    return port, process.pid
 
 
 def call(
@@ -277,10 +294,10 @@ def main() -> None:
             progress(f"the embedder alone on {len(texts)} texts")
             rate = embedder_rate(texts)
         progress("starting Lumina")
-        port = start_lumina(processes, database)
+        port, pid = start_lumina(processes, database)
         if not args.reuse:
             import_history(port, token, lines, rate)
-        search_questions(port, token, args)
+        search_questions(port, token, args, pid)
         list_records(port, token, args.listings)
     finally:
         processes.stop_all()
@@ -332,11 +349,18 @@ def import_history(port: int, token: str, lines: list[dict], rate: float) -> Non
     )
 
 
-def search_questions(port: int, token: str, args: argparse.Namespace) -> None:
+def search_questions(port: int, token: str, args: argparse.Namespace, pid: int) -> None:
+    """Latency from the client, and CPU per search in Lumina's process and in PostgreSQL
+    (all its processes: nothing else uses this server meanwhile, if nothing else runs a
+    benchmark on it), which a loaded machine inflates far less than the latency."""
     asked = questions(WARMUP + args.queries, args.seed)
     latencies = []
     hits = 0
+    postgres = pgserver.postmaster_info()
     for index, question in enumerate(asked):
+        if index == WARMUP:
+            lumina_cpu = cpu_seconds(pid)
+            postgres_cpu = cpu_seconds(postgres[0]) if postgres else 0.0
         payload = json.dumps({"query": question, "k": 10, "now": "2025-01-15T00:00:00Z"})
         started = time.perf_counter()
         status, answer = call(
@@ -348,6 +372,10 @@ def search_questions(port: int, token: str, args: argparse.Namespace) -> None:
         if index >= WARMUP:
             latencies.append(elapsed)
             hits += len(answer["hits"])
+    lumina_cpu = (cpu_seconds(pid) - lumina_cpu) / len(latencies) * 1000
+    postgres_cpu = (
+        (cpu_seconds(postgres[0]) - postgres_cpu) / len(latencies) * 1000 if postgres else 0.0
+    )
     p50 = median(latencies) * 1000
     print(
         table(
@@ -358,6 +386,8 @@ def search_questions(port: int, token: str, args: argparse.Namespace) -> None:
                 ("median", f"{p50:.1f} ms", f"≤ {TARGET_P50_MS:g} ms"),
                 ("p99", f"{p99(latencies) * 1000:.1f} ms", ""),
                 ("hits per answer", f"{hits / len(latencies):.1f}", "10"),
+                ("CPU per search, Lumina's process", f"{lumina_cpu:.1f} ms", ""),
+                ("CPU per search, PostgreSQL", f"{postgres_cpu:.1f} ms", ""),
             ],
         ),
         end="\n\n",
