@@ -211,7 +211,7 @@ def memory_search(
 def memory_list(*, actor: _Actor, **filters: _Any) -> list[MemoryRecordDTO]:
     """Filters: user_id, layer, session_id, agent_id, as_of, include_expired,
     include_superseded, occurred_after, occurred_before."""
-    return _record_reads.record_list(actor=actor, **filters)
+    return list(_record_reads.record_list(actor=actor, **filters))
 
 
 def memory_get(*, actor: _Actor, record_id: _uuid.UUID) -> MemoryRecordDTO:

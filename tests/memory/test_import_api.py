@@ -59,6 +59,26 @@ def test_a_json_history_is_imported_with_session_dates_and_facts(people):
     assert {"Sam lives in Berlin", "Sam lives in Lisbon", "Sam works at Acme"} <= facts
 
 
+def test_a_large_import_refreshes_the_planners_statistics(people, monkeypatch):
+    """Until the table is analysed the planner walks an owner's b-tree for every search;
+    a large import analyses it at once (a small one leaves that to autovacuum)."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from lumina.memory.services import imports
+
+    client = client_as(people.developer)
+    monkeypatch.setattr(imports, "ANALYZE_AFTER", TURNS + 1)
+    with CaptureQueriesContext(connection) as small:
+        assert post(client, history_jsonl(), "application/x-ndjson").status_code == 201
+    assert not any(q["sql"].startswith("ANALYZE") for q in small.captured_queries)
+    monkeypatch.setattr(imports, "ANALYZE_AFTER", TURNS)
+    with CaptureQueriesContext(connection) as large:
+        assert post(client_as(people.other_developer), history_json()).status_code == 201
+    analysed = [q["sql"] for q in large.captured_queries if q["sql"].startswith("ANALYZE")]
+    assert analysed == ["ANALYZE memory_memoryrecord"]
+
+
 def test_importing_the_same_file_again_adds_nothing(people):
     client = client_as(people.developer)
     assert post(client, history_jsonl(), "application/x-ndjson").status_code == 201

@@ -146,6 +146,56 @@ def test_someone_elses_record_is_a_404_like_a_missing_one(people):
     assert listed["count"] == 0  # nothing of the owner's in another's counts
 
 
+def _stored(owner, count: int, layer: str = Layer.SEMANTIC) -> None:
+    start = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    MemoryRecord.objects.bulk_create(
+        MemoryRecord(
+            owner_id=owner.pk,
+            layer=layer,
+            text=f"fact {n}",
+            occurred_at=start + dt.timedelta(hours=n // 2),  # pairs said at once
+            embedding=[1.0] + [0.0] * 383 if n % 3 else None,
+        )
+        for n in range(count)
+    )
+
+
+def test_a_listing_reads_one_page_in_the_same_statements_whatever_its_size(people):
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    client = client_as(people.developer)
+    _stored(people.developer, 30)
+    with CaptureQueriesContext(connection) as small:
+        assert client.get(RECORDS, {"layer": "semantic", "page_size": 10}).status_code == 200
+    _stored(people.developer, 300)
+    with CaptureQueriesContext(connection) as large:
+        first = client.get(RECORDS, {"layer": "semantic", "page_size": 10}).json()
+    # A count and the page's rows (permission reads around them depend on caches).
+    reads = [[q["sql"] for q in run.captured_queries if "memory_memoryrecord" in q["sql"]]
+             for run in (small, large)]  # fmt: skip
+    assert len(reads[0]) == len(reads[1]) == 2, reads
+    selected = [sql.split(" FROM ")[0] for sql in reads[1]]
+    # Whether a record is embedded is read; the embedding itself never is.
+    assert not any('"embedding"' in s.replace('"embedding" IS NOT NULL', "") for s in selected), (
+        selected
+    )
+    assert first["count"] == 330
+    assert len(first["results"]) == 10
+    last = client.get(RECORDS, {"layer": "semantic", "page_size": 100, "page": 4}).json()
+    assert len(last["results"]) == 30
+    assert last["next"] is None
+    everything = MemoryRecord.objects.filter(owner_id=people.developer.pk).order_by(
+        "-occurred_at", "-recorded_at", "id"
+    )
+    assert [r["id"] for r in first["results"]] == [str(r.id) for r in everything[:10]]
+    embedded = {str(r.id): r.embedding is not None for r in everything}
+    assert all(r["embedded"] == embedded[r["id"]] for r in first["results"] + last["results"])
+    assert (
+        client.get(RECORDS, {"layer": "semantic", "page": 5, "page_size": 100}).status_code == 404
+    )
+
+
 def test_listing_another_users_records_needs_memory_manage(people):
     other = str(people.developer.pk)
     assert client_as(people.viewer).get(RECORDS, {"user_id": other}).status_code == 403

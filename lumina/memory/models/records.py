@@ -90,7 +90,17 @@ class MemoryRecord(models.Model):
 
     class Meta:
         indexes = [
-            models.Index(fields=["owner_id", "layer", "-occurred_at"], name="memrec_owner_layer"),
+            # Listings page through this order (newest said first) as an index range, of
+            # a layer or (what is believed now) of every layer.
+            models.Index(
+                fields=["owner_id", "layer", "-occurred_at", "-recorded_at", "id"],
+                name="memrec_owner_layer_order",
+            ),
+            models.Index(
+                fields=["owner_id", "-occurred_at", "-recorded_at", "id"],
+                name="memrec_owner_live_order",
+                condition=Q(superseded_at__isnull=True, expired_at__isnull=True),
+            ),
             models.Index(fields=["owner_id", "session_id", "occurred_at"], name="memrec_session"),
             models.Index(
                 fields=["owner_id", "fact_key"],

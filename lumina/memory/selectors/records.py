@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
+from typing import overload
 
-from django.db.models import Count, Q
+from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
 
 from lumina.memory.errors import InvalidInputError, MemoryNotFoundError
 from lumina.memory.models.records import ExtractionError, Layer, MemoryAccess, MemoryRecord
@@ -52,6 +54,36 @@ def record_dto(row: MemoryRecord, *, embedded: bool | None = None) -> MemoryReco
     )
 
 
+class RecordPage(Sequence[MemoryRecordDTO]):
+    """A listing read as it is paged: ``len()`` is one count, a slice reads only its rows
+    (without embeddings or search vectors, which a listing never shows)."""
+
+    def __init__(self, rows: QuerySet[MemoryRecord]) -> None:
+        self._rows = rows
+        self._count: int | None = None
+
+    def count(self) -> int:
+        if self._count is None:
+            self._count = self._rows.count()
+        return self._count
+
+    def __len__(self) -> int:
+        return self.count()
+
+    @overload
+    def __getitem__(self, index: int) -> MemoryRecordDTO: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[MemoryRecordDTO]: ...
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [record_dto(row, embedded=row.has_embedding) for row in self._rows[index]]
+        row = self._rows[index]
+        return record_dto(row, embedded=row.has_embedding)
+
+    def __iter__(self):
+        return (record_dto(row, embedded=row.has_embedding) for row in self._rows.iterator(500))
+
+
 def record_list(
     *,
     actor: Actor,
@@ -64,12 +96,18 @@ def record_list(
     include_superseded: bool = False,
     occurred_after: dt.datetime | None = None,
     occurred_before: dt.datetime | None = None,
-) -> list[MemoryRecordDTO]:
-    """The owner's records, newest said first (a queryset-free list; the view pages it)."""
+) -> RecordPage:
+    """The owner's records, newest said first; read a page at a time (the view slices it,
+    ``list()`` reads them all)."""
     owner_id = owner_resolve(actor, action=READ, user_id=user_id)
     if layer is not None and layer not in Layer.values:
         raise InvalidInputError("layer", f"One of {', '.join(Layer.values)}.")
-    rows = MemoryRecord.objects.filter(owner_id=owner_id).select_related("access").defer("search")
+    rows = (
+        MemoryRecord.objects.filter(owner_id=owner_id)
+        .select_related("access")
+        .defer("search", "embedding")
+        .annotate(has_embedding=ExpressionWrapper(Q(embedding__isnull=False), BooleanField()))
+    )
     if layer is not None:
         rows = rows.filter(layer=layer)
     if session_id is not None:
@@ -90,7 +128,8 @@ def record_list(
             rows = rows.filter(superseded_at__isnull=True)
         if not include_expired:
             rows = rows.filter(expired_at__isnull=True)
-    return [record_dto(row) for row in rows.order_by("-occurred_at", "-recorded_at", "id")]
+    # memrec_owner_layer_order holds this order: a page is an index range, not a sort.
+    return RecordPage(rows.order_by("-occurred_at", "-recorded_at", "id"))
 
 
 def _visible(actor: Actor, record_id: uuid.UUID) -> MemoryRecord:

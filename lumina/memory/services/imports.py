@@ -23,6 +23,8 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from django.db import connection
+
 from lumina.memory.errors import InvalidInputError
 from lumina.memory.models.records import Layer, MemoryRecord
 from lumina.memory.records_types import ImportResult
@@ -33,6 +35,10 @@ from lumina.security.api import Actor
 JSON, JSONL = "json", "jsonl"
 FORMATS = (JSON, JSONL)
 MAX_TURNS = 100_000
+# An import this large is followed by ANALYZE: until autovacuum's next look (a minute or
+# more on a busy server) the planner has no statistics for the new rows and walks an
+# owner's b-tree for every search instead of the GIN and HNSW indexes.
+ANALYZE_AFTER = 500
 TEXT_KEYS = ("text", "content")
 SPEAKER_KEYS = ("speaker", "role")
 TIME_KEYS = ("occurred_at", "timestamp")
@@ -294,6 +300,9 @@ def records_import(
     outcome = turns_store(
         owner_id=owner_id, turns=turns, actor_id=actor.user_id, keep_when_unembedded=True
     )
+    if len(outcome.created) >= ANALYZE_AFTER:
+        with connection.cursor() as cursor:
+            cursor.execute(f"ANALYZE {MemoryRecord._meta.db_table}")
     return ImportResult(
         imported=len(outcome.created),
         skipped=len(turns) - len(outcome.created),

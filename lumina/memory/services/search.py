@@ -10,12 +10,14 @@ filters, and what was believed: now, or ``as_of``):
 - ``time``: when the question names a period ("last spring", "in 2023", "before the
   move"), the vector ranking again, restricted to what was said (or held true) then.
 
-They are fused by relative score fusion (each retriever's scores over its best, averaged
-with per-query weights) into a relevance in [0, 1]; each hit still reports its rank in
-every retriever. The score is relevance × recency × importance × time: recency halves with the
-scope's half-life down to a floor (an old memory still answers a question about it), a
-period in the question replaces recency by whether the record falls in that period, and a
-fact that no longer holds counts less unless the question is about its time. ``graph``
+They are fused into a relevance in [0, 1]: a weighted mean of each retriever's score, a
+similarity as it is (cosine has a fixed scale), a text score over the best text score;
+each retriever's weight scaled by how sharply it separates its candidates (``_fuse``).
+Each hit still reports its rank in every retriever. The score is relevance × recency ×
+importance × time: recency halves with the scope's half-life down to a floor (an old
+memory still answers a question about it), a period in the question replaces recency by
+whether the record falls in that period, and a fact that no longer holds counts less
+unless the question is about its time. ``graph``
 mode hands the hybrid ranking to the entity graph (``graph_search``), which pulls in
 connected records from other sessions.
 """
@@ -28,6 +30,7 @@ import dataclasses
 import datetime as dt
 import json
 import math
+import statistics
 import uuid
 import weakref
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -35,16 +38,20 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 from django.db import connection, transaction
-from django.db.models import BooleanField, ExpressionWrapper, F, Func, Q, QuerySet
+from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
 from pgvector.django import CosineDistance
 
 from lumina.memory.errors import InvalidInputError
-from lumina.memory.models.records import TEXT_SEARCH_CONFIG, Layer, MemoryRecord
-from lumina.memory.records_types import MemoryHit, MemorySearchResult, TimeWindow
+from lumina.memory.models.records import TEXT_SEARCH_CONFIG, Layer, MemoryAccess, MemoryRecord
+from lumina.memory.records_types import (
+    MemoryHit,
+    MemoryRecordDTO,
+    MemorySearchResult,
+    TimeWindow,
+)
 from lumina.memory.selectors.record_access import READ, owner_resolve
-from lumina.memory.selectors.records import record_dto
 from lumina.memory.services import policy
 from lumina.memory.services.record_embedding import embed_texts
 from lumina.memory.services.timeparse import time_windows
@@ -176,23 +183,98 @@ def _in_window(window: TimeWindow) -> Q:
     return said | held
 
 
-def _vector_ranking(
-    rows: QuerySet[MemoryRecord], embedding: Sequence[float], limit: int
+class _Record(NamedTuple):
+    """A candidate's whole record (all but its embedding and search vector), as scoring,
+    explaining and the hit read it."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    agent_id: str
+    session_id: str
+    layer: str
+    speaker: str
+    label: str
+    text: str
+    external_id: str
+    fact_key: str
+    metadata: Any
+    occurred_at: dt.datetime
+    importance: float
+    valid_from: dt.datetime | None
+    valid_to: dt.datetime | None
+    recorded_at: dt.datetime
+    superseded_at: dt.datetime | None
+    superseded_by_id: uuid.UUID | None
+    provenance: list[uuid.UUID] | None
+    extracted_by: str
+    expires_at: dt.datetime | None
+    expired_at: dt.datetime | None
+    has_embedding: bool
+    access_count: int | None
+    last_accessed_at: dt.datetime | None
+
+
+_TABLE = MemoryRecord._meta.db_table
+_RECORD_SELECT = (
+    ", ".join(f"r.{name}" for name in _Record._fields[:-3])
+    + ", r.embedding IS NOT NULL, a.count, a.last_accessed_at"
+)
+_RECORD_JOIN = f"{_TABLE} r LEFT JOIN {MemoryAccess._meta.db_table} a ON a.record_id = r.id"
+
+Ranking = list[tuple[uuid.UUID, float]]
+
+
+def _ranked_records(
+    sql: str, params: Sequence[Any], records: dict[uuid.UUID, _Record]
 ) -> list[tuple[uuid.UUID, float]]:
+    """The (id, score) rows of ``sql``, each record read whole in the same statement (into
+    ``records``): the candidates need no second round trip to be scored and returned."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT ranked.score, {_RECORD_SELECT} FROM ({sql}) AS ranked(id, score) "  # noqa: S608
+            f"JOIN {_RECORD_JOIN} ON r.id = ranked.id",
+            params,
+        )
+        found = []
+        for score, *columns in cursor.fetchall():
+            record = _Record._make(columns)
+            records[record.id] = record
+            found.append((record.id, float(score)))
+    return found
+
+
+def _records_read(record_ids: Iterable[uuid.UUID], records: dict[uuid.UUID, _Record]) -> None:
+    """Read whole the records not read yet (graph search's finds)."""
+    missing = [record_id for record_id in record_ids if record_id not in records]
+    if missing:
+        _ranked_records(
+            f"SELECT id, 0 FROM {_TABLE} WHERE id = ANY(%s)",  # noqa: S608
+            [missing],
+            records,
+        )
+
+
+def _vector_ranking(
+    rows: QuerySet[MemoryRecord],
+    embedding: Sequence[float],
+    limit: int,
+    records: dict[uuid.UUID, _Record],
+) -> Ranking:
     ranked = (
         rows.filter(embedding__isnull=False)
         .annotate(distance=CosineDistance("embedding", list(embedding)))
         .order_by("distance")
         .values_list("id", "distance")[:limit]
     )
-    # Iterative scans return rows in relaxed order: sort them exactly.
-    found = sorted(((rid, 1.0 - float(d)) for rid, d in ranked), key=lambda x: -x[1])
-    return found
+    sql, params = ranked.query.sql_with_params()
+    found = _ranked_records(sql, params, records)
+    # Iterative scans return rows in relaxed order (and the join any order): sort exactly.
+    return sorted(((rid, 1.0 - d) for rid, d in found), key=lambda x: (-x[1], x[0]))
 
 
 def _text_ranking(
-    rows: QuerySet[MemoryRecord], text: str, limit: int
-) -> list[tuple[uuid.UUID, float]]:
+    rows: QuerySet[MemoryRecord], text: str, limit: int, records: dict[uuid.UUID, _Record]
+) -> Ranking:
     """Records sharing any of the question's words, rarer words weighing more.
 
     PostgreSQL's ranking has no document frequency, so "Sam" (in every other turn) would
@@ -219,24 +301,22 @@ def _text_ranking(
         ORDER BY score DESC, matches.id
         LIMIT %s
     """  # noqa: S608 (constants and the ORM's parameterised SQL)
-    with connection.cursor() as cursor:
-        cursor.execute(sql, [text, *eligible_params, text, text, limit])
-        return [(rid, float(score)) for rid, score in cursor.fetchall()]
+    found = _ranked_records(sql, [text, *eligible_params, text, text, limit], records)
+    return sorted(found, key=lambda x: (-x[1], x[0]))
 
 
-def _resolve_anchors(
-    owner_id: uuid.UUID, windows: list[TimeWindow], base: QuerySet[MemoryRecord]
-) -> list[TimeWindow]:
+def _resolve_anchors(windows: list[TimeWindow], base: QuerySet[MemoryRecord]) -> list[TimeWindow]:
     """ "before the move": when the best text match of "move" was said."""
     resolved = []
     for window in windows:
         if not window.anchor:
             resolved.append(window)
             continue
-        best = _text_ranking(base, window.anchor, 1)
+        found: dict[uuid.UUID, _Record] = {}
+        best = _text_ranking(base, window.anchor, 1, found)
         if not best:
             continue
-        said = MemoryRecord.objects.filter(id=best[0][0]).values_list("occurred_at", flat=True)[0]
+        said = found[best[0][0]].occurred_at
         if window.kind == "before":
             resolved.append(dataclasses.replace(window, end=said))
         else:
@@ -271,26 +351,6 @@ def _touches(row: MemoryRecord, window: TimeWindow) -> bool:
     return starts_before_end and ends_after_start
 
 
-class _Scoring(NamedTuple):
-    """What scoring and explaining a candidate reads of its record."""
-
-    id: uuid.UUID
-    layer: str
-    agent_id: str
-    session_id: str
-    speaker: str
-    occurred_at: dt.datetime
-    importance: float
-    valid_from: dt.datetime | None
-    valid_to: dt.datetime | None
-    provenance_count: int | None
-    has_embedding: bool
-
-    @classmethod
-    def of(cls, rows: Iterable[tuple]) -> Iterator[_Scoring]:
-        return (cls._make(row) for row in rows)
-
-
 # psycopg connection -> the ef_search its session is set to (see _hnsw_scan).
 _session_ef_search: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
@@ -320,6 +380,62 @@ def _hnsw_scan(ef_search: int, *, needed: bool) -> Iterator[None]:
     yield
 
 
+def _fuse(
+    rankings: Mapping[str, Ranking],
+    weights: Mapping[str, float],
+    calibrated: Iterable[str] = (),
+) -> tuple[dict[uuid.UUID, float], dict[uuid.UUID, dict[str, float]]]:
+    """Each candidate's relevance in [0, 1]: a weighted mean of its retrievers' scores
+    (0 from a retriever that did not find it), and its score and rank in each retriever
+    (ties share a rank).
+
+    Scores on a fixed scale (``calibrated``: cosine similarity) are taken as they are; the
+    others (text ranks) over the retriever's best, which keeps how far ahead the best is.
+    Dividing a similarity by the best would stretch a weak best match to 1 and let
+    whatever sits near it outweigh a strong text match.
+
+    Each retriever's weight is scaled by how sharply it separates its candidates: the
+    standard deviation of its scores as used (a post-retrieval predictor of how well a
+    query went, as NQC, Shtok et al. 2012). A question whose words pick out a few records
+    leans on the text ranking; one answered in other words, on meaning."""
+    calibrated = set(calibrated)
+    shares: dict[str, list[float]] = {}
+    confidence: dict[str, float] = {}
+    for name, ranking in rankings.items():
+        top = max((score for _, score in ranking), default=0.0)
+        if name in calibrated:
+            used = [max(score, 0.0) for _, score in ranking]
+        else:
+            used = [max(score, 0.0) / top if top > 0 else 0.0 for _, score in ranking]
+        shares[name] = used
+        if len(used) > 1:
+            confidence[name] = statistics.pstdev(used)
+    # One candidate shows no spread either way: that ranking keeps its weight. Candidates
+    # all alike (say, a name every match shares and nothing else) order nothing: none.
+    mean_confidence = statistics.fmean(confidence.values()) if confidence else 0.0
+    effective = {
+        name: weights[name]
+        * (confidence.get(name, mean_confidence) / mean_confidence if mean_confidence else 1.0)
+        for name in rankings
+    }
+    total = sum(effective.values())
+    fused: dict[uuid.UUID, float] = {}
+    components: dict[uuid.UUID, dict[str, float]] = {}
+    for name, ranking in rankings.items():
+        weight = effective[name] / total if total > 0 else 0.0
+        previous, rank = None, 0
+        for position, ((record_id, score), share) in enumerate(
+            zip(ranking, shares[name], strict=True), start=1
+        ):
+            if score != previous:
+                previous, rank = score, position
+            fused[record_id] = fused.get(record_id, 0.0) + weight * share
+            parts = components.setdefault(record_id, {})
+            parts[name] = round(score, 6)
+            parts[f"{name}_rank"] = rank
+    return fused, components
+
+
 def _accessed(record_ids: list[uuid.UUID]) -> None:
     """Count one more access of each record: one statement on the narrow access table.
 
@@ -335,6 +451,85 @@ def _accessed(record_ids: list[uuid.UUID]) -> None:
             "last_accessed_at = EXCLUDED.last_accessed_at",
             [record_ids, timezone.now()],
         )
+
+
+def _record_dto(row: _Record) -> MemoryRecordDTO:
+    metadata = json.loads(row.metadata) if isinstance(row.metadata, str) else row.metadata
+    return MemoryRecordDTO(
+        id=row.id,
+        owner_id=row.owner_id,
+        agent_id=row.agent_id,
+        session_id=row.session_id,
+        layer=row.layer,
+        speaker=row.speaker,
+        label=row.label,
+        text=row.text,
+        external_id=row.external_id,
+        fact_key=row.fact_key,
+        metadata=dict(metadata or {}),
+        occurred_at=row.occurred_at,
+        importance=row.importance,
+        access_count=row.access_count or 0,
+        last_accessed_at=row.last_accessed_at,
+        valid_from=row.valid_from,
+        valid_to=row.valid_to,
+        recorded_at=row.recorded_at,
+        superseded_at=row.superseded_at,
+        superseded_by=row.superseded_by_id,
+        provenance=tuple(row.provenance or ()),
+        extracted_by=row.extracted_by,
+        expires_at=row.expires_at,
+        expired_at=row.expired_at,
+        embedded=row.has_embedding,
+    )
+
+
+def _why(
+    row: _Record,
+    parts: Mapping[str, float],
+    q: SearchQuery,
+    windows: list[TimeWindow],
+    graph: Any,
+    now: dt.datetime,
+) -> tuple[str, ...]:
+    """Why a hit is there, in words: each retriever that found it, the period, the layer."""
+    why: list[str] = []
+    bounded = [w for w in windows if w.start or w.end]
+    if "vector" in parts:
+        why.append(
+            f"close in meaning to the question (cosine {parts['vector']:.2f}, "
+            f"rank {int(parts['vector_rank'])})"
+        )
+    if "text" in parts:
+        why.append(f"shares words with the question (rank {int(parts['text_rank'])})")
+    if bounded:
+        said = [w for w in bounded if _said_in(row, w)]
+        held = [w for w in bounded if _touches(row, w)]
+        if said:
+            why.append(f"from the period asked about: {_window_text(said[0])}")
+        elif held:
+            why.append(f"held during the period asked about: {_window_text(held[0])}")
+        else:
+            asked = ", ".join(_window_text(w) for w in windows)
+            why.append(f"outside the period asked about ({asked})")
+    if row.layer == Layer.SEMANTIC:
+        since = (row.valid_from or row.occurred_at).date().isoformat()
+        if row.valid_to is not None and row.valid_to <= now:
+            why.append(f"a fact that held from {since} until {row.valid_to.date().isoformat()}")
+        else:
+            why.append(f"a fact, true since {since}")
+        if row.provenance:
+            why.append(f"from {len(row.provenance)} turn(s)")
+    elif row.layer == Layer.WORKING:
+        where = f" in session '{row.session_id}'" if row.session_id else ""
+        why.append(f"said by {row.speaker or 'someone'}{where} on {row.occurred_at.date()}")
+    elif row.layer == Layer.EPISODIC:
+        why.append("a summary of earlier turns")
+    if graph is not None and graph.link > 0:
+        why.append(f"linked through {', '.join(graph.via[:3]) or 'the graph'}")
+    if q.as_of is not None:
+        why.append(f"believed on {q.as_of.isoformat()}")
+    return tuple(why)
 
 
 def memory_search(
@@ -366,17 +561,19 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
         pending = _embedder.submit(contextvars.copy_context().run, embed_texts, [q.query.strip()])
     base = eligible(owner_id, q)
     if windows:
-        windows = _resolve_anchors(owner_id, windows, base)
+        windows = _resolve_anchors(windows, base)
     depth = max(q.k * 4, 40)
 
+    # The retrievers read their candidates whole: nothing more is read to score them.
+    records: dict[uuid.UUID, _Record] = {}
     text_ranking = None
     if q.mode in (HYBRID, TEXT, GRAPH) and weights["text"] > 0:
-        text_ranking = _text_ranking(base, text, depth)
+        text_ranking = _text_ranking(base, text, depth, records)
     embedding = pending.result()[0] if pending is not None else None
-    rankings: dict[str, list[tuple[uuid.UUID, float]]] = {}
+    rankings: dict[str, Ranking] = {}
     with _hnsw_scan(int(max(q.ef_search, depth)), needed=embedding is not None):
         if embedding is not None and weights["vector"] > 0:
-            rankings["vector"] = _vector_ranking(base, embedding, depth)
+            rankings["vector"] = _vector_ranking(base, embedding, depth, records)
         if text_ranking is not None:
             rankings["text"] = text_ranking
         bounded = [w for w in windows if w.start is not None or w.end is not None]
@@ -386,38 +583,23 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
                 period |= _in_window(window)
             in_period = base.filter(period)
             if embedding is not None:
-                rankings["time"] = _vector_ranking(in_period, embedding, depth)
+                rankings["time"] = _vector_ranking(in_period, embedding, depth, records)
             else:
-                rankings["time"] = _text_ranking(in_period, text, depth)
+                rankings["time"] = _text_ranking(in_period, text, depth, records)
 
-    # Relative score fusion: each retriever's scores divided by its best, weighted and
-    # averaged. Unlike rank fusion it keeps how much better the best match is: a turn that
-    # alone has the question's rare word is not levelled with ones sharing only a name.
-    fused: dict[uuid.UUID, float] = {}
-    components: dict[uuid.UUID, dict[str, float]] = {}
-    total_weight = sum(weights[name] for name in rankings)
-    for name, ranking in rankings.items():
-        weight = weights[name]
-        top = max((score for _, score in ranking), default=0.0)
-        previous, rank = None, 0
-        for position, (record_id, score) in enumerate(ranking, start=1):
-            if score != previous:  # ties share a rank
-                previous, rank = score, position
-            share = max(score, 0.0) / top if top > 0 else 0.0
-            fused[record_id] = fused.get(record_id, 0.0) + weight * share
-            parts = components.setdefault(record_id, {})
-            parts[name] = round(score, 6)
-            parts[f"{name}_rank"] = rank
-    best = total_weight or 1.0
+    # Similarities are on a fixed scale (the time retriever ranks by meaning too, unless
+    # the question could not be embedded).
+    calibrated = {"vector", "time"} if embedding is not None else set()
+    fused, components = _fuse(rankings, weights, calibrated)
+    best = 1.0  # relevance is already in [0, 1]
 
     graph_info: dict[uuid.UUID, Any] = {}
-    order = sorted(fused, key=lambda r: (-fused[r], str(r)))
-    if q.mode == GRAPH and order:
+    if q.mode == GRAPH and fused:
         from lumina.memory.services.graph_search import graph_search
 
         expanded = graph_search(
             owner_id=owner_id,
-            hybrid=order,
+            hybrid=sorted(fused, key=lambda r: (-fused[r], str(r))),
             eligible=base,
             query_text=q.query,
             query_embedding=embedding,
@@ -435,81 +617,44 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             parts["graph"] = round(g.graph_score, 6)
             parts["graph_link"] = round(g.link, 6)
         fused = graph_fused
+        _records_read(fused, records)
 
-    # Every candidate is scored from a few narrow columns; only the k best are read whole.
-    rows = {
-        row.id: row
-        for row in _Scoring.of(
-            MemoryRecord.objects.filter(id__in=list(fused))
-            .annotate(
-                provenance_count=Func(F("provenance"), function="cardinality"),
-                has_embedding=ExpressionWrapper(Q(embedding__isnull=False), BooleanField()),
-            )
-            .values_list(*_Scoring._fields)
-        )
-    }
+    # Every candidate is scored; only the k best are explained.
     policies = policy.policies_for(owner_id, cached=True)
-    scored: list[tuple[uuid.UUID, float, dict[str, Any], list[str]]] = []
+    bounded = [w for w in windows if w.start or w.end]
+    scored: list[tuple[uuid.UUID, float, dict[str, float]]] = []
     for record_id, fused_score in fused.items():
-        row = rows.get(record_id)
+        row = records.get(record_id)
         if row is None:
             continue
-        parts = dict(components.get(record_id, {}))
-        why: list[str] = []
         relevance = min(fused_score / best, 1.0)
-        if "vector" in parts:
-            why.append(
-                f"close in meaning to the question (cosine {parts['vector']:.2f}, "
-                f"rank {int(parts['vector_rank'])})"
-            )
-        if "text" in parts:
-            why.append(f"shares words with the question (rank {int(parts['text_rank'])})")
         importance = 0.9 + 0.2 * row.importance
-        half_life = policies[policy.scope_of(agent_id=row.agent_id, session_id=row.session_id)]
         if row.layer == Layer.PINNED:
             recency = 1.0
         else:
             # From when it was said: counting accesses too would let whatever a search
             # returned once outrank the rest from then on.
+            half_life = policies[policy.scope_of(agent_id=row.agent_id, session_id=row.session_id)]
             age = (now - row.occurred_at).total_seconds() / 86400
             recency = _recency(age, half_life.half_life_days)
         time_factor = 1.0
-        if windows:
-            said = [w for w in windows if (w.start or w.end) and _said_in(row, w)]
-            held = [w for w in windows if (w.start or w.end) and _touches(row, w)]
-            if said:
-                why.append(f"from the period asked about: {_window_text(said[0])}")
+        if bounded:
+            if any(_said_in(row, w) for w in bounded):
                 recency = 1.0
-            elif held:
-                why.append(f"held during the period asked about: {_window_text(held[0])}")
-                recency = 1.0
-                time_factor = HELD_IN_PERIOD
-            elif any(w.start or w.end for w in windows):
-                time_factor = OUTSIDE_PERIOD
-                asked = ", ".join(_window_text(w) for w in windows)
-                why.append(f"outside the period asked about ({asked})")
-        validity = 1.0
-        if row.layer == Layer.SEMANTIC:
-            since = (row.valid_from or row.occurred_at).date().isoformat()
-            if row.valid_to is not None and row.valid_to <= now:
-                if not windows:
-                    validity = NO_LONGER_TRUE
-                why.append(f"a fact that held from {since} until {row.valid_to.date().isoformat()}")
+            elif any(_touches(row, w) for w in bounded):
+                recency, time_factor = 1.0, HELD_IN_PERIOD
             else:
-                why.append(f"a fact, true since {since}")
-            if row.provenance_count:
-                why.append(f"from {row.provenance_count} turn(s)")
-        elif row.layer == Layer.WORKING:
-            where = f" in session '{row.session_id}'" if row.session_id else ""
-            why.append(f"said by {row.speaker or 'someone'}{where} on {row.occurred_at.date()}")
-        elif row.layer == Layer.EPISODIC:
-            why.append("a summary of earlier turns")
-        graph = graph_info.get(record_id)
-        if graph is not None and graph.link > 0:
-            why.append(f"linked through {', '.join(graph.via[:3]) or 'the graph'}")
-        if q.as_of is not None:
-            why.append(f"believed on {q.as_of.isoformat()}")
+                time_factor = OUTSIDE_PERIOD
+        validity = 1.0
+        if (
+            row.layer == Layer.SEMANTIC
+            and not windows
+            and row.valid_to is not None
+            and row.valid_to <= now
+        ):
+            validity = NO_LONGER_TRUE
         score = relevance * recency * importance * time_factor * validity
+        parts = dict(components.get(record_id, {}))
         parts.update(
             relevance=round(relevance, 6),
             recency=round(recency, 6),
@@ -517,24 +662,16 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             time=round(time_factor, 6),
             validity=round(validity, 6),
         )
-        scored.append((record_id, round(score, 6), parts, why))
+        scored.append((record_id, round(score, 6), parts))
     scored.sort(key=lambda item: (-item[1], str(item[0])))
-    scored = scored[: q.k]
-    whole = {
-        row.id: row
-        for row in MemoryRecord.objects.filter(id__in=[item[0] for item in scored])
-        .select_related("access")
-        .defer("search", "embedding")
-    }
     hits = [
         MemoryHit(
-            record=record_dto(whole[record_id], embedded=rows[record_id].has_embedding),
+            record=_record_dto(records[record_id]),
             score=score,
             scores=parts,
-            why=tuple(why),
+            why=_why(records[record_id], parts, q, windows, graph_info.get(record_id), now),
         )
-        for record_id, score, parts, why in scored
-        if record_id in whole
+        for record_id, score, parts in scored[: q.k]
     ]
     if hits and q.as_of is None:
         _accessed([hit.record.id for hit in hits])
