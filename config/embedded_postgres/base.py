@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import psycopg
@@ -38,5 +39,8 @@ def _ensure_database(socket_dir: str, name: str | None, user: str) -> None:
     with psycopg.connect(host=socket_dir, dbname="postgres", user=user, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
         if not exists:
-            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+            # Two processes starting at once on a new data directory both get here.
+            lost_race = (psycopg.errors.DuplicateDatabase, psycopg.errors.UniqueViolation)
+            with contextlib.suppress(*lost_race):
+                conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     _created_databases.add((socket_dir, name))
