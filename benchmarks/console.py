@@ -150,16 +150,13 @@ def page_reads(provider_ids: list[str]) -> dict[str, list[tuple[str, str, dict |
     """What each page's script reads on load (frontend/src/<page>.js): (method, url, body).
 
     The dashboard's charts and budgets, the providers with their models' routing state,
-    the tools' run form and memory's search, pinned blocks and graph are rendered into the
-    page by the server, so they are in ``page``."""
+    the tokens with their budgets, the tools' run form and memory's search, pinned blocks
+    and graph are rendered into the page by the server, so they are in ``page``."""
     return {
         "dashboard": [],
         "playground": [],
         "providers": [],
-        "tokens": [
-            ("GET", "/api/v1/auth/tokens", None),
-            ("GET", "/api/v1/providers/budgets?scope=token", None),
-        ],
+        "tokens": [],
         "tools": [("GET", "/api/v1/tools/results?page_size=20", None)],
         "memory": [("GET", "/api/v1/memory/records?layer=semantic&page_size=50", None)],
         "documents": [("GET", "/api/v1/documents", None)],
