@@ -53,6 +53,20 @@ def test_a_collection_fixes_model_dimension_and_distance(dev):
     assert info.index_type == "halfvec"
 
 
+def test_a_new_collection_builds_the_measured_graph_by_default(dev):
+    """m=24, ef_construction=128 (ADR 0034), in the index itself as well."""
+    info = make_collection(dev, "graph")
+    assert (info.hnsw_m, info.hnsw_ef_construction) == (24, 128)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+            [f"memory_vec_{info.id.hex}_0"],
+        )
+        (definition,) = cursor.fetchone()
+    assert "m='24'" in definition.replace(" ", "")
+    assert "ef_construction='128'" in definition.replace(" ", "")
+
+
 def test_the_default_model_gives_its_dimension_without_asking(dev):
     info = memory.collection_create(actor=dev, name="minilm")
     assert (info.embedding_model, info.dimension) == ("all-MiniLM-L6-v2", 384)
