@@ -4,7 +4,8 @@ What it does, on 100,000 clustered 384-d unit vectors (seeded):
 
 * loads them into one collection through ``memory.api.vectors_upsert`` (1,000 per call,
   the HNSW index deferred), then builds the index with ``memory.api.collection_reindex``
-  (HNSW m=16, ef_construction=64, cosine; ``CREATE INDEX CONCURRENTLY``, as the API does);
+  (HNSW ``--m``/``--ef-construction``, by default the collection defaults m=24,
+  ef_construction=128; cosine; ``CREATE INDEX CONCURRENTLY``, as the API does);
 * answers the exact top 10 of each query with numpy (the ground truth);
 * runs the same queries at ef_search 40, 100, 200 (and 400) through ``memory.api.vectors_search``
   and as one plain SQL statement on its own connection (``SET hnsw.ef_search``, ``ORDER
@@ -64,6 +65,10 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--clusters", type=int, default=200)
     parser.add_argument("--seed", type=int, default=20261206)
+    parser.add_argument("--m", type=int, default=24, help="HNSW m (issue's reference: 16)")
+    parser.add_argument(
+        "--ef-construction", type=int, default=128, help="HNSW ef_construction (reference: 64)"
+    )
     parser.add_argument(
         "--repeat", type=int, default=3, help="runs of every configuration; medians reported"
     )
@@ -129,7 +134,7 @@ def exact_top(data: np.ndarray, queries: np.ndarray, mask: np.ndarray | None) ->
 # --- Runs ---------------------------------------------------------------------------------
 
 
-def load(actor, data: np.ndarray) -> tuple[float, float]:
+def load(actor, data: np.ndarray, m: int, ef_construction: int) -> tuple[float, float]:
     """Seconds to upsert every row through memory.api, and to build the index."""
     from lumina.memory import api as memory
 
@@ -139,8 +144,8 @@ def load(actor, data: np.ndarray) -> tuple[float, float]:
         embedding_model="",
         dimension=DIM,
         distance="cosine",
-        hnsw_m=16,
-        hnsw_ef_construction=64,
+        hnsw_m=m,
+        hnsw_ef_construction=ef_construction,
         build_index=False,
     )
     started = time.perf_counter()
@@ -238,7 +243,7 @@ def main() -> None:
         actor = Actor.for_user(user)
         data = clustered(rng, args.rows, args.clusters)
         queries = queries_near(rng, data, args.queries + WARMUP)
-        loaded, built = load(actor, data)
+        loaded, built = load(actor, data, args.m, args.ef_construction)
         collection = Collection.objects.get(name="bench")
         collection_id, kind = str(collection.id), collection.index_type
         with connection.cursor() as cursor:
@@ -274,7 +279,8 @@ def main() -> None:
     print(
         table(
             f"Vector search, {args.rows:,} clustered {DIM}-d vectors, {args.queries} queries, k={K}"
-            f" (HNSW m=16, ef_construction=64, cosine, {kind} index); medians of"
+            f" (HNSW m={args.m}, ef_construction={args.ef_construction}, cosine, {kind} index);"
+            f" medians of"
             f" {args.repeat} runs",
             ("query", "ef_search", "through", "recall@10", "median ms", "p99 ms", "returned 10"),
             rows,

@@ -53,6 +53,20 @@ def test_a_collection_fixes_model_dimension_and_distance(dev):
     assert info.index_type == "halfvec"
 
 
+def test_a_new_collection_builds_the_measured_graph_by_default(dev):
+    """m=24, ef_construction=128 (ADR 0034), in the index itself as well."""
+    info = make_collection(dev, "graph")
+    assert (info.hnsw_m, info.hnsw_ef_construction) == (24, 128)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT indexdef FROM pg_indexes WHERE indexname = %s",
+            [f"memory_vec_{info.id.hex}_0"],
+        )
+        (definition,) = cursor.fetchone()
+    assert "m='24'" in definition.replace(" ", "")
+    assert "ef_construction='128'" in definition.replace(" ", "")
+
+
 def test_the_default_model_gives_its_dimension_without_asking(dev):
     info = memory.collection_create(actor=dev, name="minilm")
     assert (info.embedding_model, info.dimension) == ("all-MiniLM-L6-v2", 384)
@@ -378,6 +392,25 @@ def test_the_statement_the_api_runs_reads_the_index(dev):
             "SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT"
         )
     assert f"Index Scan using memory_vec_{info.id.hex}_0" in plan, plan
+
+
+def test_ef_search_is_applied_to_the_walk_and_never_caps_k(dev):
+    """An HNSW walk yields at most ``hnsw.ef_search`` rows (the statement's SET LOCAL is
+    in effect: without the widening this returned 10): the walk is widened to the rows
+    asked for, so k=50 at ef_search 10 still returns 50."""
+    make_collection(dev)
+    vectors = fill(dev, "notes", 400, seed=27)
+    query = unit(np.random.default_rng(28))
+    result = memory.vectors_search(actor=dev, collection="notes", vector=query, k=50, ef_search=10)
+    assert result.vector_plan == "hnsw"
+    assert result.ef_search == 10
+    assert len(result.hits) == 50
+    assert len({hit.id for hit in result.hits} & set(exact_cosine(vectors, query, 50))) >= 45
+    # Hybrid and MMR read a wider candidate pool than k: the walk covers it too.
+    wide = memory.vectors_search(
+        actor=dev, collection="notes", vector=query, k=20, ef_search=5, mmr=True, candidates=80
+    )
+    assert len(wide.hits) == 20
 
 
 def test_hits_are_scored_on_the_stored_vectors_not_the_half_precision_index(dev):

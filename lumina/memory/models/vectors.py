@@ -19,6 +19,11 @@ from pgvector.django import VectorField
 __all__ = ["Collection", "Distance", "IndexType", "VectorRecord"]
 
 MAX_DIMENSION = 2000  # pgvector's HNSW limit for ``vector``
+# Chosen by benchmarks/vectors.py (ADR 0034): on 100,000 clustered 384-d vectors m=16,
+# ef_construction=64 needed ef_search 400 for recall@10 0.98; this graph reaches it at
+# about 100 (the default ef_search) for about twice the build time.
+DEFAULT_HNSW_M = 24
+DEFAULT_HNSW_EF_CONSTRUCTION = 128
 
 
 class Distance(models.TextChoices):
@@ -43,8 +48,8 @@ class Collection(models.Model):
     embedding_model = models.CharField(max_length=200)
     dimension = models.PositiveIntegerField()
     distance = models.CharField(max_length=10, choices=Distance.choices, default=Distance.COSINE)
-    hnsw_m = models.PositiveSmallIntegerField(default=16)
-    hnsw_ef_construction = models.PositiveSmallIntegerField(default=64)
+    hnsw_m = models.PositiveSmallIntegerField(default=DEFAULT_HNSW_M)
+    hnsw_ef_construction = models.PositiveSmallIntegerField(default=DEFAULT_HNSW_EF_CONSTRUCTION)
     default_ef_search = models.PositiveSmallIntegerField(default=100)
     index_type = models.CharField(
         max_length=10, choices=IndexType.choices, default=IndexType.HALFVEC, editable=False

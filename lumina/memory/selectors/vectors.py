@@ -54,6 +54,7 @@ np = LazyImport("numpy")  # loaded with the first computation, not with the serv
 
 MODES = ("vector", "text", "hybrid")
 MAX_K = 1000
+MAX_EF_SEARCH = 1000  # pgvector's largest hnsw.ef_search
 RRF_K = 60
 # A filter matching at most this many rows is answered by an exact sort.
 EXACT_BELOW = 2000
@@ -210,7 +211,12 @@ def _vector_ranking(
                     _plans.clear()
                 _plans[key] = (time.monotonic(), plan)
         if plan == "hnsw":
-            settings = {"hnsw.ef_search": str(int(ef_search))}
+            # A walk yields at most ef_search rows: it is widened to the rows asked for
+            # (pgvector caps ef_search at 1000; beyond that the scan goes on iteratively).
+            walk = min(max(int(ef_search), limit), MAX_EF_SEARCH)
+            settings = {"hnsw.ef_search": str(walk)}
+            if limit > walk and not filtered:
+                settings["hnsw.iterative_scan"] = "relaxed_order"
             if filtered:
                 # The planner underrates the graph walk under a filter; the walk is the
                 # plan we want once the filter is known not to be selective.
@@ -392,7 +398,10 @@ def _search(
     if mode in ("text", "hybrid") and query is None:
         raise InvalidInputError("query", f"A {mode} search needs a query text.")
     ef = _int(
-        "ef_search", collection.default_ef_search if ef_search is None else ef_search, 1, 1000
+        "ef_search",
+        collection.default_ef_search if ef_search is None else ef_search,
+        1,
+        MAX_EF_SEARCH,
     )
     if weights is not None and not isinstance(weights, Mapping):
         raise InvalidInputError("weights", 'Weights are an object: {"vector": w, "text": w}.')

@@ -23,7 +23,14 @@ from lumina.kernel.errors import ConflictError
 from lumina.memory.embedding import embed_texts
 from lumina.memory.errors import InvalidInputError
 from lumina.memory.events.vectors import CollectionReembedded, VectorsDeleted, VectorStored
-from lumina.memory.models.vectors import MAX_DIMENSION, Collection, Distance, VectorRecord
+from lumina.memory.models.vectors import (
+    DEFAULT_HNSW_EF_CONSTRUCTION,
+    DEFAULT_HNSW_M,
+    MAX_DIMENSION,
+    Collection,
+    Distance,
+    VectorRecord,
+)
 from lumina.memory.selectors.vector_access import (
     collection_forget,
     collection_info,
@@ -92,8 +99,8 @@ def collection_create(
     dimension: int | None = None,
     distance: str = Distance.COSINE,
     description: str = "",
-    hnsw_m: int = 16,
-    hnsw_ef_construction: int = 64,
+    hnsw_m: int = DEFAULT_HNSW_M,
+    hnsw_ef_construction: int = DEFAULT_HNSW_EF_CONSTRUCTION,
     default_ef_search: int = 100,
     owner_id: uuid.UUID | None = None,
     build_index: bool = True,
