@@ -137,3 +137,44 @@ def test_an_older_statement_imported_late_is_kept_as_history(people):
     oslo = MemoryRecord.objects.get(text="Di lives in Oslo")
     assert oslo.valid_to is None
     assert oslo.superseded_at is None
+
+
+def test_facts_of_an_import_wait_for_the_outbox_when_the_model_fails_after_the_turns(
+    people, monkeypatch
+):
+    from lumina.memory.errors import EmbeddingUnavailableError
+    from lumina.memory.services import records
+    from lumina.memory.services.imports import records_import
+    from tests.memory.records_support import pending_events
+
+    real = records.embed_distinct
+    calls = []
+
+    def turns_only(texts):
+        calls.append(list(texts))
+        if len(calls) > 1:  # the turns' batch answers; the facts' call finds the model down
+            raise EmbeddingUnavailableError()
+        return real(texts)
+
+    monkeypatch.setattr(records, "embed_distinct", turns_only)
+    owner = people.developer.id
+    lines = [
+        '{"session_id": "s1", "speaker": "Sam", "text": "I live in Lisbon.", '
+        '"occurred_at": "2023-03-10T18:00:00Z"}',
+        '{"session_id": "s1", "speaker": "Sam", "text": "I work at Acme.", '
+        '"occurred_at": "2023-03-10T18:01:00Z"}',
+    ]
+    result = records_import(actor=actor_as(people.developer), text="\n".join(lines), fmt="jsonl")
+    assert (result.imported, result.embedding) == (2, "done")
+    stored = facts(owner)
+    assert {f.text for f in stored} == {"Sam lives in Lisbon", "Sam works at Acme"}
+    assert all(f.embedding is None for f in stored)  # kept, not lost
+    waiting = {
+        record_id
+        for event in pending_events("memory.RecordsEmbedPending")
+        for record_id in event.payload["record_ids"]
+    }
+    assert {str(f.id) for f in stored} <= waiting
+    # The outbox's handler embeds them once the model answers.
+    assert records.records_embed_pending(owner_id=owner, record_ids=[f.id for f in stored]) == 2
+    assert all(f.embedding is not None for f in facts(owner))

@@ -26,7 +26,7 @@ import datetime as dt
 import json
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from django.utils import timezone
 from pgvector.django import CosineDistance
@@ -34,11 +34,13 @@ from pgvector.django import CosineDistance
 from lumina.kernel.bus import publish_many
 from lumina.kernel.errors import ApplicationError
 from lumina.kernel.events import Event
+from lumina.memory.errors import EmbeddingUnavailableError
 from lumina.memory.events.records import (
     STORED_BATCH,
     MemoryStored,
     MemorySuperseded,
     MemoryUpdated,
+    RecordsEmbedPending,
 )
 from lumina.memory.models.records import Layer, MemoryRecord
 from lumina.memory.records_types import FactDecision
@@ -48,6 +50,7 @@ from lumina.memory.services.facts import (
     extraction_error_record,
     parse_json_answer,
 )
+from lumina.memory.services.record_rows import records_insert
 from lumina.providers.api import complete
 
 ADD, UPDATE, SUPERSEDE, NOOP = "add", "update", "supersede", "noop"
@@ -160,21 +163,81 @@ def _neighbours(
     return list(found.values())
 
 
+class _Writes:
+    """The rows a consolidation stores and changes, written together: new facts in one
+    COPY (embedded first, each distinct text once), changed known facts in one UPDATE."""
+
+    def __init__(
+        self,
+        owner_id: uuid.UUID,
+        embed: Callable[[list[str]], list[list[float]]] | None,
+        keep_unembedded: bool,
+    ) -> None:
+        self.owner_id = owner_id
+        self.embed = embed
+        self.keep_unembedded = keep_unembedded
+        self.new: dict[uuid.UUID, MemoryRecord] = {}
+        self.changed: dict[uuid.UUID, MemoryRecord] = {}
+        self.unembedded: list[uuid.UUID] = []
+
+    def add(self, row: MemoryRecord) -> None:
+        self.new[row.id] = row
+
+    def change(self, row: MemoryRecord) -> None:
+        if row.id not in self.new:
+            self.changed[row.id] = row
+
+    def flush(self) -> None:
+        rows = list(self.new.values())
+        missing = [row for row in rows if row.embedding is None]
+        if missing and self.embed is not None:
+            try:
+                vectors = dict(
+                    zip(
+                        [row.text for row in missing],
+                        self.embed([row.text for row in missing]),
+                        strict=True,
+                    )
+                )
+            except EmbeddingUnavailableError:
+                if not self.keep_unembedded:
+                    raise
+                vectors = {}
+            for row in missing:
+                row.embedding = vectors.get(row.text)
+        self.unembedded += [row.id for row in rows if row.embedding is None]
+        records_insert(rows)
+        if self.changed:
+            MemoryRecord.objects.bulk_update(
+                list(self.changed.values()),
+                ["provenance", "importance", "superseded_at", "superseded_by"],
+                batch_size=500,
+            )
+        self.new, self.changed = {}, {}
+
+
 def consolidate(
     *,
     owner_id: uuid.UUID,
     candidates: Sequence[Candidate],
-    embeddings: Sequence[Sequence[float] | None],
+    embeddings: Sequence[Sequence[float] | None] | None,
     use_llm: bool = False,
     actor_id: uuid.UUID | None = None,
     expires_at: dt.datetime | None = None,
     metadata: Sequence[dict] | None = None,
+    embed: Callable[[list[str]], list[list[float]]] | None = None,
+    keep_unembedded: bool = False,
 ) -> list[FactDecision]:
     """Apply each candidate (in the order said) to the owner's facts; the caller's
-    transaction holds it all. ``embeddings[i]`` is candidate ``i``'s vector (None: not yet
-    embedded)."""
+    transaction holds it all. ``embeddings[i]`` is candidate ``i``'s vector (None, or no
+    ``embeddings``: not embedded yet). ``embed``: embeds the facts stored without one
+    (``keep_unembedded``: when the model is down they are stored without, and
+    ``RecordsEmbedPending`` finishes them; otherwise the error propagates)."""
     if not candidates:
         return []
+    if embeddings is None:
+        embeddings = [None] * len(candidates)
+    writes = _Writes(owner_id, embed, keep_unembedded)
     now = timezone.now()
     order = sorted(range(len(candidates)), key=lambda i: candidates[i].occurred_at)
     keys = {candidate.key for candidate in candidates}
@@ -205,7 +268,7 @@ def consolidate(
             if merged != list(target.provenance) or candidate.importance > target.importance:
                 target.provenance = merged
                 target.importance = max(target.importance, candidate.importance)
-                target.save(update_fields=["provenance", "importance"])
+                writes.change(target)
                 updated.append(target.id)
             decisions.append(
                 FactDecision(NOOP, target.id, target.text, plan.reason, judged_by=plan.judged_by)
@@ -239,7 +302,7 @@ def consolidate(
             extracted_by=candidate.extracted_by,
             expires_at=expires_at,
         )
-        fact.save()
+        writes.add(fact)
         stored.append(fact.id)
         known.append(fact)
         replaced = None
@@ -247,7 +310,7 @@ def consolidate(
             replaced = target.id
             target.superseded_at = now
             target.superseded_by = fact
-            target.save(update_fields=["superseded_at", "superseded_by"])
+            writes.change(target)
             known.remove(target)
             if plan.decision == SUPERSEDE:
                 closed = MemoryRecord(
@@ -269,7 +332,7 @@ def consolidate(
                     extracted_by=target.extracted_by,
                     expires_at=target.expires_at,
                 )
-                closed.save()
+                writes.add(closed)
                 stored.append(closed.id)
                 known.append(closed)
             events.append(
@@ -284,16 +347,27 @@ def consolidate(
         decisions.append(
             FactDecision(plan.decision, fact.id, fact.text, plan.reason, replaced, plan.judged_by)
         )
+        if use_llm:
+            # The next judgement reads similar facts from the table: this one among them.
+            writes.flush()
+    writes.flush()
     for start in range(0, len(stored), STORED_BATCH):
         events.append(
             MemoryStored(
                 owner_id=owner_id,
                 layer=Layer.SEMANTIC,
                 record_ids=tuple(stored[start : start + STORED_BATCH]),
-                embedded=all(e is not None for e in embeddings),
+                embedded=not writes.unembedded,
                 actor_id=actor_id,
             )
         )
+    events += [
+        RecordsEmbedPending(
+            owner_id=owner_id,
+            record_ids=tuple(writes.unembedded[start : start + STORED_BATCH]),
+        )
+        for start in range(0, len(writes.unembedded), STORED_BATCH)
+    ]
     if updated:
         events.append(
             MemoryUpdated(

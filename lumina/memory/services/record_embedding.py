@@ -49,3 +49,13 @@ def embed_texts(texts: Sequence[str]) -> list[list[float]]:
                 )
         vectors.extend(answer)
     return vectors
+
+
+def embed_distinct(texts: Sequence[str]) -> list[list[float]]:
+    """``embed_texts`` computing each distinct text once (facts repeat: "Sam lives in
+    Lisbon" is stated again and again)."""
+    distinct = list(dict.fromkeys(texts))
+    if len(distinct) == len(texts):
+        return embed_texts(texts)
+    vectors = dict(zip(distinct, embed_texts(distinct), strict=True))
+    return [vectors[text] for text in texts]

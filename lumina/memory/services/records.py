@@ -49,7 +49,8 @@ from lumina.memory.services.facts import (
     llm_extract,
     rules_extract,
 )
-from lumina.memory.services.record_embedding import BATCH, embed_texts
+from lumina.memory.services.record_embedding import BATCH, embed_distinct, embed_texts
+from lumina.memory.services.record_rows import records_insert
 from lumina.security.api import Actor
 
 MAX_TEXT = 32_000
@@ -173,7 +174,7 @@ def turn_record(
 def _embed_ahead(pool: ThreadPoolExecutor, chunks: list[list[str]]) -> list[Future]:
     """Embedding of every chunk, queued on one worker: the next batch is embedded while
     this one is written."""
-    return [pool.submit(embed_texts, chunk) for chunk in chunks]
+    return [pool.submit(embed_distinct, chunk) for chunk in chunks]
 
 
 def turns_store(
@@ -231,19 +232,12 @@ def turns_store(
         return StoreOutcome([], list(existing.values()), [], pending=False)
 
     candidates = rules_extract(_for_extraction(new))
-    by_turn: dict[uuid.UUID, list[int]] = {}
-    for index, candidate in enumerate(candidates):
-        by_turn.setdefault(candidate.turn_ids[0], []).append(index)
+    # Turns only: facts are embedded once consolidation knows which it stores (a fact
+    # already known needs no vector), each distinct text once.
     chunks = [new[start : start + BATCH] for start in range(0, len(new), BATCH)]
-    texts = [
-        [row.text for row in chunk]
-        + [candidates[i].text for row in chunk for i in by_turn.get(row.id, ())]
-        for chunk in chunks
-    ]
-    fact_vectors: list[list[float] | None] = [None] * len(candidates)
     pending = False
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="memory-embed") as pool:
-        futures = _embed_ahead(pool, texts)
+        futures = _embed_ahead(pool, [[row.text for row in chunk] for chunk in chunks])
         try:
             with transaction.atomic():
                 for chunk, future in zip(chunks, futures, strict=True):
@@ -258,14 +252,12 @@ def turns_store(
                             for queued in futures:
                                 queued.cancel()
                     if vectors is not None:
-                        for row, vector in zip(chunk, vectors, strict=False):
+                        for row, vector in zip(chunk, vectors, strict=True):
                             row.embedding = vector
-                        rest = iter(vectors[len(chunk) :])
-                        for row in chunk:
-                            for i in by_turn.get(row.id, ()):
-                                fact_vectors[i] = next(rest)
-                    MemoryRecord.objects.bulk_create(chunk, ignore_conflicts=True)
-                decisions = _after_store(owner_id, new, candidates, fact_vectors, pending, actor_id)
+                    records_insert(chunk, ignore_conflicts=True)
+                decisions = _after_store(
+                    owner_id, new, candidates, pending, actor_id, keep_when_unembedded
+                )
         finally:
             for future in futures:
                 future.cancel()
@@ -290,9 +282,9 @@ def _after_store(
     owner_id: uuid.UUID,
     new: list[MemoryRecord],
     candidates: list[Candidate],
-    fact_vectors: list[list[float] | None],
     pending: bool,
     actor_id: uuid.UUID | None,
+    keep_unembedded: bool,
 ) -> list[FactDecision]:
     """Events for the stored turns and, once embedded, their facts consolidated."""
     ids = [row.id for row in new]
@@ -319,22 +311,29 @@ def _after_store(
             for start in range(0, len(unembedded), STORED_BATCH)
         ]
         embedded_ids = {row.id for row in new if row.embedding is not None}
-        keep = [i for i, c in enumerate(candidates) if c.turn_ids[0] in embedded_ids]
-        candidates = [candidates[i] for i in keep]
-        fact_vectors = [fact_vectors[i] for i in keep]
+        candidates = [c for c in candidates if c.turn_ids[0] in embedded_ids]
     publish_many(events)
-    return _facts_consolidate(owner_id, new, candidates, fact_vectors, actor_id)
+    return _facts_consolidate(
+        owner_id, new, candidates, None, actor_id, keep_unembedded=keep_unembedded
+    )
 
 
 def _facts_consolidate(
     owner_id: uuid.UUID,
     turns: list[MemoryRecord],
     candidates: list[Candidate],
-    vectors: list[list[float] | None],
+    vectors: list[list[float] | None] | None,
     actor_id: uuid.UUID | None,
+    *,
+    keep_unembedded: bool = False,
 ) -> list[FactDecision]:
-    """Rule facts, plus a chat model's when one is configured, consolidated."""
+    """Rule facts, plus a chat model's when one is configured, consolidated. Without
+    ``vectors``, consolidation embeds the facts it stores (``keep_unembedded``: a model
+    that is down leaves them to the outbox instead of failing)."""
     use_llm = llm_available()
+    if use_llm and vectors is None:
+        # The chat model's judgement compares each candidate with similar facts by vector.
+        vectors = list(embed_distinct([c.text for c in candidates])) if candidates else []
     if use_llm:
         extra: list[Candidate] = []
         extractable = [row for row in turns if row.embedding is not None]
@@ -356,6 +355,8 @@ def _facts_consolidate(
         candidates=candidates,
         embeddings=vectors,
         metadata=[dict(metadata_of.get(c.turn_ids[0]) or {}) for c in candidates],
+        embed=embed_distinct,
+        keep_unembedded=keep_unembedded,
         use_llm=use_llm,
         actor_id=actor_id,
         expires_at=policy.expires_at_for(
@@ -382,7 +383,6 @@ def records_embed_pending(*, owner_id: uuid.UUID, record_ids: Sequence[uuid.UUID
         MemoryRecord.objects.bulk_update(rows, ["embedding"], batch_size=500)
         turns = [row for row in rows if row.layer == Layer.WORKING]
         candidates = rules_extract(_for_extraction(turns))
-        fact_vectors = embed_texts([c.text for c in candidates]) if candidates else []
         publish_many(
             [
                 MemoryUpdated(
@@ -393,7 +393,7 @@ def records_embed_pending(*, owner_id: uuid.UUID, record_ids: Sequence[uuid.UUID
                 for start in range(0, len(rows), STORED_BATCH)
             ]
         )
-        _facts_consolidate(owner_id, turns, candidates, list(fact_vectors), None)
+        _facts_consolidate(owner_id, turns, candidates, None, None)
     return len(rows)
 
 

@@ -484,6 +484,28 @@ def _record_dto(row: _Record) -> MemoryRecordDTO:
     )
 
 
+def _graph_slots(
+    scored: list[tuple[uuid.UUID, float, dict[str, float]]],
+    graph_info: Mapping[uuid.UUID, Any],
+    k: int,
+) -> list[tuple[uuid.UUID, float, dict[str, float]]]:
+    """At most ``GRAPH_SLOTS`` of the k hits may be records the graph lifted; the others
+    it lifted wait after the k, in order."""
+    from lumina.memory.services.graph_search import GRAPH_SLOTS
+
+    slots = max(1, math.ceil(k * GRAPH_SLOTS))
+    head, held = [], []
+    for item in scored:
+        info = graph_info.get(item[0])
+        if info is not None and info.lifted and len(head) < k:
+            if slots == 0:
+                held.append(item)
+                continue
+            slots -= 1
+        head.append(item)
+    return head[:k] + held + head[k:]
+
+
 def _why(
     row: _Record,
     parts: Mapping[str, float],
@@ -600,22 +622,22 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
         expanded = graph_search(
             owner_id=owner_id,
             hybrid=sorted(fused, key=lambda r: (-fused[r], str(r))),
+            scores=fused,
             eligible=base,
             query_text=q.query,
             query_embedding=embedding,
-            k=depth,
+            k=q.k,
         )
-        top = max((g.graph_score for g in expanded), default=0.0) or 1.0
         graph_fused = {}
         for g in expanded:
             graph_info[g.record_id] = g
-            # Half hybrid relevance, half the graph's (similarity lifted by entity links):
-            # a record only the graph found competes on its links and meaning.
-            share = fused.get(g.record_id, 0.0) / best
-            graph_fused[g.record_id] = (share + g.graph_score / top) / 2 * best
-            parts = components.setdefault(g.record_id, {})
-            parts["graph"] = round(g.graph_score, 6)
-            parts["graph_link"] = round(g.link, 6)
+            # Its own relevance, or (if higher) the one it inherits from the hit that
+            # reached it: the graph adds evidence and displaces only weaker hits.
+            graph_fused[g.record_id] = g.score
+            if g.graph_score > 0:
+                parts = components.setdefault(g.record_id, {})
+                parts["graph"] = round(g.graph_score, 6)
+                parts["graph_link"] = round(g.link, 6)
         fused = graph_fused
         _records_read(fused, records)
 
@@ -664,6 +686,8 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
         )
         scored.append((record_id, round(score, 6), parts))
     scored.sort(key=lambda item: (-item[1], str(item[0])))
+    if graph_info:
+        scored = _graph_slots(scored, graph_info, q.k)
     hits = [
         MemoryHit(
             record=_record_dto(records[record_id]),
