@@ -201,13 +201,17 @@ def topics_assign(*, record_ids: Sequence[uuid.UUID]) -> int:
     )
     if not records:
         return 0
-    wanted = Q(pk__in=[])
+    # One condition per scope, not per record: an import's records share a few scopes.
+    scope_keys: set[tuple[uuid.UUID, str, str]] = set()
     for _, owner_id, agent_id, session_id, _ in records:
-        wanted |= Q(owner_id=owner_id, scope=TopicScope.USER, scope_key="")
+        scope_keys.add((owner_id, TopicScope.USER, ""))
         if agent_id:
-            wanted |= Q(owner_id=owner_id, scope=TopicScope.AGENT, scope_key=agent_id)
+            scope_keys.add((owner_id, TopicScope.AGENT, agent_id))
         if session_id:
-            wanted |= Q(owner_id=owner_id, scope=TopicScope.SESSION, scope_key=session_id)
+            scope_keys.add((owner_id, TopicScope.SESSION, session_id))
+    wanted = Q(pk__in=[])
+    for owner_id, scope, scope_key in scope_keys:
+        wanted |= Q(owner_id=owner_id, scope=scope, scope_key=scope_key)
     leaves = list(
         Topic.objects.filter(wanted, level=0, centroid__isnull=False).values_list(
             "id", "owner_id", "scope", "scope_key", "centroid", "size"
