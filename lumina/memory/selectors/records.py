@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Sequence
-from typing import overload
+from collections.abc import Mapping, Sequence
+from typing import Any, overload
 
 from django.db.models import BooleanField, Count, ExpressionWrapper, Q, QuerySet
 
@@ -25,6 +25,25 @@ def record_dto(row: MemoryRecord, *, embedded: bool | None = None) -> MemoryReco
         access = row.access
     except MemoryAccess.DoesNotExist:
         access = None
+    return record_dto_of(
+        row,
+        metadata=row.metadata,
+        access_count=access.count if access is not None else 0,
+        last_accessed_at=access.last_accessed_at if access is not None else None,
+        embedded=row.embedding is not None if embedded is None else embedded,
+    )
+
+
+def record_dto_of(
+    row: Any,
+    *,
+    metadata: Mapping[str, Any] | None,
+    access_count: int,
+    last_accessed_at: dt.datetime | None,
+    embedded: bool,
+) -> MemoryRecordDTO:
+    """The DTO of any row with a record's column attributes (a model instance, or a row
+    read by raw SQL), given what such rows hold differently."""
     return MemoryRecordDTO(
         id=row.id,
         owner_id=row.owner_id,
@@ -36,11 +55,11 @@ def record_dto(row: MemoryRecord, *, embedded: bool | None = None) -> MemoryReco
         text=row.text,
         external_id=row.external_id,
         fact_key=row.fact_key,
-        metadata=dict(row.metadata or {}),
+        metadata=dict(metadata or {}),
         occurred_at=row.occurred_at,
         importance=row.importance,
-        access_count=access.count if access is not None else 0,
-        last_accessed_at=access.last_accessed_at if access is not None else None,
+        access_count=access_count,
+        last_accessed_at=last_accessed_at,
         valid_from=row.valid_from,
         valid_to=row.valid_to,
         recorded_at=row.recorded_at,
@@ -50,7 +69,7 @@ def record_dto(row: MemoryRecord, *, embedded: bool | None = None) -> MemoryReco
         extracted_by=row.extracted_by,
         expires_at=row.expires_at,
         expired_at=row.expired_at,
-        embedded=row.embedding is not None if embedded is None else embedded,
+        embedded=embedded,
     )
 
 

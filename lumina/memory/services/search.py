@@ -52,6 +52,7 @@ from lumina.memory.records_types import (
     TimeWindow,
 )
 from lumina.memory.selectors.record_access import READ, owner_resolve
+from lumina.memory.selectors.records import record_dto_of
 from lumina.memory.services import policy
 from lumina.memory.services.record_embedding import embed_texts
 from lumina.memory.services.timeparse import time_windows
@@ -454,32 +455,11 @@ def _accessed(record_ids: list[uuid.UUID]) -> None:
 
 
 def _record_dto(row: _Record) -> MemoryRecordDTO:
-    metadata = json.loads(row.metadata) if isinstance(row.metadata, str) else row.metadata
-    return MemoryRecordDTO(
-        id=row.id,
-        owner_id=row.owner_id,
-        agent_id=row.agent_id,
-        session_id=row.session_id,
-        layer=row.layer,
-        speaker=row.speaker,
-        label=row.label,
-        text=row.text,
-        external_id=row.external_id,
-        fact_key=row.fact_key,
-        metadata=dict(metadata or {}),
-        occurred_at=row.occurred_at,
-        importance=row.importance,
+    return record_dto_of(
+        row,
+        metadata=json.loads(row.metadata) if isinstance(row.metadata, str) else row.metadata,
         access_count=row.access_count or 0,
         last_accessed_at=row.last_accessed_at,
-        valid_from=row.valid_from,
-        valid_to=row.valid_to,
-        recorded_at=row.recorded_at,
-        superseded_at=row.superseded_at,
-        superseded_by=row.superseded_by_id,
-        provenance=tuple(row.provenance or ()),
-        extracted_by=row.extracted_by,
-        expires_at=row.expires_at,
-        expired_at=row.expired_at,
         embedded=row.has_embedding,
     )
 
