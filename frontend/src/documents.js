@@ -147,6 +147,8 @@ function startEditor(id, editable) {
         "&": { minHeight: "12rem", border: "1px solid #7a8594", borderRadius: "4px", background: "#fff" },
         "&.cm-focused": { outline: "3px solid #c25e00", outlineOffset: "2px" },
         ".cm-content": { fontFamily: "ui-monospace, monospace", padding: "0.5rem 0" },
+        // A name label shows on hover; faded half-way, its white text lacks contrast.
+        ".cm-ySelectionInfo": { transition: "none" },
       }),
       yCollab(text, provider.awareness),
     ],

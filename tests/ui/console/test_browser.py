@@ -322,6 +322,10 @@ def test_two_people_edit_one_document_together_and_the_export_has_their_text(
     assert export.status == 200
     assert typed in export.text()
 
+    # The other's name label shows in full when hovered (axe checks it shown, not half-faded).
+    page.locator(".cm-ySelectionCaret").hover()
+    label = page.locator(".cm-ySelectionInfo", has_text=editor)
+    assert label.evaluate("e => getComputedStyle(e).opacity") == "1"
     assert axe_violations(page) == []
     screenshot(page, "documents-editor")
     screenshot(other, "documents-editor-shared")
