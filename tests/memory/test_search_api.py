@@ -92,6 +92,25 @@ def test_before_the_move_means_before_the_turn_that_mentions_it(history):
     assert "Lisbon" in top["text"]
 
 
+def test_an_anchor_said_alike_several_times_means_the_first(people):
+    # Equally good matches of "truck": the period ends where it first came up, whichever
+    # record the database happens to hold first.
+    import json
+
+    turns = [
+        {"speaker": "Tom", "text": "The truck.", "occurred_at": f"2024-{month:02d}-10T12:00:00Z"}
+        for month in (5, 2, 8)
+    ]
+    sessions = [{"session_id": f"s{i}", "turns": [turn]} for i, turn in enumerate(turns)]
+    records_import(
+        actor=actor_as(people.developer), text=json.dumps({"sessions": sessions}), fmt="json"
+    )
+    body = search(client_as(people.developer), query="What did Tom do before the truck?").json()
+    [window] = body["time_windows"]
+    assert window["anchor"] == "truck"
+    assert window["end"].startswith("2024-02-10")
+
+
 def test_facts_and_their_history_answer_as_of(history):
     client = client_as(history)
     now = search(client, query="Where does Sam live?", layers=["semantic"], k=3).json()

@@ -70,6 +70,8 @@ OUTSIDE_PERIOD = 0.5
 HELD_IN_PERIOD = 0.85  # a fact that held then, though said at another time
 NO_LONGER_TRUE = 0.8
 SEARCH_LAYERS = (Layer.WORKING, Layer.EPISODIC, Layer.SEMANTIC)
+# Text matches of a period's anchor ("before the move") read to find the first said.
+ANCHOR_TIES = 20
 # Embeds questions while the text retrievers run (the embedder holds no database handle).
 _embedder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memory-search-embed")
 _TSQUERY = f"replace(plainto_tsquery('{TEXT_SEARCH_CONFIG}', %s)::text, ' & ', ' | ')::tsquery"
@@ -307,17 +309,18 @@ def _text_ranking(
 
 
 def _resolve_anchors(windows: list[TimeWindow], base: QuerySet[MemoryRecord]) -> list[TimeWindow]:
-    """ "before the move": when the best text match of "move" was said."""
+    """ "before the move": when the best text match of "move" was said; of several equally
+    good, the first said (where the thing came up)."""
     resolved = []
     for window in windows:
         if not window.anchor:
             resolved.append(window)
             continue
         found: dict[uuid.UUID, _Record] = {}
-        best = _text_ranking(base, window.anchor, 1, found)
+        best = _text_ranking(base, window.anchor, ANCHOR_TIES, found)
         if not best:
             continue
-        said = found[best[0][0]].occurred_at
+        said = min(found[r].occurred_at for r, score in best if score >= best[0][1] - 1e-9)
         if window.kind == "before":
             resolved.append(dataclasses.replace(window, end=said))
         else:
