@@ -299,7 +299,7 @@ def main() -> None:
     finally:
         from lumina.providers.services.usage import usage_writer_stop
 
-        usage_writer_stop(flush=False)
+        usage_writer_stop(flush=True)  # the embeddings' usage, while the database exists
         connections.close_all()
         pgserver.recreate_database(socket_dir, DATABASE, create=False)
         if held:
