@@ -3,6 +3,8 @@ hybrid order, nothing outside the eligible set is read, and plain hybrid never c
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from lumina.memory.models.records import MemoryRecord
@@ -210,3 +212,19 @@ def test_records_the_graph_lifted_take_at_most_half_the_hits(people, history, mo
     ids = [hit.record.id for hit in result.hits]
     assert len(ids) == 4
     assert sum(record_id in lifted for record_id in ids) == 2
+
+
+def test_the_best_hybrid_hits_keep_their_places(people, history, monkeypatch):
+    from lumina.memory.services.search import SearchQuery, search_records
+
+    owner = people.developer.id
+    query = SearchQuery(query=QUESTION, k=10, mode="hybrid", time_aware=False)
+    plain = [hit.record.id for hit in search_records(owner_id=owner, search=query).hits]
+    # The graph lifts every record hybrid ranked below the first five above all of them.
+    lifted = [r.id for r in history if r.id not in plain[:5]]
+    monkeypatch.setattr(graph_module, "graph_search", _lifting(lifted))
+    graph = search_records(owner_id=owner, search=dataclasses.replace(query, mode="graph"))
+    ids = [hit.record.id for hit in graph.hits]
+    assert ids[:5] == plain[:5]
+    assert all(record_id in lifted for record_id in ids[5:])
+    assert len(ids) == 10

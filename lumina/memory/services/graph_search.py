@@ -13,12 +13,16 @@ in ``graph`` mode runs hybrid search first; this module then
    a top hit in its session;
 3. gives each a score derived from the hit that reached it: that hit's relevance × the
    edge (noisy-or of the shared entities' weights; ½ per step away in a session) ×
-   ``DECAY`` (one hop). A record keeps its own hybrid score when that is higher.
+   ``DECAY`` (one hop). A record keeps its own hybrid score when that is higher. How
+   close a linked record is to the question does not count against it: the other half
+   of a multi-hop answer is, by its nature, the part that does not sound like the question.
 
 The retrieved records keep their scores and order; a linked record can pass only weaker
-ones, never the hit that reached it, and search caps how many of the ``k`` slots linked
-records may take (``GRAPH_SLOTS``). Each result says which entities linked it and from
-which hits. Plain hybrid search never calls this module: all graph work is here.
+ones, never the hit that reached it. Search keeps the best ``GRAPH_AFTER`` hybrid hits
+in their places (the graph never makes the first hits worse) and caps how many of the
+``k`` slots linked records may take (``GRAPH_SLOTS``). Each result says which entities
+linked it and from which hits. Plain hybrid search never calls this module: all graph
+work is here.
 """
 
 from __future__ import annotations
@@ -30,7 +34,6 @@ import uuid
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from django.db import connection
 from django.db.models import QuerySet, Value
 
 from lumina.memory.models.records import Layer, MemoryRecord
@@ -52,9 +55,10 @@ NEIGHBOURS = 2
 NEIGHBOUR_LINK = 0.5
 # What one hop keeps of the relevance of the hit it starts from.
 DECAY = 0.5
-# The largest share of a search's k hits that records only the graph lifted may take.
+# The largest share of a search's k hits that records only the graph lifted may take,
+# after the best GRAPH_AFTER hybrid hits, which keep their places.
 GRAPH_SLOTS = 0.5
-CLOSENESS_POWER = 1.0
+GRAPH_AFTER = 5
 _QUESTION = None  # the seed standing for the question's own entities
 # Relations that say something about how two entities are connected; co-mention is
 # already the mention walk itself.
@@ -85,21 +89,6 @@ def _query_entities(owner_id: uuid.UUID, query_text: str) -> dict[uuid.UUID, str
     return dict(
         Entity.objects.filter(owner_id=owner_id, key__in=list(keys)).values_list("id", "name")
     )
-
-
-def _similarities(
-    record_ids: Sequence[uuid.UUID], query_embedding: Sequence[float] | None
-) -> dict[uuid.UUID, float]:
-    if not record_ids or query_embedding is None:
-        return {}
-    vector = "[" + ",".join(repr(float(x)) for x in query_embedding) + "]"
-    with connection.cursor() as cursor:
-        cursor.execute(
-            "SELECT id, 1 - (embedding <=> %s::vector) FROM memory_memoryrecord "
-            "WHERE id = ANY(%s) AND embedding IS NOT NULL",
-            [vector, list(record_ids)],
-        )
-        return {row[0]: float(row[1]) for row in cursor.fetchall()}
 
 
 def _neighbours(
@@ -146,7 +135,6 @@ def graph_search(
     query_text: str,
     k: int,
     scores: Mapping[uuid.UUID, float] | None = None,
-    query_embedding: Sequence[float] | None = None,
 ) -> list[GraphRanked]:
     """The hybrid ranking (record ids, best first; ``scores``: their fused relevance)
     with what the graph adds, best first.
@@ -277,15 +265,6 @@ def graph_search(
         seeds_of[record_id].add(seed)
         beside.add(record_id)
     linked = sorted(derived, key=lambda r: (-derived[r], str(r)))[:MAX_LINKED]
-    # A linked record further from the question than the hit that reached it inherits
-    # that much less: the link says it is connected, its meaning how much it answers.
-    closeness = _similarities([*linked, *seeds], query_embedding)
-    if closeness:
-        for record_id in linked:
-            own = max(closeness.get(record_id, 0.0), 0.0)
-            best = max([closeness.get(s, 0.0) for s in seeds_of[record_id]] or [0.0])
-            if best > 0:
-                derived[record_id] *= min(own / best, 1.0) ** CLOSENESS_POWER
 
     merged = {record_id: scores.get(record_id, 0.0) for record_id in hybrid}
     lifted = set()

@@ -283,14 +283,17 @@ def _text_ranking(
     PostgreSQL's ranking has no document frequency, so "Sam" (in every other turn) would
     count as much as "hiking"; each word here weighs ln(1 + matches / matches of it),
     counted among the records that match any word, times the cover density rank."""
-    eligible_sql, eligible_params = rows.values("id", "search").query.sql_with_params()
+    eligible_sql, eligible_params = rows.values(
+        "id", "search", "occurred_at"
+    ).query.sql_with_params()
     sql = f"""
         WITH words AS (
             SELECT DISTINCT quote_literal(lexeme)::tsquery AS word
             FROM unnest(tsvector_to_array(to_tsvector('{TEXT_SEARCH_CONFIG}', %s))) AS lexeme
         ),
         matches AS (
-            SELECT e.id, e.search FROM ({eligible_sql}) AS e WHERE e.search @@ {_TSQUERY}
+            SELECT e.id, e.search, e.occurred_at FROM ({eligible_sql}) AS e
+            WHERE e.search @@ {_TSQUERY}
         ),
         weights AS (
             SELECT words.word, ln(1 + (SELECT count(*) FROM matches)::float / count(*)) AS idf
@@ -300,12 +303,18 @@ def _text_ranking(
         SELECT matches.id,
                sum(weights.idf) * (1 + ts_rank_cd(matches.search, {_TSQUERY}, 32)) AS score
         FROM matches JOIN weights ON matches.search @@ weights.word
-        GROUP BY matches.id, matches.search
-        ORDER BY score DESC, matches.id
+        GROUP BY matches.id, matches.search, matches.occurred_at
+        ORDER BY score DESC, matches.occurred_at DESC, matches.id
         LIMIT %s
     """  # noqa: S608 (constants and the ORM's parameterised SQL)
     found = _ranked_records(sql, [text, *eligible_params, text, text, limit], records)
-    return sorted(found, key=lambda x: (-x[1], x[0]))
+    return sorted(found, key=lambda x: (-x[1], _newest_first(records[x[0]]), x[0]))
+
+
+def _newest_first(row: _Record) -> float:
+    """Equal scores (old records share the recency floor): the newer first, not whichever
+    random id sorts first."""
+    return -row.occurred_at.timestamp()
 
 
 def _resolve_anchors(windows: list[TimeWindow], base: QuerySet[MemoryRecord]) -> list[TimeWindow]:
@@ -472,15 +481,23 @@ def _graph_slots(
     graph_info: Mapping[uuid.UUID, Any],
     k: int,
 ) -> list[tuple[uuid.UUID, float, dict[str, float]]]:
-    """At most ``GRAPH_SLOTS`` of the k hits may be records the graph lifted; the others
-    it lifted wait after the k, in order."""
-    from lumina.memory.services.graph_search import GRAPH_SLOTS
+    """At most ``GRAPH_SLOTS`` of the k hits may be records the graph lifted, and never
+    one of the first ``GRAPH_AFTER`` (fewer if k leaves no room): the best hybrid hits
+    keep their places. The others it lifted wait after the k, in order."""
+    from lumina.memory.services.graph_search import GRAPH_AFTER, GRAPH_SLOTS
+
+    def lifted(item: tuple[uuid.UUID, float, dict[str, float]]) -> bool:
+        info = graph_info.get(item[0])
+        return info is not None and info.lifted
 
     slots = max(1, math.ceil(k * GRAPH_SLOTS))
-    head, held = [], []
+    first = [item for item in scored if not lifted(item)][: min(GRAPH_AFTER, k - slots)]
+    kept = {item[0] for item in first}
+    head, held = list(first), []
     for item in scored:
-        info = graph_info.get(item[0])
-        if info is not None and info.lifted and len(head) < k:
+        if item[0] in kept:
+            continue
+        if lifted(item) and len(head) < k:
             if slots == 0:
                 held.append(item)
                 continue
@@ -608,7 +625,6 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             scores=fused,
             eligible=base,
             query_text=q.query,
-            query_embedding=embedding,
             k=q.k,
         )
         graph_fused = {}
@@ -668,7 +684,7 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             validity=round(validity, 6),
         )
         scored.append((record_id, round(score, 6), parts))
-    scored.sort(key=lambda item: (-item[1], str(item[0])))
+    scored.sort(key=lambda item: (-item[1], _newest_first(records[item[0]]), item[0]))
     if graph_info:
         scored = _graph_slots(scored, graph_info, q.k)
     hits = [
