@@ -178,3 +178,21 @@ def test_facts_of_an_import_wait_for_the_outbox_when_the_model_fails_after_the_t
     # The outbox's handler embeds them once the model answers.
     assert records.records_embed_pending(owner_id=owner, record_ids=[f.id for f in stored]) == 2
     assert all(f.embedding is not None for f in facts(owner))
+
+
+@pytest.mark.parametrize(
+    ("said", "facts"),
+    [
+        ("I like her already.", []),  # a pronoun with a filler is no fact
+        ("We love them still.", []),
+        ("I visited my parents in Leeds.", ["Ravi visited Ravi's parents in Leeds"]),
+        ("I really like pottery a lot.", ["Ravi likes pottery"]),
+    ],
+)
+def test_rule_facts_drop_pronouns_and_name_the_speakers_own(said, facts):
+    import uuid
+
+    from lumina.memory.services.facts import TurnForExtraction, rules_extract
+
+    turn = TurnForExtraction(uuid.uuid4(), "Ravi", said, dt.datetime(2024, 5, 1, tzinfo=dt.UTC))
+    assert [candidate.text for candidate in rules_extract([turn])] == facts

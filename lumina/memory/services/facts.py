@@ -152,12 +152,16 @@ _VAGUE = frozenset(
 
 _TRAILING_TIME = re.compile(
     r"\s+(?:last|this|next)\s+\w+$|\s+(?:yesterday|today|tonight|recently|now|again|"
-    r"anymore|too|as well|a lot|so much|very much)$|(?:\s+\w+){1,2}\s+ago$",
+    r"anymore|already|still|anyway|though|actually|too|as well|a lot|so much|very much)$|"
+    r"(?:\s+\w+){1,2}\s+ago$",
     re.IGNORECASE,
 )
 _VAGUE_START = re.compile(
     r"^(?:a|an)\s+(?:question|idea|feeling|lot|bit|few|minute|moment)\b", re.I
 )
+
+
+_MY = re.compile(r"^(?:my|our)\s+", re.IGNORECASE)
 
 
 def _clean_value(raw: str) -> str | None:
@@ -187,6 +191,8 @@ def rules_extract(turns: Iterable[TurnForExtraction]) -> list[Candidate]:
                 value = _clean_value(match.group("value"))
                 if value is None:
                     continue
+                # "I visited my parents": the speaker's parents, in a fact about the speaker.
+                value = _MY.sub(f"{subject}'s ", value)
                 groups = match.groupdict()
                 thing = normalise(groups.get("thing") or "")
                 name = attribute.format(thing=thing.replace(" ", "_"))
