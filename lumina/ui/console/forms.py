@@ -88,23 +88,33 @@ def argument_fields(schema: Mapping[str, Any]) -> list[ArgumentField]:
         if isinstance(prop.get("enum"), list):
             kind = "enum"
             choices = tuple((json.dumps(value), str(value)) for value in prop["enum"])
-        if default is None:
-            shown = ""
-        elif kind in ("json", "enum"):
-            shown = json.dumps(default)
-        elif kind == "boolean":
-            shown = "true" if default is True else ""
-        else:
-            shown = str(default)
         fields.append(
             ArgumentField(
                 name=name, label=str(prop.get("title") or name),
                 description=str(prop.get("description") or ""), required=name in required,
                 kind=kind, choices=choices, minimum=prop.get("minimum"),
-                maximum=prop.get("maximum"), max_length=prop.get("maxLength"), default=shown,
+                maximum=prop.get("maximum"), max_length=prop.get("maxLength"),
+                default=_shown(kind, default),
             )
         )  # fmt: skip
     return fields
+
+
+def _shown(kind: str, value: Any) -> str:
+    """A value as its input shows it (what ``argument_values`` reads back)."""
+    if value is None:
+        return ""
+    if kind in ("json", "enum"):
+        return json.dumps(value)
+    if kind == "boolean":
+        return "true" if value is True else ""
+    return str(value)
+
+
+def argument_inputs(fields: list[ArgumentField], arguments: Any) -> dict[str, str]:
+    """The run form's inputs filled with the arguments of a run, to show what was run."""
+    given = arguments if isinstance(arguments, dict) else {}
+    return {field.input_name: _shown(field.kind, given.get(field.name)) for field in fields}
 
 
 def argument_values(

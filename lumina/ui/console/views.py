@@ -57,7 +57,14 @@ from lumina.security.api import (
 )
 from lumina.tools import api as tools_api
 from lumina.ui import api as ui_api
-from lumina.ui.console.forms import ChatForm, DashboardFilters, argument_fields, argument_values
+from lumina.ui.console.forms import (
+    ArgumentField,
+    ChatForm,
+    DashboardFilters,
+    argument_fields,
+    argument_inputs,
+    argument_values,
+)
 
 # No inline script or style anywhere: every script and stylesheet is a bundle of ours.
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -105,6 +112,14 @@ def signed_in(request: HttpRequest) -> bool:
     return not mfa_status(user_id=user.pk).enabled
 
 
+def _see_other(url: str) -> HttpResponseRedirect:
+    """Post/redirect/get: the page a form succeeded on, read again with GET, so that
+    reloading it does not send the form twice."""
+    response = HttpResponseRedirect(url)
+    response.status_code = 303
+    return response
+
+
 def _error(status: int, code: str, message: str, fields: dict | None = None) -> JsonResponse:
     body = {"error": {"code": code, "message": message, "fields": fields or {}}}
     return with_csp(JsonResponse(body, status=status))
@@ -112,7 +127,9 @@ def _error(status: int, code: str, message: str, fields: dict | None = None) -> 
 
 def page(name: str, *, methods: tuple[str, ...] = ("GET",)) -> Callable:
     """A console page: signed-in users only (others go to the login page), CSP on. A page
-    that takes ``POST`` has forms that work without JavaScript (CSRF checked as always)."""
+    that takes ``POST`` has forms that work without JavaScript (CSRF checked as always);
+    its view returns the template's context, or a response of its own (the redirect after
+    a form that succeeded), which goes out as it is, with the CSP."""
 
     def decorate(view: Callable) -> Callable:
         @functools.wraps(view)
@@ -122,7 +139,10 @@ def page(name: str, *, methods: tuple[str, ...] = ("GET",)) -> Callable:
             if not signed_in(request):
                 query = urlencode({"next": request.get_full_path()})
                 return with_csp(HttpResponseRedirect(f"{reverse('console:login')}?{query}"))
-            context = {"page": name, "pages": PAGES, **view(request)}
+            answer = view(request)
+            if isinstance(answer, HttpResponse):
+                return with_csp(answer)
+            context = {"page": name, "pages": PAGES, **answer}
             response = render(request, f"console/{name}.html", context)
             response["Cache-Control"] = "no-store"
             return with_csp(response)
@@ -378,8 +398,10 @@ def _model_row(item: ModelOverview) -> dict[str, Any]:
 
 
 @page("tools", methods=("GET", "POST"))
-def tools(request: HttpRequest) -> dict[str, Any]:
+def tools(request: HttpRequest) -> dict[str, Any] | HttpResponse:
     context = _tools(request)
+    if isinstance(context, HttpResponse):
+        return context
     error = context.get("run_error") or {}
     fields = error.get("fields", {})
     context["rows"] = [
@@ -397,9 +419,11 @@ def tools(request: HttpRequest) -> dict[str, Any]:
     return context
 
 
-def _tools(request: HttpRequest) -> dict[str, Any]:
+def _tools(request: HttpRequest) -> dict[str, Any] | HttpResponse:
     """The tools, and the chosen one's run form (``?tool=<name>``), generated from its
-    argument schema; a POST runs it, so the form works without JavaScript too."""
+    argument schema. A POST runs it, so the form works without JavaScript too, and
+    answers 303 to ``?tool=<name>&execution=<id>``, whose GET shows that execution;
+    a refused run is rendered in the POST's answer, beside the inputs."""
     actor = actor_of(request)
     context: dict[str, Any] = {
         "tools": [], "tool": None, "fields": [], "values": {}, "problem": "",
@@ -416,7 +440,7 @@ def _tools(request: HttpRequest) -> dict[str, Any]:
     fields = argument_fields(tool.input_schema)
     context.update(tool=tool, fields=fields, values={f.input_name: f.default for f in fields})
     if request.method != "POST":
-        return context
+        return _execution_shown(request.GET.get("execution"), fields, actor, context)
     context["values"] = {f.input_name: request.POST.get(f.input_name, "") for f in fields}
     arguments, problems = argument_values(fields, request.POST)
     if problems:
@@ -427,7 +451,30 @@ def _tools(request: HttpRequest) -> dict[str, Any]:
     except ApplicationError as error:
         context["run_error"] = {"message": error.message, "fields": _field_messages(error)}
         return context
+    query = urlencode({"tool": tool.name, "execution": execution.id})
+    return _see_other(f"{reverse('console:tools')}?{query}")
+
+
+def _execution_shown(
+    wanted: str | None, fields: list[ArgumentField], actor: Any, context: dict[str, Any]
+) -> dict[str, Any]:
+    """The run named by ``?execution=``, with the form filled as it was run, when the
+    viewer may see it (``tools.api.execution_get``: their own, or with read_all)."""
+    if wanted is None:
+        return context
+    try:
+        execution_id = uuid.UUID(wanted)
+    except ValueError:
+        context["run_error"] = {"message": "That is not an execution's id.", "fields": {}}
+        return context
+    execution = tools_api.execution_get(execution_id, actor=actor)
+    if execution is None or execution.tool_name != context["tool"].name:
+        # Someone else's run reads as no run at all: whether it exists is not told.
+        message = f"No execution {execution_id} of {context['tool'].name} that you may see."
+        context["run_error"] = {"message": message, "fields": {}}
+        return context
     context["execution"] = execution
+    context["values"] = argument_inputs(fields, execution.arguments)
     context["output"] = orjson.dumps(
         execution.result
         if execution.status == "succeeded"
@@ -445,11 +492,16 @@ def _field_messages(error: ApplicationError) -> dict[str, list[str]]:
 
 
 @page("memory", methods=("GET", "POST"))
-def memory(request: HttpRequest) -> dict[str, Any]:
+def memory(request: HttpRequest) -> dict[str, Any] | HttpResponse:
     """Search (a GET form, ``?query=``), the pinned blocks (each a form that POSTs) and the
     entity graph, rendered here so that they work without JavaScript; the facts list is
-    read by the page's script."""
+    read by the page's script. A pinned block saved answers 303 to
+    ``?saved=<id>#pinned-<id>``, whose GET marks it saved; a refusal is rendered in the
+    POST's answer, beside the block's inputs."""
     actor = actor_of(request)
+    edited = _pinned_post(request, actor) if request.method == "POST" else None
+    if isinstance(edited, HttpResponse):
+        return edited
     context: dict[str, Any] = {"problem": "", "search": None, "search_error": None}
     query = request.GET.get("query", "")
     context["query"] = query
@@ -467,15 +519,22 @@ def memory(request: HttpRequest) -> dict[str, Any]:
                     "message": error.message,
                     "fields": _field_messages(error),
                 }
-    edited = _pinned_post(request, actor) if request.method == "POST" else None
     try:
         blocks = memory_api.pinned_list(actor=actor)
     except ApplicationError as error:
         blocks, context["problem"] = [], error.message
+    # "Saved" belongs to the GET after a save, not to a later form sent from that address.
+    saved = _uuid_or_none(request.GET.get("saved", "")) if request.method != "POST" else None
     context["pinned"] = [
         edited
         if edited and edited["block"].id == block.id
-        else {"block": block, "label": block.label, "text": block.text, "error": None}
+        else {
+            "block": block,
+            "label": block.label,
+            "text": block.text,
+            "error": None,
+            "saved": block.id == saved,
+        }
         for block in blocks
     ]
     try:
@@ -495,11 +554,18 @@ def memory(request: HttpRequest) -> dict[str, Any]:
     return context
 
 
-def _pinned_post(request: HttpRequest, actor: Any) -> dict[str, Any] | None:
-    """A pinned block's form sent without JavaScript: saved, or its errors to show beside it."""
+def _uuid_or_none(text: str) -> uuid.UUID | None:
     try:
-        block_id = uuid.UUID(request.POST.get("block", ""))
+        return uuid.UUID(text)
     except ValueError:
+        return None
+
+
+def _pinned_post(request: HttpRequest, actor: Any) -> dict[str, Any] | HttpResponse | None:
+    """A pinned block's form sent without JavaScript: the redirect once it is saved, or its
+    errors to show beside it."""
+    block_id = _uuid_or_none(request.POST.get("block", ""))
+    if block_id is None:
         return None
     label, text = request.POST.get("label", ""), request.POST.get("text", "")
     try:
@@ -510,7 +576,10 @@ def _pinned_post(request: HttpRequest, actor: Any) -> dict[str, Any] | None:
             return None
         error_shown = {"message": error.message, "fields": _field_messages(error)}
         return {"block": found, "label": label, "text": text, "error": error_shown}
-    return {"block": block, "label": block.label, "text": block.text, "error": None, "saved": True}
+    shown = {"saved": block.id}
+    if request.GET.get("query", "").strip():  # the search it was sent from, shown again
+        shown = {"query": request.GET["query"], **shown}
+    return _see_other(f"{reverse('console:memory')}?{urlencode(shown)}#pinned-{block.id}")
 
 
 @page("documents")

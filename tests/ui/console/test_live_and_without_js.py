@@ -154,12 +154,26 @@ def test_a_tool_runs_from_its_generated_form_without_javascript(world, no_js):
     assert top.inner_text().strip()
 
     page.get_by_label(re.compile("^text")).fill("one two three")
+    runs = _executions(page)
     page.get_by_role("button", name=f"Run {world.tool_name}").click()
-    page.wait_for_load_state()
+    # Post/redirect/get: the run's answer is a page of its own, read with GET.
+    page.wait_for_url(
+        re.compile(rf"/console/tools/\?tool={world.tool_name}&execution=[0-9a-f-]{{36}}$")
+    )
     output = page.locator("#run-output[data-status='succeeded']")
     assert json.loads(output.inner_text()) == {"characters": 13, "words": 3, "lines": 1}
     assert page.get_by_label(re.compile("^text")).input_value() == "one two three"
+    assert _executions(page) == runs + 1
+    page.reload()  # nothing is sent again: the tool does not run twice
+    assert json.loads(output.inner_text()) == {"characters": 13, "words": 3, "lines": 1}
+    assert _executions(page) == runs + 1
     screenshot(page, "tools-run-without-js")
+
+
+def _executions(page) -> int:
+    answer = page.request.get("/api/v1/tools/results?page_size=1")
+    assert answer.status == 200, answer.text()
+    return answer.json()["count"]
 
 
 def test_a_post_without_the_csrf_token_is_refused(world, no_js):
@@ -190,7 +204,9 @@ def test_memory_search_and_a_pinned_block_work_without_javascript(no_js):
     block = page.locator("#pinned form").first
     block.get_by_label("Text").fill("Answers without a script.")
     block.get_by_role("button", name="Save").click()
-    page.wait_for_load_state()
+    page.wait_for_url(re.compile(r"/console/memory/\?saved=([0-9a-f-]{36})#pinned-\1$"))
+    saved = page.locator("#pinned form").first
+    assert saved.get_by_role("status").inner_text() == "Saved."
     assert page.locator("#pinned textarea").first.input_value() == "Answers without a script."
     page.goto("/console/memory/")
     assert page.locator("#pinned textarea").first.input_value() == "Answers without a script."

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.test import Client
@@ -201,19 +202,87 @@ def text_stats():
     )
 
 
-@pytest.mark.django_db
-def test_a_tool_runs_from_its_form_posted_without_javascript(text_stats):
-    client = signed_in(user("Developer"), csrf_checks=True)
+def _run_from_the_form(client: Client, text: str):
+    """The run form posted as a browser without JavaScript does, CSRF token included."""
     page = client.get("/console/tools/?tool=text_stats")
     assert b'name="arguments.text"' in page.content
-    token = page.cookies["csrftoken"].value
-    answer = client.post(
+    return client.post(
         "/console/tools/?tool=text_stats",
-        {"tool": "text_stats", "arguments.text": "a b", "csrfmiddlewaretoken": token},
+        {"tool": "text_stats", "arguments.text": text,
+         "csrfmiddlewaretoken": client.cookies["csrftoken"].value},
+    )  # fmt: skip
+
+
+def _executions() -> list:
+    from lumina.tools.models import Execution
+
+    return list(Execution.objects.order_by("created_at"))
+
+
+@pytest.mark.django_db
+def test_a_tool_run_answers_303_to_the_page_showing_its_execution(text_stats):
+    client = signed_in(user("Developer"), csrf_checks=True)
+    answer = _run_from_the_form(client, "a b")
+    assert answer.status_code == 303
+    assert answer.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    (run,) = _executions()
+    location = urlsplit(answer["Location"])
+    assert location.path == "/console/tools/"
+    assert parse_qs(location.query) == {"tool": ["text_stats"], "execution": [str(run.id)]}
+
+    shown = client.get(answer["Location"])
+    assert shown.status_code == 200
+    assert shown.context["execution"].id == run.id
+    assert json.loads(shown.context["output"]) == {"characters": 3, "words": 2, "lines": 1}
+    assert b'data-status="succeeded"' in shown.content
+    assert b'value="a b"' in shown.content  # the form as it was run
+
+    again = client.get(answer["Location"])  # the browser's reload
+    assert again.context["execution"].id == run.id
+    assert len(_executions()) == 1
+
+
+@pytest.mark.django_db
+def test_someone_elses_execution_in_the_address_shows_nothing_of_it(text_stats):
+    owner, me = signed_in(user("Developer"), csrf_checks=True), signed_in(user("Developer"))
+    where = _run_from_the_form(owner, "the owner's private words")["Location"]
+    # It is there to be seen: its owner's page shows the run and what it was run with.
+    assert "the owner&#x27;s private words" in owner.get(where).content.decode()
+
+    shown = me.get(where)
+    html = shown.content.decode()
+    assert shown.status_code == 200
+    assert "execution" not in shown.context
+    assert "that you may see" in shown.context["run_message"]
+    assert "private words" not in html
+    assert 'data-status="' not in html
+    assert re.search(r'<pre id="run-output" class="output" hidden>\s*</pre>', html)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("wanted", ["not-a-uuid", "", "1' OR '1'='1"])
+def test_an_execution_id_that_is_not_a_uuid_is_named_not_a_500(text_stats, wanted):
+    shown = signed_in(user("Developer")).get(
+        "/console/tools/", {"tool": "text_stats", "execution": wanted}
     )
-    assert answer.status_code == 200
-    assert answer.context["execution"].status == "succeeded"
-    assert json.loads(answer.context["output"]) == {"characters": 3, "words": 2, "lines": 1}
+    assert shown.status_code == 200
+    assert "execution" not in shown.context
+    assert shown.context["run_message"] == "That is not an execution's id."
+    assert b'name="arguments.text"' in shown.content  # the form is still there
+
+
+@pytest.mark.django_db
+def test_an_execution_of_another_tool_is_not_shown_under_this_one(text_stats):
+    from lumina.security.types import Actor
+    from lumina.tools.services.registry import tool_create
+
+    tool_create(actor=Actor.system("tests"), name="other_stats", kind="builtin",
+                builtin_name="text_stats")  # fmt: skip
+    client = signed_in(user("Developer"), csrf_checks=True)
+    run_id = parse_qs(urlsplit(_run_from_the_form(client, "x")["Location"]).query)["execution"]
+    shown = client.get("/console/tools/", {"tool": "other_stats", "execution": run_id})
+    assert "execution" not in shown.context
+    assert "other_stats" in shown.context["run_message"]
 
 
 @pytest.mark.django_db
@@ -270,6 +339,92 @@ def test_an_empty_memory_search_is_named_beside_the_query():
         "query": ["Write something to search for."]
     }
     assert b'aria-invalid="true"' in response.content
+
+
+def _pinned_block(person: User, label: str = "persona", text: str = "Answers briefly."):
+    from lumina.memory.api import pinned_create
+    from lumina.security.types import Actor
+
+    return pinned_create(actor=Actor.for_user(person, mfa_verified=True), label=label, text=text)
+
+
+def _current_blocks(person: User) -> list:
+    from lumina.memory.api import pinned_list
+    from lumina.security.types import Actor
+
+    return pinned_list(actor=Actor.for_user(person, mfa_verified=True))
+
+
+def _save_pinned(client: Client, block_id, path: str = "/console/memory/", **fields):
+    client.get(path)
+    return client.post(
+        path,
+        {
+            "block": str(block_id),
+            **fields,
+            "csrfmiddlewaretoken": client.cookies["csrftoken"].value,
+        },
+    )
+
+
+def _pinned_form(html: str, block_id) -> str:
+    return re.search(rf'<form id="pinned-{block_id}".*?</form>', html, re.S)[0]
+
+
+@pytest.mark.django_db
+def test_a_saved_pinned_block_answers_303_and_the_page_then_says_saved():
+    me = user("Developer")
+    block = _pinned_block(me)
+    client = signed_in(me, csrf_checks=True)
+    answer = _save_pinned(client, block.id, label="persona", text="Answers in one sentence.")
+    assert answer.status_code == 303
+    assert answer.headers["Content-Security-Policy"].startswith("default-src 'self'")
+    (saved,) = _current_blocks(me)  # a save is a new version, with its own id
+    assert saved.text == "Answers in one sentence."
+    assert answer["Location"] == f"/console/memory/?saved={saved.id}#pinned-{saved.id}"
+
+    shown = client.get(answer["Location"].split("#")[0])
+    assert shown.status_code == 200
+    form = _pinned_form(shown.content.decode(), saved.id)
+    assert 'role="status">Saved.</p>' in form
+    assert ">Answers in one sentence.</textarea>" in form
+    # Only after the save: the page read again without it says nothing of it.
+    assert "Saved." not in client.get("/console/memory/").content.decode()
+
+
+@pytest.mark.django_db
+def test_a_pinned_block_saved_after_a_search_comes_back_to_that_search():
+    me = user("Developer")
+    block = _pinned_block(me)
+    answer = _save_pinned(
+        signed_in(me, csrf_checks=True), block.id, "/console/memory/?query=where+I+live",
+        label="persona", text="Brief.",
+    )  # fmt: skip
+    (saved,) = _current_blocks(me)
+    location = urlsplit(answer["Location"])
+    assert parse_qs(location.query) == {"query": ["where I live"], "saved": [str(saved.id)]}
+    assert location.fragment == f"pinned-{saved.id}"
+    # An empty search is not one to come back to (it would only show its refusal).
+    again = _save_pinned(
+        signed_in(me, csrf_checks=True), saved.id, "/console/memory/?query=+",
+        label="persona", text="Briefer.",
+    )  # fmt: skip
+    assert urlsplit(again["Location"]).query.startswith("saved=")
+
+
+@pytest.mark.django_db
+def test_a_refused_pinned_save_is_shown_in_place_with_what_was_typed():
+    me = user("Developer")
+    block = _pinned_block(me, text="Answers briefly.")
+    client = signed_in(me, csrf_checks=True)
+    answer = _save_pinned(client, block.id, label="kept label", text="   ")
+    assert answer.status_code == 200
+    form = _pinned_form(answer.content.decode(), block.id)
+    assert 'data-error-for="text">The text must not be empty.</p>' in form
+    assert 'aria-invalid="true"' in form
+    assert 'value="kept label"' in form
+    assert "Saved." not in form
+    assert [b.text for b in _current_blocks(me)] == ["Answers briefly."]
 
 
 @pytest.mark.django_db
