@@ -5,6 +5,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from lumina.kernel.models import OutboxEvent
 from lumina.memory.models.topics import Topic, TopicMembership
@@ -95,6 +97,38 @@ def test_session_topics_and_new_records_joining_them(people, history, developer_
     assert sum(t["size"] for t in leaves) == 7
     # A user-scope extraction does not exist: nothing is assigned there.
     assert not Topic.objects.filter(owner_id=people.developer.id, scope="user").exists()
+
+
+def _vector_reads(queries) -> list[str]:
+    """The statements among ``queries`` that read records' embeddings."""
+    return [
+        q["sql"]
+        for q in queries
+        if "memory_memoryrecord" in q["sql"] and '"embedding"' in q["sql"].split(" FROM ")[0]
+    ]
+
+
+def test_new_records_read_no_vectors_unless_one_of_their_scopes_has_topics(
+    people, history, developer_client
+):
+    extract(developer_client, scope="session", key="s2")
+    s2, s5 = store_history(
+        people.developer.id,
+        [
+            ("s2", "Melanie", "The kiln at the pottery studio broke again."),
+            ("s5", "Melanie", "The kiln at the pottery studio broke once more."),
+        ],
+        announce=False,
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert topics_assign(record_ids=[s5.id]) == 0
+    assert not _vector_reads(queries.captured_queries)
+    with CaptureQueriesContext(connection) as queries:
+        assert topics_assign(record_ids=[s2.id, s5.id]) == 1
+    reads = _vector_reads(queries.captured_queries)
+    assert reads, "the record of the scope with topics is read with its vector"
+    assert all(s2.id.hex in sql and s5.id.hex not in sql for sql in reads)
+    assert TopicMembership.objects.filter(record_id=s2.id).count() == 1
 
 
 def test_graph_for_visualization_with_provenance(people, history, developer_client):

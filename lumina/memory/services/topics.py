@@ -184,6 +184,18 @@ def _extract(
     )
 
 
+def _scopes_of(
+    owner_id: uuid.UUID, agent_id: str, session_id: str
+) -> list[tuple[uuid.UUID, str, str]]:
+    """The topic scopes a record belongs to: its owner's, its agent's, its session's."""
+    scopes = [(owner_id, TopicScope.USER.value, "")]
+    if agent_id:
+        scopes.append((owner_id, TopicScope.AGENT.value, agent_id))
+    if session_id:
+        scopes.append((owner_id, TopicScope.SESSION.value, session_id))
+    return scopes
+
+
 def topics_assign(*, record_ids: Sequence[uuid.UUID]) -> int:
     """Put new embedded records into the nearest leaf topic of each scope they belong to.
 
@@ -191,24 +203,24 @@ def topics_assign(*, record_ids: Sequence[uuid.UUID]) -> int:
     topics come from an extraction. A scope that grew by ``REFRESH_SHARE`` since its
     topics were made (and is not larger than ``REFRESH_MAX_RECORDS``) is extracted again.
     """
-    records = list(
-        MemoryRecord.objects.filter(
-            id__in=list(record_ids),
+
+    def embedded(ids: Sequence[uuid.UUID]):
+        return MemoryRecord.objects.filter(
+            id__in=list(ids),
             layer__in=CLUSTERED_LAYERS,
             embedding__isnull=False,
             expired_at__isnull=True,
-        ).values_list("id", "owner_id", "agent_id", "session_id", "embedding")
-    )
-    if not records:
+        )
+
+    # Scopes first, embeddings only of the records whose scopes have topics: an import
+    # into a memory without topics (the common case) reads no vectors at all.
+    scoped = list(embedded(record_ids).values_list("id", "owner_id", "agent_id", "session_id"))
+    if not scoped:
         return 0
     # One condition per scope, not per record: an import's records share a few scopes.
     scope_keys: set[tuple[uuid.UUID, str, str]] = set()
-    for _, owner_id, agent_id, session_id, _ in records:
-        scope_keys.add((owner_id, TopicScope.USER, ""))
-        if agent_id:
-            scope_keys.add((owner_id, TopicScope.AGENT, agent_id))
-        if session_id:
-            scope_keys.add((owner_id, TopicScope.SESSION, session_id))
+    for _, owner_id, agent_id, session_id in scoped:
+        scope_keys.update(_scopes_of(owner_id, agent_id, session_id))
     wanted = Q(pk__in=[])
     for owner_id, scope, scope_key in scope_keys:
         wanted |= Q(owner_id=owner_id, scope=scope, scope_key=scope_key)
@@ -224,6 +236,14 @@ def topics_assign(*, record_ids: Sequence[uuid.UUID]) -> int:
         vector = np.asarray(centroid, dtype=np.float32)
         vector /= np.linalg.norm(vector) or 1.0
         by_scope.setdefault((owner_id, scope, scope_key), []).append((topic_id, vector))
+    joining = [row[0] for row in scoped if any(key in by_scope for key in _scopes_of(*row[1:]))]
+    records = [
+        row
+        for start in range(0, len(joining), 5000)
+        for row in embedded(joining[start : start + 5000]).values_list(
+            "id", "owner_id", "agent_id", "session_id", "embedding"
+        )
+    ]
     already = set(
         TopicMembership.objects.filter(
             record_id__in=[r[0] for r in records], topic_id__in=[leaf[0] for leaf in leaves]
@@ -235,12 +255,7 @@ def topics_assign(*, record_ids: Sequence[uuid.UUID]) -> int:
     for record_id, owner_id, agent_id, session_id, embedding in records:
         vector = np.asarray(embedding, dtype=np.float32)
         vector /= np.linalg.norm(vector) or 1.0
-        scopes = [(owner_id, TopicScope.USER.value, "")]
-        if agent_id:
-            scopes.append((owner_id, TopicScope.AGENT.value, agent_id))
-        if session_id:
-            scopes.append((owner_id, TopicScope.SESSION.value, session_id))
-        for key in scopes:
+        for key in _scopes_of(owner_id, agent_id, session_id):
             if key not in by_scope or (record_id, key[1], key[2]) in already:
                 continue
             arrivals.add(key)
