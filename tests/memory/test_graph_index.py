@@ -9,6 +9,7 @@ import pytest
 
 from lumina.memory.models.records import ExtractionError, Layer, MemoryRecord
 from lumina.memory.models.topics import Entity, EntityMention, Relation, RelationEvidence
+from lumina.memory.services import graph
 from lumina.memory.services.graph import graph_index_records, graph_rebuild
 from tests.memory.graph_support import HISTORY, by_text, store_history
 
@@ -82,6 +83,22 @@ def test_indexing_again_changes_nothing(people):
     assert snapshot() == before
     graph_rebuild(owner_id=owner)
     assert snapshot() == before
+
+
+def test_counts_and_weights_hold_when_records_are_indexed_in_several_chunks(people, monkeypatch):
+    owner = people.developer.id
+    records = store_history(owner, announce=False)
+    monkeypatch.setattr(graph, "BATCH", 3)
+    graph_index_records(record_ids=[r.id for r in records], llm=False)
+    entities = Entity.objects.filter(owner_id=owner)
+    assert entities.filter(mention_count__gt=1).exists()
+    for entity in entities:
+        assert entity.mention_count == entity.mentions.filter(weight=1).count(), entity.key
+    relations = Relation.objects.filter(owner_id=owner)
+    assert relations.exists()
+    for edge in relations:
+        assert edge.weight == edge.evidence.count(), str(edge)
+        assert edge.first_seen_at <= edge.last_seen_at
 
 
 def test_graphs_of_two_owners_stay_apart(people):

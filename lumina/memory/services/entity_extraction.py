@@ -12,6 +12,7 @@ output is checked and a malformed answer is an error for the caller to record.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import re
 import unicodedata
@@ -521,6 +522,8 @@ class MalformedExtraction(ValueError):
     """An extractor's answer that is not the JSON shape asked for."""
 
 
+# Cached: an import normalizes the same few names (speakers, places) in every turn.
+@functools.lru_cache(maxsize=8192)
 def normalize(name: str) -> str:
     """The key two spellings of one entity share: case, accents and spacing folded."""
     folded = unicodedata.normalize("NFKD", name)

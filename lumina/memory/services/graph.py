@@ -12,10 +12,12 @@ reading is kept: nothing is dropped.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import re
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from typing import NamedTuple
 
 from django.db import connection, transaction
 from django.utils import timezone
@@ -85,7 +87,20 @@ def _merge(rules: Extraction, llm: Extraction) -> Extraction:
     return Extraction(entities=tuple(entities.values()), relations=tuple(relations.values()))
 
 
-def _rules(records: Sequence[MemoryRecord]) -> dict[uuid.UUID, Extraction]:
+class _Record(NamedTuple):
+    """What indexing reads of a record (model instances cost more to build than the rest
+    of a record's indexing)."""
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    text: str
+    speaker: str
+    occurred_at: dt.datetime
+    layer: str
+    session_id: str
+
+
+def _rules(records: Sequence[_Record]) -> dict[uuid.UUID, Extraction]:
     """The deterministic reading of each record, with sentence-opening names counted when
     the batch or the owner's graph already knows them."""
     first = {r.id: extract(r.text, speaker=r.speaker or None) for r in records}
@@ -111,7 +126,7 @@ def _rules(records: Sequence[MemoryRecord]) -> dict[uuid.UUID, Extraction]:
 
 
 def _read(
-    record: MemoryRecord, rules: Extraction, llm: LlmCall | None, errors: list[ExtractionError]
+    record: _Record, rules: Extraction, llm: LlmCall | None, errors: list[ExtractionError]
 ) -> tuple[Extraction, str]:
     speaker = record.speaker or None
     if llm is None:
@@ -160,19 +175,34 @@ def graph_index_records(
         llm = _llm_answer if _llm_configured() else False
     call = llm if callable(llm) else None
     totals = [0, 0, 0, 0, 0]
+    entity_ids: set[uuid.UUID] = set()
+    relation_ids: set[uuid.UUID] = set()
     for chunk in _chunks(list(dict.fromkeys(record_ids)), BATCH):
-        result = _index_chunk(chunk, call)
+        result = _index_chunk(chunk, call, entity_ids, relation_ids)
         for i, value in enumerate(dataclasses.astuple(result)):
             totals[i] += value
+    # Once for the whole call, not per chunk: each recount reads every mention of the
+    # entities it touches, and an import's chunks touch the same few entities. A failure
+    # before it leaves the handler to run again, and the recount with it.
+    with transaction.atomic():
+        _recount(entity_ids=entity_ids, relation_ids=relation_ids)
     return GraphIndexResult(*totals)
 
 
-def _index_chunk(record_ids: Sequence[uuid.UUID], llm: LlmCall | None) -> GraphIndexResult:
-    records = list(
-        MemoryRecord.objects.filter(id__in=record_ids, layer__in=INDEXED_LAYERS)
-        .only("id", "owner_id", "text", "speaker", "occurred_at", "layer", "session_id")
+def _index_chunk(
+    record_ids: Sequence[uuid.UUID],
+    llm: LlmCall | None,
+    touched_entities: set[uuid.UUID],
+    touched_relations: set[uuid.UUID],
+) -> GraphIndexResult:
+    """Index one chunk in a transaction; the entities and relations whose counts it
+    changed are added to the ``touched_`` sets."""
+    records = [
+        _Record(*row)
+        for row in MemoryRecord.objects.filter(id__in=record_ids, layer__in=INDEXED_LAYERS)
         .order_by("occurred_at", "recorded_at", "id")
-    )
+        .values_list(*_Record._fields)
+    ]
     if not records:
         return GraphIndexResult(0, 0, 0, 0, 0)
     errors: list[ExtractionError] = []
@@ -211,12 +241,12 @@ def _index_chunk(record_ids: Sequence[uuid.UUID], llm: LlmCall | None) -> GraphI
             Entity.objects.filter(id__in=entity_ids).update(kind=kind)
 
         mentions = [
-            EntityMention(entity_id=ids[(record.owner_id, entity.key)], record_id=record.id)
+            (ids[(record.owner_id, entity.key)], record.id, 1.0)
             for record, extraction, _ in readings
             for entity in extraction.entities
             if (record.owner_id, entity.key) in ids
         ]
-        EntityMention.objects.bulk_create(mentions, ignore_conflicts=True)
+        _insert_new(_MENTIONS_INSERT, mentions)
 
         edges: dict[tuple[uuid.UUID, uuid.UUID, uuid.UUID, str], str] = {}
         evidence: list[tuple[tuple[uuid.UUID, uuid.UUID, uuid.UUID, str], uuid.UUID, str]] = []
@@ -252,16 +282,17 @@ def _index_chunk(record_ids: Sequence[uuid.UUID], llm: LlmCall | None) -> GraphI
             edge = (row["owner_id"], row["source_id"], row["target_id"], row["kind"])
             if edge in edges:
                 relation_ids[edge] = row["id"]
-        RelationEvidence.objects.bulk_create(
+        _insert_new(
+            _EVIDENCE_INSERT,
             [
-                RelationEvidence(relation_id=relation_ids[edge], record_id=record_id, quote=quote)
+                (relation_ids[edge], record_id, quote)
                 for edge, record_id, quote in evidence
                 if edge in relation_ids
             ],
-            ignore_conflicts=True,
         )
         context = _context_mentions(records)
-        _recount(entity_ids=set(ids.values()) | context, relation_ids=set(relation_ids.values()))
+        touched_entities.update(ids.values(), context)
+        touched_relations.update(relation_ids.values())
         if errors:
             ExtractionError.objects.bulk_create(errors)
     return GraphIndexResult(
@@ -280,7 +311,7 @@ CONTEXT_TURNS = 2
 CONTEXT_WEIGHT = 0.5
 
 
-def _context_mentions(records: Sequence[MemoryRecord]) -> set[uuid.UUID]:
+def _context_mentions(records: Sequence[_Record]) -> set[uuid.UUID]:
     """Weighted mentions of what the previous turns of the session named, for turns that
     refer back by pronoun; returns the entities it touched."""
     referring = [
@@ -320,7 +351,7 @@ def _context_mentions(records: Sequence[MemoryRecord]) -> set[uuid.UUID]:
     ).values_list("record_id", "entity_id"):
         own.setdefault(record_id, set()).add(entity_id)
     mentions = [
-        EntityMention(entity_id=entity_id, record_id=record_id, weight=CONTEXT_WEIGHT)
+        (entity_id, record_id, CONTEXT_WEIGHT)
         for record_id, previous in before.items()
         for entity_id in {
             entity_id
@@ -330,8 +361,29 @@ def _context_mentions(records: Sequence[MemoryRecord]) -> set[uuid.UUID]:
         }
         - own.get(record_id, set())
     ]
-    EntityMention.objects.bulk_create(mentions, ignore_conflicts=True)
-    return {m.entity_id for m in mentions}
+    _insert_new(_MENTIONS_INSERT, mentions)
+    return {entity_id for entity_id, _, _ in mentions}
+
+
+# Mentions and evidence go in as one statement of three arrays, the rows already there
+# skipped (indexing a record again adds nothing): what bulk_create(ignore_conflicts=True)
+# does, without a model instance and a quoted literal per value.
+_MENTIONS_INSERT = f"""
+INSERT INTO {EntityMention._meta.db_table} (entity_id, record_id, weight)
+SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::float8[])
+ON CONFLICT DO NOTHING
+"""  # noqa: S608 (constants)
+_EVIDENCE_INSERT = f"""
+INSERT INTO {RelationEvidence._meta.db_table} (relation_id, record_id, quote)
+SELECT * FROM unnest(%s::uuid[], %s::uuid[], %s::text[])
+ON CONFLICT DO NOTHING
+"""  # noqa: S608 (constants)
+
+
+def _insert_new(sql: str, rows: Sequence[tuple]) -> None:
+    if rows:
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [list(column) for column in zip(*rows, strict=True)])
 
 
 _RECOUNT_ENTITIES = """
