@@ -231,7 +231,6 @@ def turns_store(
     if not new:
         return StoreOutcome([], list(existing.values()), [], pending=False)
 
-    candidates = rules_extract(_for_extraction(new))
     # Turns only: facts are embedded once consolidation knows which it stores (a fact
     # already known needs no vector), each distinct text once.
     chunks = [new[start : start + BATCH] for start in range(0, len(new), BATCH)]
@@ -239,6 +238,8 @@ def turns_store(
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="memory-embed") as pool:
         futures = _embed_ahead(pool, [[row.text for row in chunk] for chunk in chunks])
         try:
+            # The rules read the turns while the first batch is embedded.
+            candidates = rules_extract(_for_extraction(new))
             with transaction.atomic():
                 for chunk, future in zip(chunks, futures, strict=True):
                     vectors = None
