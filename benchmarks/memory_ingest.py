@@ -165,16 +165,19 @@ def questions(count: int, seed: int) -> list[str]:
     return found
 
 
-def embedder_rate(texts: list[str]) -> float:
-    """Sentences per second of the local model itself, in the import's batch size."""
+def embedder_rate(texts: list[str]) -> tuple[float, float]:
+    """Sentences per second of the local model itself, in the import's batch size, and
+    the CPU seconds it spent per sentence (all its threads)."""
     from lumina.memory.services.record_embedding import BATCH
     from lumina.providers.local.minilm import embed
 
     embed(texts[:BATCH])  # load and warm
+    cpu = cpu_seconds(os.getpid())
     started = time.perf_counter()
     for start in range(0, len(texts), BATCH):
         embed(texts[start : start + BATCH])
-    return len(texts) / (time.perf_counter() - started)
+    seconds = time.perf_counter() - started
+    return len(texts) / seconds, (cpu_seconds(os.getpid()) - cpu) / len(texts)
 
 
 def prepare(socket_dir: str, *, reuse: bool = False) -> tuple[str, str]:
@@ -295,11 +298,11 @@ def main() -> None:
         database, token = prepare(socket_dir, reuse=args.reuse)
         if not args.reuse:
             progress(f"the embedder alone on {len(texts)} texts")
-            rate = embedder_rate(texts)
+            rate, embed_cpu = embedder_rate(texts)
         progress("starting Lumina")
         port, pid = start_lumina(processes, database)
         if not args.reuse:
-            import_history(port, token, lines, rate)
+            import_history(port, token, lines, rate, embed_cpu, pid)
         search_questions(port, token, args, pid)
         list_records(port, token, args.listings)
     finally:
@@ -320,12 +323,22 @@ def main() -> None:
     )
 
 
-def import_history(port: int, token: str, lines: list[dict], rate: float) -> None:
+def import_history(
+    port: int, token: str, lines: list[dict], rate: float, embed_cpu: float, pid: int
+) -> None:
+    """Wall time of the request, and the CPU it cost in Lumina's process and in
+    PostgreSQL: on a shared machine the CPU per turn beside the embedder's CPU per
+    sentence moves far less with the load than the two rates do."""
     body = ("\n".join(json.dumps(line) for line in lines) + "\n").encode()
     progress(f"importing {len(lines)} turns ({len(body) / 1e6:.1f} MB of JSONL)")
+    postgres = pgserver.postmaster_info()
+    lumina_cpu = cpu_seconds(pid)
+    postgres_cpu = cpu_seconds(postgres[0]) if postgres else 0.0
     started = time.perf_counter()
     status, answer = call(port, token, "/api/v1/memory/import", body, "application/x-ndjson")
     seconds = time.perf_counter() - started
+    lumina_cpu = cpu_seconds(pid) - lumina_cpu
+    postgres_cpu = cpu_seconds(postgres[0]) - postgres_cpu if postgres else 0.0
     if status != 201:
         raise RuntimeError(f"import answered {status}: {answer}")
     turns_per_second = answer["imported"] / seconds
@@ -346,6 +359,14 @@ def import_history(port: int, token: str, lines: list[dict], rate: float) -> Non
                 ("import", f"{turns_per_second:,.0f} turns/s", ""),
                 ("facts added/updated/superseded", str(answer["facts"]), ""),
                 ("import ÷ embedder", f"{ratio:.2f}", f"≥ {TARGET_RATIO}"),
+                ("CPU per sentence, embedder alone", f"{embed_cpu * 1000:.2f} ms", ""),
+                (
+                    "CPU per turn, import (Lumina + PostgreSQL)",
+                    f"{(lumina_cpu + postgres_cpu) / answer['imported'] * 1000:.2f} ms "
+                    f"({lumina_cpu / answer['imported'] * 1000:.2f} + "
+                    f"{postgres_cpu / answer['imported'] * 1000:.2f})",
+                    "",
+                ),
             ],
         ),
         end="\n\n",
