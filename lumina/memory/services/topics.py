@@ -214,13 +214,14 @@ def topics_assign(*, record_ids: Sequence[uuid.UUID]) -> int:
 
     # Scopes first, embeddings only of the records whose scopes have topics: an import
     # into a memory without topics (the common case) reads no vectors at all.
-    scoped = list(embedded(record_ids).values_list("id", "owner_id", "agent_id", "session_id"))
-    if not scoped:
-        return 0
     # One condition per scope, not per record: an import's records share a few scopes.
     scope_keys: set[tuple[uuid.UUID, str, str]] = set()
-    for _, owner_id, agent_id, session_id in scoped:
+    for owner_id, agent_id, session_id in (
+        embedded(record_ids).values_list("owner_id", "agent_id", "session_id").distinct()
+    ):
         scope_keys.update(_scopes_of(owner_id, agent_id, session_id))
+    if not scope_keys:
+        return 0
     wanted = Q(pk__in=[])
     for owner_id, scope, scope_key in scope_keys:
         wanted |= Q(owner_id=owner_id, scope=scope, scope_key=scope_key)
@@ -236,13 +237,17 @@ def topics_assign(*, record_ids: Sequence[uuid.UUID]) -> int:
         vector = np.asarray(centroid, dtype=np.float32)
         vector /= np.linalg.norm(vector) or 1.0
         by_scope.setdefault((owner_id, scope, scope_key), []).append((topic_id, vector))
-    joining = [row[0] for row in scoped if any(key in by_scope for key in _scopes_of(*row[1:]))]
+    joining = Q(pk__in=[])
+    for owner_id, scope, scope_key in by_scope:
+        column = {TopicScope.AGENT: "agent_id", TopicScope.SESSION: "session_id"}.get(scope)
+        joining |= Q(owner_id=owner_id, **({column: scope_key} if column else {}))
+    ids = list(record_ids)
     records = [
         row
-        for start in range(0, len(joining), 5000)
-        for row in embedded(joining[start : start + 5000]).values_list(
-            "id", "owner_id", "agent_id", "session_id", "embedding"
-        )
+        for start in range(0, len(ids), 5000)
+        for row in embedded(ids[start : start + 5000])
+        .filter(joining)
+        .values_list("id", "owner_id", "agent_id", "session_id", "embedding")
     ]
     already = set(
         TopicMembership.objects.filter(
