@@ -7,12 +7,13 @@ embedded PostgreSQL). The script prints two tables:
    all-MiniLM-L6-v2 called directly, batches of 256, the batch size imports use), then
    ``POST /api/v1/memory/import`` of the whole history (JSONL, 100 sessions over two
    years) timed from request to answer: turns/s and its ratio to the embedder's
-   sentences/s. What is timed is the whole request: the import embeds every turn (and
-   each distinct fact it stores), extracts and consolidates facts, writes turns and facts
-   (one COPY per batch), their HNSW and GIN index entries and the outbox events in one
-   transaction, ANALYZEs the table, and then, with the default in-process event
-   transport, runs the graph and topic handlers for the new records after the commit,
-   before answering. Target: ratio ≥ 0.75.
+   sentences/s, and the CPU per turn the import cost in Lumina's process and in
+   PostgreSQL beside the embedder's CPU per sentence. What is timed is the whole
+   request: the import embeds every turn (and each distinct fact it stores), extracts
+   and consolidates facts, writes turns and facts (one binary COPY per batch), their
+   HNSW and GIN index entries and the outbox events in one transaction, ANALYZEs the
+   table, and then, with the default in-process event transport, runs the graph and
+   topic handlers for the new records after the commit, before answering. Target: ratio ≥ 0.75.
 2. **Search** — ``POST /api/v1/memory/search`` (hybrid, k=10) over HTTP with an API
    token, one request at a time, for distinct questions (a quarter name a period, such
    as "last spring" or "in March 2023"): median and p99 from the client, warm-up
