@@ -74,3 +74,21 @@ def test_the_vector_dumpers_stay_on_the_copys_cursor(people):
     # Other statements still read a vector as pgvector's text, as the ORM expects.
     assert isinstance(value, str)
     assert value.startswith("[")
+
+
+def test_a_batch_colliding_with_turns_already_stored_keeps_them_and_adds_the_rest(people):
+    owner = people.developer.pk
+    first = _rows(owner, 4)
+    turns = [row for row in first if row.layer == Layer.WORKING]
+    for index, row in enumerate(turns):
+        row.content_hash = f"hash-{index}"
+    records_insert(turns)
+    # Another import of the same turns got there first: new ids, same content hashes.
+    again = _rows(owner, 6)
+    again = [row for row in again if row.layer == Layer.WORKING]
+    for index, row in enumerate(again):
+        row.content_hash = f"hash-{index}"
+    records_insert(again, ignore_conflicts=True)
+    stored = MemoryRecord.objects.filter(owner_id=owner, layer=Layer.WORKING)
+    assert sorted(stored.values_list("content_hash", flat=True)) == ["hash-0", "hash-1", "hash-2"]
+    assert {row.id for row in stored} == {turns[0].id, turns[1].id, again[2].id}
