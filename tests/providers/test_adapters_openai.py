@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from lumina.providers.adapters import adapter_for
+from lumina.providers.adapters import http as adapter_http
 from lumina.providers.adapters.base import UpstreamError, UpstreamProtocolError, UpstreamTimeout
 from lumina.providers.types import ProviderKind, Usage
 from tests.providers.adapters_support import (
@@ -168,6 +169,12 @@ async def _until(condition, *, seconds: float = 10.0) -> None:
     raise AssertionError("the upstream never got there")
 
 
+def _pooled() -> bool:
+    # The upstream ending the body is not enough: the client reads that end on its own
+    # time, and the connection is back in the pool only once it has.
+    return not adapter_http._draining
+
+
 async def test_streams_reuse_one_pooled_connection(openai_upstream):
     script = openai_upstream.script
     script.hold_body = threading.Event()  # the body ends only when the test says so
@@ -176,9 +183,9 @@ async def test_streams_reuse_one_pooled_connection(openai_upstream):
     await collect(adapter, target, chat_request())
     assert script.bodies_ended == 0  # the stream ended at [DONE], not with the body
     script.hold_body.set()
-    await _until(lambda: script.bodies_ended == 1)  # its end is awaited in the background
+    await _until(lambda: script.bodies_ended == 1 and _pooled())  # drained in the background
     await collect(adapter, target, chat_request())
-    await _until(lambda: script.bodies_ended == 2)
+    await _until(lambda: script.bodies_ended == 2 and _pooled())
     await adapter.chat(target, chat_request())
 
     peers = {received.peer for received in openai_upstream.requests}
