@@ -262,9 +262,10 @@ def test_outside_a_transaction_the_scan_settings_stay_on_the_session(people):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_search_is_a_bounded_number_of_statements_and_leaves_durability_alone(people):
-    """Text and vector retrievers (each reading its candidates whole) and the access
-    counts: three statements, however many candidates; the count commits without waiting
-    for the disk, and the session's own commits still wait."""
+    """Text and vector retrievers (each reading what scoring needs of its candidates),
+    then the k hits read whole with their access counted: three statements, however many
+    candidates; the count commits without waiting for the disk, and the session's own
+    commits still wait."""
     from django.db import connection
     from django.test.utils import CaptureQueriesContext
 

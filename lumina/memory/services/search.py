@@ -186,9 +186,22 @@ def _in_window(window: TimeWindow) -> Q:
     return said | held
 
 
+class _Candidate(NamedTuple):
+    """What scoring reads of a candidate; only the k hits are then read whole."""
+
+    id: uuid.UUID
+    layer: str
+    agent_id: str
+    session_id: str
+    occurred_at: dt.datetime
+    importance: float
+    valid_from: dt.datetime | None
+    valid_to: dt.datetime | None
+
+
 class _Record(NamedTuple):
-    """A candidate's whole record (all but its embedding and search vector), as scoring,
-    explaining and the hit read it."""
+    """A hit's whole record (all but its embedding and search vector), as explaining and
+    the answer read it."""
 
     id: uuid.UUID
     owner_id: uuid.UUID
@@ -218,6 +231,7 @@ class _Record(NamedTuple):
 
 
 _TABLE = MemoryRecord._meta.db_table
+_CANDIDATE_SELECT = ", ".join(f"r.{name}" for name in _Candidate._fields)
 _RECORD_SELECT = (
     ", ".join(f"r.{name}" for name in _Record._fields[:-3])
     + ", r.embedding IS NOT NULL, a.count, a.last_accessed_at"
@@ -225,43 +239,70 @@ _RECORD_SELECT = (
 _RECORD_JOIN = f"{_TABLE} r LEFT JOIN {MemoryAccess._meta.db_table} a ON a.record_id = r.id"
 
 Ranking = list[tuple[uuid.UUID, float]]
+Candidates = dict[uuid.UUID, _Candidate]
 
 
-def _ranked_records(
-    sql: str, params: Sequence[Any], records: dict[uuid.UUID, _Record]
-) -> list[tuple[uuid.UUID, float]]:
-    """The (id, score) rows of ``sql``, each record read whole in the same statement (into
-    ``records``): the candidates need no second round trip to be scored and returned."""
+def _ranked_candidates(sql: str, params: Sequence[Any], candidates: Candidates) -> Ranking:
+    """The (id, score) rows of ``sql``, each with what scoring reads of it (into
+    ``candidates``) in the same statement. A candidate's text, metadata and the rest are
+    read only if it becomes one of the k hits: most of the candidates never do."""
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT ranked.score, {_RECORD_SELECT} FROM ({sql}) AS ranked(id, score) "  # noqa: S608
-            f"JOIN {_RECORD_JOIN} ON r.id = ranked.id",
+            f"SELECT ranked.score, {_CANDIDATE_SELECT} FROM ({sql}) AS ranked(id, score) "  # noqa: S608
+            f"JOIN {_TABLE} r ON r.id = ranked.id",
             params,
         )
         found = []
         for score, *columns in cursor.fetchall():
-            record = _Record._make(columns)
-            records[record.id] = record
-            found.append((record.id, float(score)))
+            candidate = _Candidate._make(columns)
+            candidates[candidate.id] = candidate
+            found.append((candidate.id, float(score)))
     return found
 
 
-def _records_read(record_ids: Iterable[uuid.UUID], records: dict[uuid.UUID, _Record]) -> None:
-    """Read whole the records not read yet (graph search's finds)."""
-    missing = [record_id for record_id in record_ids if record_id not in records]
+def _candidates_read(record_ids: Iterable[uuid.UUID], candidates: Candidates) -> None:
+    """Read the candidates not read yet (graph search's finds)."""
+    missing = [record_id for record_id in record_ids if record_id not in candidates]
     if missing:
-        _ranked_records(
+        _ranked_candidates(
             f"SELECT id, 0 FROM {_TABLE} WHERE id = ANY(%s)",  # noqa: S608
             [missing],
-            records,
+            candidates,
         )
+
+
+def _hits_read(record_ids: list[uuid.UUID], *, count_access: bool) -> dict[uuid.UUID, _Record]:
+    """The hits read whole and, with ``count_access``, one more access of each counted in
+    the same statement (its read sees the counts from before, as one statement sees
+    one snapshot).
+
+    On its own (no caller's transaction) the count commits without waiting for the WAL
+    flush: a crash may lose the last counts of a fraction of a second, never consistency,
+    and the search does not wait for the disk."""
+    sql = f"SELECT {_RECORD_SELECT} FROM {_RECORD_JOIN} WHERE r.id = ANY(%s)"  # noqa: S608
+    params: list[Any] = [record_ids]
+    if count_access:
+        relaxed = "" if connection.in_atomic_block else "SET LOCAL synchronous_commit = off; "
+        sql = (
+            f"{relaxed}WITH counted AS ("
+            "INSERT INTO memory_memoryaccess (record_id, count, last_accessed_at) "
+            "SELECT unnest(%s::uuid[]), 1, %s "
+            "ON CONFLICT (record_id) DO UPDATE SET count = memory_memoryaccess.count + 1, "
+            f"last_accessed_at = EXCLUDED.last_accessed_at) {sql}"
+        )
+        params = [record_ids, timezone.now(), record_ids]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if count_access and cursor.description is None:
+            cursor.nextset()  # past the SET
+        return {row[0]: _Record._make(row) for row in cursor.fetchall()}
 
 
 def _vector_ranking(
     rows: QuerySet[MemoryRecord],
     embedding: Sequence[float],
     limit: int,
-    records: dict[uuid.UUID, _Record],
+    candidates: Candidates,
 ) -> Ranking:
     ranked = (
         rows.filter(embedding__isnull=False)
@@ -270,13 +311,13 @@ def _vector_ranking(
         .values_list("id", "distance")[:limit]
     )
     sql, params = ranked.query.sql_with_params()
-    found = _ranked_records(sql, params, records)
+    found = _ranked_candidates(sql, params, candidates)
     # Iterative scans return rows in relaxed order (and the join any order): sort exactly.
     return sorted(((rid, 1.0 - d) for rid, d in found), key=lambda x: (-x[1], x[0]))
 
 
 def _text_ranking(
-    rows: QuerySet[MemoryRecord], text: str, limit: int, records: dict[uuid.UUID, _Record]
+    rows: QuerySet[MemoryRecord], text: str, limit: int, candidates: Candidates
 ) -> Ranking:
     """Records sharing any of the question's words, rarer words weighing more.
 
@@ -307,11 +348,11 @@ def _text_ranking(
         ORDER BY score DESC, matches.occurred_at DESC, matches.id
         LIMIT %s
     """  # noqa: S608 (constants and the ORM's parameterised SQL)
-    found = _ranked_records(sql, [text, *eligible_params, text, text, limit], records)
-    return sorted(found, key=lambda x: (-x[1], _newest_first(records[x[0]]), x[0]))
+    found = _ranked_candidates(sql, [text, *eligible_params, text, text, limit], candidates)
+    return sorted(found, key=lambda x: (-x[1], _newest_first(candidates[x[0]]), x[0]))
 
 
-def _newest_first(row: _Record) -> float:
+def _newest_first(row: _Candidate) -> float:
     """Equal scores (old records share the recency floor): the newer first, not whichever
     random id sorts first."""
     return -row.occurred_at.timestamp()
@@ -325,7 +366,7 @@ def _resolve_anchors(windows: list[TimeWindow], base: QuerySet[MemoryRecord]) ->
         if not window.anchor:
             resolved.append(window)
             continue
-        found: dict[uuid.UUID, _Record] = {}
+        found: Candidates = {}
         best = _text_ranking(base, window.anchor, ANCHOR_TIES, found)
         if not best:
             continue
@@ -449,23 +490,6 @@ def _fuse(
     return fused, components
 
 
-def _accessed(record_ids: list[uuid.UUID]) -> None:
-    """Count one more access of each record: one statement on the narrow access table.
-
-    On its own (no caller's transaction) the count commits without waiting for the WAL
-    flush: a crash may lose the last counts of a fraction of a second, never consistency,
-    and the search does not wait for the disk."""
-    relaxed = "" if connection.in_atomic_block else "SET LOCAL synchronous_commit = off; "
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"{relaxed}INSERT INTO memory_memoryaccess (record_id, count, last_accessed_at) "
-            "SELECT unnest(%s::uuid[]), 1, %s "
-            "ON CONFLICT (record_id) DO UPDATE SET count = memory_memoryaccess.count + 1, "
-            "last_accessed_at = EXCLUDED.last_accessed_at",
-            [record_ids, timezone.now()],
-        )
-
-
 def _record_dto(row: _Record) -> MemoryRecordDTO:
     return record_dto_of(
         row,
@@ -587,15 +611,15 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
     depth = max(q.k * 4, 40)
 
     # The retrievers read their candidates whole: nothing more is read to score them.
-    records: dict[uuid.UUID, _Record] = {}
+    candidates: Candidates = {}
     text_ranking = None
     if q.mode in (HYBRID, TEXT, GRAPH) and weights["text"] > 0:
-        text_ranking = _text_ranking(base, text, depth, records)
+        text_ranking = _text_ranking(base, text, depth, candidates)
     embedding = pending.result()[0] if pending is not None else None
     rankings: dict[str, Ranking] = {}
     with _hnsw_scan(int(max(q.ef_search, depth)), needed=embedding is not None):
         if embedding is not None and weights["vector"] > 0:
-            rankings["vector"] = _vector_ranking(base, embedding, depth, records)
+            rankings["vector"] = _vector_ranking(base, embedding, depth, candidates)
         if text_ranking is not None:
             rankings["text"] = text_ranking
         bounded = [w for w in windows if w.start is not None or w.end is not None]
@@ -605,9 +629,9 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
                 period |= _in_window(window)
             in_period = base.filter(period)
             if embedding is not None:
-                rankings["time"] = _vector_ranking(in_period, embedding, depth, records)
+                rankings["time"] = _vector_ranking(in_period, embedding, depth, candidates)
             else:
-                rankings["time"] = _text_ranking(in_period, text, depth, records)
+                rankings["time"] = _text_ranking(in_period, text, depth, candidates)
 
     # Similarities are on a fixed scale (the time retriever ranks by meaning too, unless
     # the question could not be embedded).
@@ -638,14 +662,14 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
                 parts["graph"] = round(g.graph_score, 6)
                 parts["graph_link"] = round(g.link, 6)
         fused = graph_fused
-        _records_read(fused, records)
+        _candidates_read(fused, candidates)
 
     # Every candidate is scored; only the k best are explained.
     policies = policy.policies_for(owner_id, cached=True)
     bounded = [w for w in windows if w.start or w.end]
     scored: list[tuple[uuid.UUID, float, dict[str, float]]] = []
     for record_id, fused_score in fused.items():
-        row = records.get(record_id)
+        row = candidates.get(record_id)
         if row is None:
             continue
         relevance = min(fused_score / best, 1.0)
@@ -684,9 +708,15 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             validity=round(validity, 6),
         )
         scored.append((record_id, round(score, 6), parts))
-    scored.sort(key=lambda item: (-item[1], _newest_first(records[item[0]]), item[0]))
+    scored.sort(key=lambda item: (-item[1], _newest_first(candidates[item[0]]), item[0]))
     if graph_info:
         scored = _graph_slots(scored, graph_info, q.k)
+    scored = scored[: q.k]
+    records = (
+        _hits_read([record_id for record_id, _, _ in scored], count_access=q.as_of is None)
+        if scored
+        else {}
+    )
     hits = [
         MemoryHit(
             record=_record_dto(records[record_id]),
@@ -694,10 +724,9 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
             scores=parts,
             why=_why(records[record_id], parts, q, windows, graph_info.get(record_id), now),
         )
-        for record_id, score, parts in scored[: q.k]
+        for record_id, score, parts in scored
+        if record_id in records  # deleted since it was ranked
     ]
-    if hits and q.as_of is None:
-        _accessed([hit.record.id for hit in hits])
     return MemorySearchResult(
         hits=tuple(hits),
         mode=q.mode,
