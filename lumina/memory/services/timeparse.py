@@ -5,7 +5,9 @@ question's reference time), and each becomes a window with the granularity the p
 has: a season, a year, a month, a week, a day. dateparser's own ``search_dates`` reads
 every short word as a date ("we" is Wednesday) and knows no seasons, so it only ever
 sees the phrase the patterns found. "before/after X", where X is not a date, is an
-anchor: search resolves it to when X was said.
+anchor: search resolves it to when X was said. What only looks like a period is left to
+the words: a month's name with no date around it ("June's bike"), and "before/after X" in
+a question about the time between two events ("how long after the move…").
 """
 
 from __future__ import annotations
@@ -65,6 +67,18 @@ _ANCHOR_STOP = frozenset(
 _ANCHOR_SKIP = frozenset(["the", "my", "our", "we", "i", "a", "an", "his", "her", "their"])
 _BOUND = re.compile(
     r"\b(?P<dir>before|after|since|until|prior to)\s+(?P<what>[^,.;?!]{2,60})", re.IGNORECASE
+)
+# A month without a year, a day or "last/this/next" is a date only after one of these:
+# "in June", "since June", "early June"; else it is a name ("June's bike") or "may".
+_MONTH_CUE = re.compile(
+    r"\b(?:in|during|since|until|till|before|after|by|from|to|through|throughout|around|"
+    r"about|of|early|late|mid|every|each|that|end of|start of|beginning of)[\s-]*$",
+    re.IGNORECASE,
+)
+# "How long after the move did…" asks for the time between two events: both are evidence,
+# and neither bounds the period.
+_DURATION = re.compile(
+    r"\bhow\s+(?:long|soon|many\s+\w+|much\s+(?:time|later|earlier))\s*$", re.IGNORECASE
 )
 
 
@@ -139,10 +153,10 @@ def _spans(query: str, now: dt.datetime) -> list[tuple[int, int, TimeWindow]]:
             start = day.replace(hour=0, minute=0, second=0, microsecond=0)
             add(match, start, start + dt.timedelta(days=1))
     for match in _MONTH.finditer(query):
-        if match.group("month").lower() == "may" and not (
-            match.group("year") or match.group("rel")
+        if not (
+            match.group("year") or match.group("rel") or _MONTH_CUE.search(query, 0, match.start())
         ):
-            continue  # "may" is mostly the verb
+            continue
         month = _month_number(match.group("month"))
         if match.group("year"):
             start = _utc(int(match.group("year")), month)
@@ -204,6 +218,9 @@ def time_windows(query: str, *, now: dt.datetime) -> tuple[list[TimeWindow], str
     for bound in _BOUND.finditer(query):
         direction = bound.group("dir").lower()
         inside = [span for span in kept if bound.start("what") <= span[0] < bound.end("what")]
+        if _DURATION.search(query, 0, bound.start()):
+            kept = [span for span in kept if span not in inside]
+            continue
         if inside:
             window = inside[0][2]
             start, end = (
