@@ -610,7 +610,7 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
         windows = _resolve_anchors(windows, base)
     depth = max(q.k * 4, 40)
 
-    # The retrievers read their candidates whole: nothing more is read to score them.
+    # The retrievers read what scoring needs of their candidates in the same statements.
     candidates: Candidates = {}
     text_ranking = None
     if q.mode in (HYBRID, TEXT, GRAPH) and weights["text"] > 0:
