@@ -81,6 +81,35 @@ def test_a_question_about_a_period_prefers_what_was_said_then(history):
     assert summer["hits"][0]["record"]["occurred_at"].startswith("2024-07")
 
 
+def test_a_question_naming_a_speaker_prefers_what_they_said(people):
+    """The speaker is part of what was said: their turn outranks the same words said by
+    someone else (here the newer), and a turn matching only the speaker is no text hit."""
+    import json
+
+    turns = [
+        ("Caroline", "I spent the weekend researching adoption agencies.", "2023-05-07"),
+        ("Melanie", "I spent the weekend researching pottery kilns.", "2023-06-11"),
+        ("Caroline", "Thanks, see you soon!", "2023-06-12"),
+    ]
+    sessions = [
+        {
+            "session_id": f"s{index}",
+            "turns": [{"speaker": speaker, "text": text, "occurred_at": f"{day}T12:00:00Z"}],
+        }
+        for index, (speaker, text, day) in enumerate(turns)
+    ]
+    records_import(
+        actor=actor_as(people.developer), text=json.dumps({"sessions": sessions}), fmt="json"
+    )
+    client = client_as(people.developer)
+    found = texts(search(client, query="What did Caroline research?", mode="text", k=10))
+    assert found[0] == "I spent the weekend researching adoption agencies."
+    assert "I spent the weekend researching pottery kilns." in found
+    assert "Thanks, see you soon!" not in found
+    hybrid = texts(search(client, query="What did Caroline research?", k=3))
+    assert hybrid[0] == "I spent the weekend researching adoption agencies."
+
+
 def test_before_the_move_means_before_the_turn_that_mentions_it(history):
     response = search(client_as(history), query="Where did Sam live before the move?", k=5)
     body = response.json()

@@ -66,8 +66,10 @@ class MemoryRecord(models.Model):
     # Facts: "subject|attribute" for facts that hold one value at a time ("anna|lives_in").
     fact_key = models.CharField(max_length=200, blank=True, default="")
     embedding = VectorField(dimensions=EMBEDDING_DIMENSIONS, null=True, blank=True)
+    # Who said it is part of what was said, weighing less than the words (ADR 0038).
     search = models.GeneratedField(
-        expression=SearchVector("text", config=TEXT_SEARCH_CONFIG),
+        expression=SearchVector("text", config=TEXT_SEARCH_CONFIG, weight="C")
+        + SearchVector("speaker", config=TEXT_SEARCH_CONFIG, weight="D"),
         output_field=SearchVectorField(),
         db_persist=True,
     )

@@ -75,6 +75,15 @@ ANCHOR_TIES = 20
 # Embeds questions while the text retrievers run (the embedder holds no database handle).
 _embedder = ThreadPoolExecutor(max_workers=2, thread_name_prefix="memory-search-embed")
 _TSQUERY = f"replace(plainto_tsquery('{TEXT_SEARCH_CONFIG}', %s)::text, ' & ', ' | ')::tsquery"
+# Any of the question's words in what was said (the text's lexemes weigh C, the
+# speaker's D): the speaker adds to a match but never makes one.
+_TSQUERY_SAID = (
+    "(SELECT string_agg(quote_literal(lexeme) || ':C', ' | ') "  # noqa: S608 (constants)
+    f"FROM unnest(tsvector_to_array(to_tsvector('{TEXT_SEARCH_CONFIG}', %s))) AS lexeme)"
+    "::tsquery"
+)
+# ts_rank_cd's weights for D, C, B, A: the text's words as before (0.1), a speaker half.
+_RANK_WEIGHTS = "'{0.05, 0.1, 0.4, 1.0}'"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,7 +343,7 @@ def _text_ranking(
         ),
         matches AS (
             SELECT e.id, e.search, e.occurred_at FROM ({eligible_sql}) AS e
-            WHERE e.search @@ {_TSQUERY}
+            WHERE e.search @@ {_TSQUERY_SAID}
         ),
         weights AS (
             SELECT words.word, ln(1 + (SELECT count(*) FROM matches)::float / count(*)) AS idf
@@ -342,7 +351,8 @@ def _text_ranking(
             GROUP BY words.word
         )
         SELECT matches.id,
-               sum(weights.idf) * (1 + ts_rank_cd(matches.search, {_TSQUERY}, 32)) AS score
+               sum(weights.idf) * (1 + ts_rank_cd({_RANK_WEIGHTS}, matches.search, {_TSQUERY}, 32))
+                   AS score
         FROM matches JOIN weights ON matches.search @@ weights.word
         GROUP BY matches.id, matches.search, matches.occurred_at
         ORDER BY score DESC, matches.occurred_at DESC, matches.id
