@@ -79,6 +79,31 @@ def test_a_large_import_refreshes_the_planners_statistics(people, monkeypatch):
     assert analysed == ["ANALYZE memory_memoryrecord"]
 
 
+def _pending_pages(index: str) -> int:
+    """Pages the index's pending list held (merging them now, as vacuum would)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT gin_clean_pending_list(%s::regclass)", [index])
+        return cursor.fetchone()[0]
+
+
+def test_a_large_import_leaves_no_text_entries_pending(people, monkeypatch):
+    """New rows' lexemes wait in the GIN index's pending list, which every text search
+    reads whole until vacuum merges it; a large import merges it at once."""
+    from lumina.memory.services import imports
+
+    _pending_pages("memrec_search_gin")  # whatever the fixtures left
+    monkeypatch.setattr(imports, "ANALYZE_AFTER", TURNS + 1)
+    client = client_as(people.developer)
+    assert post(client, history_jsonl(), "application/x-ndjson").status_code == 201
+    assert _pending_pages("memrec_search_gin") > 0  # a small import leaves them to vacuum
+    monkeypatch.setattr(imports, "ANALYZE_AFTER", TURNS)
+    assert post(client_as(people.other_developer), history_json()).status_code == 201
+    assert _pending_pages("memrec_search_gin") == 0
+    assert _pending_pages("memrec_metadata_gin") == 0
+
+
 def test_importing_the_same_file_again_adds_nothing(people):
     client = client_as(people.developer)
     assert post(client, history_jsonl(), "application/x-ndjson").status_code == 201

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from django.contrib.postgres.indexes import GinIndex
 from django.db import connection
 
 from lumina.memory.errors import InvalidInputError
@@ -35,9 +36,10 @@ from lumina.security.api import Actor
 JSON, JSONL = "json", "jsonl"
 FORMATS = (JSON, JSONL)
 MAX_TURNS = 100_000
-# An import this large is followed by ANALYZE: until autovacuum's next look (a minute or
-# more on a busy server) the planner has no statistics for the new rows and walks an
-# owner's b-tree for every search instead of the GIN and HNSW indexes.
+# An import this large is followed by ANALYZE and a merge of the GIN indexes' pending
+# lists: until autovacuum's next look (a minute or more on a busy server) the planner has
+# no statistics for the new rows and walks an owner's b-tree for every search instead of
+# the GIN and HNSW indexes, and every text search scans the new rows' unsorted lexemes.
 ANALYZE_AFTER = 500
 TEXT_KEYS = ("text", "content")
 SPEAKER_KEYS = ("speaker", "role")
@@ -301,8 +303,7 @@ def records_import(
         owner_id=owner_id, turns=turns, actor_id=actor.user_id, keep_when_unembedded=True
     )
     if len(outcome.created) >= ANALYZE_AFTER:
-        with connection.cursor() as cursor:
-            cursor.execute(f"ANALYZE {MemoryRecord._meta.db_table}")
+        _settle_indexes()
     return ImportResult(
         imported=len(outcome.created),
         skipped=len(turns) - len(outcome.created),
@@ -311,6 +312,19 @@ def records_import(
         embedding="pending" if outcome.pending else "done",
         record_ids=tuple(row.id for row in outcome.created),
     )
+
+
+def _settle_indexes() -> None:
+    """Statistics for the new rows, and their GIN entries merged into the indexes proper.
+
+    A GIN index takes new entries into a pending list, which every search through it
+    reads whole until vacuum merges it. After 10,000 turns the text index's list held
+    166 pages, and text searches took 13.7 ms instead of 8.3 until it was merged (31 ms)."""
+    gin = [index.name for index in MemoryRecord._meta.indexes if isinstance(index, GinIndex)]
+    with connection.cursor() as cursor:
+        cursor.execute(f"ANALYZE {MemoryRecord._meta.db_table}")
+        for name in gin:
+            cursor.execute("SELECT gin_clean_pending_list(%s::regclass)", [name])
 
 
 def records_export(
