@@ -1,5 +1,5 @@
 """ASGI-level pieces around Django's handler: the body limit, and the threads that run
-synchronous views (ADR 0027)."""
+synchronous middleware and views (ADR 0027, 0039)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,14 @@ import json
 import threading
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 
-from asgiref.sync import ThreadSensitiveContext
+from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.conf import settings
 from django.core.handlers.asgi import ASGIHandler
+from django.core.handlers.base import BaseHandler
 from django.db import connections
 
 from lumina.kernel.errors import PayloadTooLargeError
+from lumina.platform.middleware import ASYNC_PROBES
 
 # Idle request threads kept for reuse, each with its open database connection.
 IDLE_THREADS = 16
@@ -146,7 +148,8 @@ class _Lease(Executor):
 
 
 class ReusedThreadsASGIHandler(ASGIHandler):
-    """Django's ASGI handler, running each request's synchronous code on a reused thread.
+    """Django's ASGI handler, running each request's synchronous code on a reused thread,
+    middleware and view in one call.
 
     Django's own handler makes a thread per request (``ThreadSensitiveContext()``); here
     the context gets a lent executor instead. Requests still run side by side: each has
@@ -154,6 +157,20 @@ class ReusedThreadsASGIHandler(ASGIHandler):
     """
 
     threads = _Threads(IDLE_THREADS)
+
+    def __init__(self) -> None:
+        super().__init__()
+        # The middleware is synchronous: under the asynchronous chain every hook of it is
+        # a switch to the request's thread and back (20 per request). The synchronous
+        # chain runs all of it, and the view, in one switch (ADR 0039).
+        self._sync = BaseHandler()
+        self._sync.load_middleware(is_async=False)
+
+    async def get_response_async(self, request):
+        if request.path_info in ASYNC_PROBES:
+            # Asynchronous views: the asynchronous chain keeps them on the event loop.
+            return await super().get_response_async(request)
+        return await sync_to_async(self._sync.get_response, thread_sensitive=True)(request)
 
     @classmethod
     def close_idle_threads(cls) -> None:

@@ -11,6 +11,8 @@ from django.utils.functional import LazyObject, empty
 from lumina.kernel.observability import REQUEST_ID_HEADER, access_log, request_begin
 
 _PRIVATE_PREFIXES = ("/api/v1/", "/v1/")
+# Probes answered by asynchronous views, on the event loop.
+ASYNC_PROBES = frozenset({"/health/live", "/health/ready"})
 
 
 def _resolved_user_id(request) -> object | None:
