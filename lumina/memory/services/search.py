@@ -41,7 +41,6 @@ from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.db.models.expressions import RawSQL
 from django.utils import timezone
-from pgvector.django import CosineDistance
 
 from lumina.memory.errors import InvalidInputError
 from lumina.memory.models.records import TEXT_SEARCH_CONFIG, Layer, MemoryAccess, MemoryRecord
@@ -307,35 +306,42 @@ def _hits_read(record_ids: list[uuid.UUID], *, count_access: bool) -> dict[uuid.
         return {row[0]: _Record._make(row) for row in cursor.fetchall()}
 
 
+def _where(rows: QuerySet[MemoryRecord]) -> tuple[str, list[Any]]:
+    """The WHERE clause of ``rows``, compiled once for the statements of a search."""
+    query = rows.query
+    sql, params = query.get_compiler(using=rows.db).compile(query.where)
+    return sql, list(params)
+
+
+def _vector_literal(embedding: Sequence[float]) -> str:
+    # float32 values: nine significant digits hold each exactly, in half the text of repr().
+    return "[" + ",".join([f"{value:.9g}" for value in embedding]) + "]"
+
+
 def _vector_ranking(
-    rows: QuerySet[MemoryRecord],
+    where: tuple[str, list[Any]],
     embedding: Sequence[float],
     limit: int,
     candidates: Candidates,
 ) -> Ranking:
-    ranked = (
-        rows.filter(embedding__isnull=False)
-        .annotate(distance=CosineDistance("embedding", list(embedding)))
-        .order_by("distance")
-        .values_list("id", "distance")[:limit]
+    sql = (
+        f"SELECT id, embedding <=> %s::vector FROM {_TABLE} "  # noqa: S608 (constants, compiled filter)
+        f"WHERE ({where[0]}) AND embedding IS NOT NULL ORDER BY 2 LIMIT %s"
     )
-    sql, params = ranked.query.sql_with_params()
-    found = _ranked_candidates(sql, params, candidates)
+    found = _ranked_candidates(sql, [_vector_literal(embedding), *where[1], limit], candidates)
     # Iterative scans return rows in relaxed order (and the join any order): sort exactly.
     return sorted(((rid, 1.0 - d) for rid, d in found), key=lambda x: (-x[1], x[0]))
 
 
 def _text_ranking(
-    rows: QuerySet[MemoryRecord], text: str, limit: int, candidates: Candidates
+    where: tuple[str, list[Any]], text: str, limit: int, candidates: Candidates
 ) -> Ranking:
     """Records sharing any of the question's words, rarer words weighing more.
 
     PostgreSQL's ranking has no document frequency, so "Sam" (in every other turn) would
     count as much as "hiking"; each word here weighs ln(1 + matches / matches of it),
     counted among the records that match any word, times the cover density rank."""
-    eligible_sql, eligible_params = rows.values(
-        "id", "search", "occurred_at"
-    ).query.sql_with_params()
+    eligible_sql = f"SELECT id, search, occurred_at FROM {_TABLE} WHERE {where[0]}"  # noqa: S608
     sql = f"""
         WITH words AS (
             SELECT DISTINCT quote_literal(lexeme)::tsquery AS word
@@ -358,7 +364,7 @@ def _text_ranking(
         ORDER BY score DESC, matches.occurred_at DESC, matches.id
         LIMIT %s
     """  # noqa: S608 (constants and the ORM's parameterised SQL)
-    found = _ranked_candidates(sql, [text, *eligible_params, text, text, limit], candidates)
+    found = _ranked_candidates(sql, [text, *where[1], text, text, limit], candidates)
     return sorted(found, key=lambda x: (-x[1], _newest_first(candidates[x[0]]), x[0]))
 
 
@@ -368,7 +374,7 @@ def _newest_first(row: _Candidate) -> float:
     return -row.occurred_at.timestamp()
 
 
-def _resolve_anchors(windows: list[TimeWindow], base: QuerySet[MemoryRecord]) -> list[TimeWindow]:
+def _resolve_anchors(windows: list[TimeWindow], where: tuple[str, list[Any]]) -> list[TimeWindow]:
     """ "before the move": when the best text match of "move" was said; of several equally
     good, the first said (where the thing came up)."""
     resolved = []
@@ -377,7 +383,7 @@ def _resolve_anchors(windows: list[TimeWindow], base: QuerySet[MemoryRecord]) ->
             resolved.append(window)
             continue
         found: Candidates = {}
-        best = _text_ranking(base, window.anchor, ANCHOR_TIES, found)
+        best = _text_ranking(where, window.anchor, ANCHOR_TIES, found)
         if not best:
             continue
         said = min(found[r].occurred_at for r, score in best if score >= best[0][1] - 1e-9)
@@ -616,20 +622,21 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
         # retrievers run here.
         pending = _embedder.submit(contextvars.copy_context().run, embed_texts, [q.query.strip()])
     base = eligible(owner_id, q)
+    where = _where(base)
     if windows:
-        windows = _resolve_anchors(windows, base)
+        windows = _resolve_anchors(windows, where)
     depth = max(q.k * 4, 40)
 
     # The retrievers read what scoring needs of their candidates in the same statements.
     candidates: Candidates = {}
     text_ranking = None
     if q.mode in (HYBRID, TEXT, GRAPH) and weights["text"] > 0:
-        text_ranking = _text_ranking(base, text, depth, candidates)
+        text_ranking = _text_ranking(where, text, depth, candidates)
     embedding = pending.result()[0] if pending is not None else None
     rankings: dict[str, Ranking] = {}
     with _hnsw_scan(int(max(q.ef_search, depth)), needed=embedding is not None):
         if embedding is not None and weights["vector"] > 0:
-            rankings["vector"] = _vector_ranking(base, embedding, depth, candidates)
+            rankings["vector"] = _vector_ranking(where, embedding, depth, candidates)
         if text_ranking is not None:
             rankings["text"] = text_ranking
         bounded = [w for w in windows if w.start is not None or w.end is not None]
@@ -639,9 +646,9 @@ def search_records(*, owner_id: uuid.UUID, search: SearchQuery) -> MemorySearchR
                 period |= _in_window(window)
             in_period = base.filter(period)
             if embedding is not None:
-                rankings["time"] = _vector_ranking(in_period, embedding, depth, candidates)
+                rankings["time"] = _vector_ranking(_where(in_period), embedding, depth, candidates)
             else:
-                rankings["time"] = _text_ranking(in_period, text, depth, candidates)
+                rankings["time"] = _text_ranking(_where(in_period), text, depth, candidates)
 
     # Similarities are on a fixed scale (the time retriever ranks by meaning too, unless
     # the question could not be embedded).
