@@ -71,3 +71,15 @@ def test_a_ranking_that_orders_nothing_adds_nothing_and_a_lone_match_keeps_its_w
         calibrated={"vector"},
     )
     assert fused[A] == pytest.approx((0.3 + 1.0) / 2)
+
+
+def test_a_filter_that_matches_everything_or_nothing_compiles_to_sql():
+    """The retrievers paste the eligibility filter into their statements."""
+    from lumina.memory.models.records import MemoryRecord
+    from lumina.memory.services.search import _where
+
+    assert _where(MemoryRecord.objects.all()) == ("TRUE", [])
+    assert _where(MemoryRecord.objects.filter(layer__in=[])) == ("FALSE", [])
+    sql, params = _where(MemoryRecord.objects.filter(session_id="s1"))
+    assert "session_id" in sql
+    assert params == ["s1"]

@@ -37,6 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
+from django.core.exceptions import EmptyResultSet, FullResultSet
 from django.db import connection, transaction
 from django.db.models import BooleanField, ExpressionWrapper, Q, QuerySet
 from django.db.models.expressions import RawSQL
@@ -309,7 +310,12 @@ def _hits_read(record_ids: list[uuid.UUID], *, count_access: bool) -> dict[uuid.
 def _where(rows: QuerySet[MemoryRecord]) -> tuple[str, list[Any]]:
     """The WHERE clause of ``rows``, compiled once for the statements of a search."""
     query = rows.query
-    sql, params = query.get_compiler(using=rows.db).compile(query.where)
+    try:
+        sql, params = query.get_compiler(using=rows.db).compile(query.where)
+    except FullResultSet:
+        return "TRUE", []
+    except EmptyResultSet:
+        return "FALSE", []
     return sql, list(params)
 
 
