@@ -48,7 +48,7 @@ def test_a_rest_request_runs_its_middleware_and_view_in_one_switch(asgi_server, 
     assert len({thread for _, thread in switches}) == 1
 
 
-def test_session_and_csrf_middleware_still_guard_a_browser_request(asgi_server):
+def test_a_refused_login_through_the_session_middleware_answers_in_json(asgi_server):
     session = requests.Session()
     login = session.post(
         f"{asgi_server.url}/api/v1/auth/login",
