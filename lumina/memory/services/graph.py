@@ -33,7 +33,13 @@ from lumina.memory.services.entity_extraction import (
     parse_llm_answer,
 )
 
-__all__ = ["GraphIndexResult", "graph_index_records", "graph_rebuild"]
+__all__ = [
+    "GraphIndexResult",
+    "GraphIndexer",
+    "graph_index_records",
+    "graph_indexer_inline",
+    "graph_rebuild",
+]
 
 log = logging.getLogger(__name__)
 
@@ -171,22 +177,42 @@ def graph_index_records(
     ``llm``: None asks providers whether a real chat model is configured; False never
     calls one; a callable is used as the model.
     """
-    if llm is None:
-        llm = _llm_answer if _llm_configured() else False
-    call = llm if callable(llm) else None
-    totals = [0, 0, 0, 0, 0]
-    entity_ids: set[uuid.UUID] = set()
-    relation_ids: set[uuid.UUID] = set()
-    for chunk in _chunks(list(dict.fromkeys(record_ids)), BATCH):
-        result = _index_chunk(chunk, call, entity_ids, relation_ids)
-        for i, value in enumerate(dataclasses.astuple(result)):
-            totals[i] += value
-    # Once for the whole call, not per chunk: each recount reads every mention of the
-    # entities it touches, and an import's chunks touch the same few entities. A failure
-    # before it leaves the handler to run again, and the recount with it.
-    with transaction.atomic():
-        _recount(entity_ids=entity_ids, relation_ids=relation_ids)
-    return GraphIndexResult(*totals)
+    indexer = GraphIndexer(llm=llm)
+    indexer.index(record_ids)
+    return indexer.finish()
+
+
+class GraphIndexer:
+    """Indexes records batch after batch (``index``) in the caller's order, then recounts
+    once (``finish``) what they touched: each recount reads every mention of the entities
+    it touches, and an import's batches touch the same few entities. A failure before
+    ``finish`` leaves the caller to index again, and the recount with it."""
+
+    def __init__(self, *, llm: LlmCall | bool | None = None) -> None:
+        if llm is None:
+            llm = _llm_answer if _llm_configured() else False
+        self._llm = llm if callable(llm) else None
+        self._totals = [0, 0, 0, 0, 0]
+        self._entities: set[uuid.UUID] = set()
+        self._relations: set[uuid.UUID] = set()
+
+    def index(self, record_ids: Sequence[uuid.UUID]) -> None:
+        for chunk in _chunks(list(dict.fromkeys(record_ids)), BATCH):
+            result = _index_chunk(chunk, self._llm, self._entities, self._relations)
+            for i, value in enumerate(dataclasses.astuple(result)):
+                self._totals[i] += value
+
+    def finish(self) -> GraphIndexResult:
+        with transaction.atomic():
+            _recount(entity_ids=self._entities, relation_ids=self._relations)
+        return GraphIndexResult(*self._totals)
+
+
+def graph_indexer_inline() -> GraphIndexer | None:
+    """An indexer for a writer that reads its records into the graph itself, inside its
+    own transaction; None when a chat model reads each record too, which is a call per
+    record: that stays with the ``MemoryStored`` handler, after the commit."""
+    return None if _llm_configured() else GraphIndexer(llm=False)
 
 
 def _index_chunk(
@@ -339,7 +365,11 @@ def _context_mentions(records: Sequence[_Record]) -> set[uuid.UUID]:
             before[record.id] = [
                 t["id"] for t in turns[max(0, position - CONTEXT_TURNS) : position]
             ]
-            speakers[record.id] = {normalize(t["speaker"]) for t in turns if t["speaker"]}
+            # Who has spoken so far: the same whether the rest of the session is
+            # written yet (a turn recorded live, a batch of an import) or not.
+            speakers[record.id] = {
+                normalize(t["speaker"]) for t in turns[: position + 1] if t["speaker"]
+            }
     named: dict[uuid.UUID, set[tuple[uuid.UUID, str]]] = {}
     for record_id, entity_id, key in EntityMention.objects.filter(
         record_id__in={i for ids in before.values() for i in ids}, weight=1.0
