@@ -4,12 +4,15 @@ provenance, idempotence, and LLM answers that are checked and recorded when malf
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
+from lumina.memory.events.records import MemoryStored
 from lumina.memory.models.records import ExtractionError, Layer, MemoryRecord
 from lumina.memory.models.topics import Entity, EntityMention, Relation, RelationEvidence
 from lumina.memory.services import graph
+from lumina.memory.services import records as records_service
 from lumina.memory.services.graph import graph_index_records, graph_rebuild
 from tests.memory.graph_support import HISTORY, by_text, store_history
 
@@ -189,3 +192,89 @@ def test_without_a_real_chat_model_no_model_is_called(people, monkeypatch):
     monkeypatch.setattr(graph, "_llm_answer", lambda *a: pytest.fail("called a model"))
     record = store_history(people.developer.id, [("s9", "Jo", "Hi Ana")], announce=False)[0]
     assert graph_index_records(record_ids=[record.id]).records == 1
+
+
+def _import(people, history=HISTORY):
+    from lumina.memory.api import memories_import
+    from lumina.security.types import Actor
+
+    lines = [
+        {
+            "session_id": session,
+            "speaker": speaker,
+            "text": text,
+            "timestamp": f"2024-{1 + i // 8:02d}-{1 + i:02d}T09:00:00Z",
+        }
+        for i, (session, speaker, text) in enumerate(history)
+    ]
+    actor = Actor.for_user(people.developer, mfa_verified=False)
+    return memories_import(actor=actor, text="\n".join(json.dumps(x) for x in lines), fmt="jsonl")
+
+
+def _graph(owner):
+    return (
+        sorted(Entity.objects.filter(owner_id=owner).values_list("key", "kind", "mention_count")),
+        sorted(
+            EntityMention.objects.filter(entity__owner_id=owner).values_list(
+                "entity__key", "record_id", "weight"
+            )
+        ),
+        sorted(
+            Relation.objects.filter(owner_id=owner).values_list(
+                "source__key", "target__key", "kind", "weight"
+            )
+        ),
+    )
+
+
+def test_an_import_reads_its_turns_into_the_graph_before_it_commits(people, monkeypatch):
+    # The import's transaction holds the graph of its turns: no handler has run yet here
+    # (the test's transaction never commits), and their MemoryStored events say so.
+    published = []
+    monkeypatch.setattr(records_service, "publish_many", published.extend)
+    monkeypatch.setattr(graph, "BATCH", 4)  # several graph batches, one recount
+    monkeypatch.setattr(records_service, "BATCH", 5)  # several import batches
+    _import(people)
+    owner = people.developer.id
+    inline = _graph(owner)
+    assert ("ana", "person", 5) in inline[0]
+    assert any(row[:3] == ("caroline", "ana", "family") for row in inline[2])
+    turns = [e for e in published if isinstance(e, MemoryStored) and e.layer == Layer.WORKING]
+    assert turns
+    assert all(e.graph_indexed for e in turns)
+    # The same graph as the MemoryStored handler builds from the same records.
+    graph_rebuild(owner_id=owner)
+    assert _graph(owner) == inline
+
+
+def test_the_handler_leaves_records_an_import_indexed(people, monkeypatch):
+    from lumina.memory.handlers import topics as handlers
+
+    indexed = []
+    monkeypatch.setattr(
+        handlers, "graph_index_records", lambda record_ids: indexed.extend(record_ids)
+    )
+    owner = people.developer.id
+    done, fresh = uuid.uuid4(), uuid.uuid4()
+    handlers.graph_and_topics_on_stored(
+        [
+            MemoryStored(
+                owner_id=owner, layer=Layer.WORKING, record_ids=(done,), graph_indexed=True
+            ),
+            MemoryStored(owner_id=owner, layer=Layer.SEMANTIC, record_ids=(fresh,)),
+        ]
+    )
+    assert indexed == [fresh]
+
+
+def test_with_a_chat_model_an_import_leaves_the_graph_to_the_handler(people, monkeypatch):
+    # The model reads each record: a call per record stays out of the import's transaction.
+    published = []
+    monkeypatch.setattr(records_service, "publish_many", published.extend)
+    monkeypatch.setattr(graph, "_llm_configured", lambda: True)
+    monkeypatch.setattr(records_service, "llm_available", lambda: False)
+    _import(people)
+    assert not Entity.objects.filter(owner_id=people.developer.id).exists()
+    turns = [e for e in published if isinstance(e, MemoryStored) and e.layer == Layer.WORKING]
+    assert turns
+    assert not any(e.graph_indexed for e in turns)

@@ -41,6 +41,8 @@ class MemoryStored(IntegrationEvent):
     session_ids: tuple[str, ...] = ()
     embedded: bool = True
     actor_id: uuid.UUID | None = None
+    # The entity graph already holds them: an import indexes its turns as it writes them.
+    graph_indexed: bool = False
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

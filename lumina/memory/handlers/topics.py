@@ -16,8 +16,9 @@ from lumina.memory.services.topics import topics_assign
 
 @subscribe(MemoryStored, batch=True)
 def graph_and_topics_on_stored(events: list[MemoryStored]) -> None:
-    record_ids = [record_id for event in events for record_id in event.record_ids]
-    graph_index_records(record_ids=record_ids)
+    unindexed = [r for event in events if not event.graph_indexed for r in event.record_ids]
+    if unindexed:
+        graph_index_records(record_ids=unindexed)
     embedded = [r for event in events if event.embedded for r in event.record_ids]
     if embedded:
         topics_assign(record_ids=embedded)

@@ -300,7 +300,11 @@ def records_import(
     owner_id = owner_resolve(actor, action=WRITE, user_id=user_id)
     turns, sessions = import_parse(text, fmt=fmt, agent_id=agent_id, session_id=session_id)
     outcome = turns_store(
-        owner_id=owner_id, turns=turns, actor_id=actor.user_id, keep_when_unembedded=True
+        owner_id=owner_id,
+        turns=turns,
+        actor_id=actor.user_id,
+        keep_when_unembedded=True,
+        index_graph=True,
     )
     if len(outcome.created) >= ANALYZE_AFTER:
         _settle_indexes()

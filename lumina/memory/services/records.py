@@ -49,6 +49,7 @@ from lumina.memory.services.facts import (
     llm_extract,
     rules_extract,
 )
+from lumina.memory.services.graph import graph_indexer_inline
 from lumina.memory.services.record_embedding import BATCH, embed_distinct, embed_texts
 from lumina.memory.services.record_rows import records_insert
 from lumina.security.api import Actor
@@ -183,12 +184,15 @@ def turns_store(
     turns: Sequence[TurnInput],
     actor_id: uuid.UUID | None,
     keep_when_unembedded: bool,
+    index_graph: bool = False,
 ) -> StoreOutcome:
     """Store the turns not stored before, with their rule-extracted facts.
 
     The caller has checked each turn. ``keep_when_unembedded``: when the embedding model
     is down, store the turns anyway and finish them through the outbox (imports);
-    otherwise raise ``EmbeddingUnavailableError`` with nothing written.
+    otherwise raise ``EmbeddingUnavailableError`` with nothing written. ``index_graph``:
+    read each batch into the entity graph as it is written, while the next is embedded,
+    instead of leaving it to the ``MemoryStored`` handler after the commit (ADR 0040).
     """
     now = timezone.now()
     policies = policy.policies_for(owner_id)
@@ -240,6 +244,7 @@ def turns_store(
         try:
             # The rules read the turns while the first batch is embedded.
             candidates = rules_extract(_for_extraction(new))
+            graph = graph_indexer_inline() if index_graph else None
             with transaction.atomic():
                 for chunk, future in zip(chunks, futures, strict=True):
                     vectors = None
@@ -256,8 +261,18 @@ def turns_store(
                         for row, vector in zip(chunk, vectors, strict=True):
                             row.embedding = vector
                     records_insert(chunk, ignore_conflicts=True)
+                    if graph is not None:
+                        graph.index([row.id for row in chunk])
+                if graph is not None:
+                    graph.finish()
                 decisions = _after_store(
-                    owner_id, new, candidates, pending, actor_id, keep_when_unembedded
+                    owner_id,
+                    new,
+                    candidates,
+                    pending,
+                    actor_id,
+                    keep_when_unembedded,
+                    graph_indexed=graph is not None,
                 )
         finally:
             for future in futures:
@@ -286,6 +301,8 @@ def _after_store(
     pending: bool,
     actor_id: uuid.UUID | None,
     keep_unembedded: bool,
+    *,
+    graph_indexed: bool = False,
 ) -> list[FactDecision]:
     """Events for the stored turns and, once embedded, their facts consolidated."""
     ids = [row.id for row in new]
@@ -299,6 +316,7 @@ def _after_store(
             ),
             embedded=not pending,
             actor_id=actor_id,
+            graph_indexed=graph_indexed,
         )
         for start in range(0, len(ids), STORED_BATCH)
     ]
