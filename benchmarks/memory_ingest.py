@@ -8,7 +8,8 @@ embedded PostgreSQL). The script prints two tables:
    ``POST /api/v1/memory/import`` of the whole history (JSONL, 100 sessions over two
    years) timed from request to answer: turns/s and its ratio to the embedder's
    sentences/s, and the CPU per turn the import cost in Lumina's process and in
-   PostgreSQL beside the embedder's CPU per sentence. What is timed is the whole
+   PostgreSQL beside the embedder's CPU per sentence. Both are timed warm: the embedder
+   after one batch, Lumina after one search has loaded its model. What is timed is the whole
    request: the import embeds every turn (and each distinct fact it stores), extracts
    and consolidates facts, writes turns and facts (one binary COPY per batch), their
    HNSW and GIN index entries and the outbox events in one transaction, ANALYZEs the
@@ -331,6 +332,10 @@ def import_history(
     PostgreSQL: on a shared machine the CPU per turn beside the embedder's CPU per
     sentence moves far less with the load than the two rates do."""
     body = ("\n".join(json.dumps(line) for line in lines) + "\n").encode()
+    # Warm, as the embedder alone is timed: one search loads the model in the server.
+    status, answer = call(port, token, "/api/v1/memory/search", b'{"query": "warm up"}')
+    if status != 200:
+        raise RuntimeError(f"the warm-up search answered {status}: {answer}")
     progress(f"importing {len(lines)} turns ({len(body) / 1e6:.1f} MB of JSONL)")
     postgres = pgserver.postmaster_info()
     lumina_cpu = cpu_seconds(pid)
