@@ -108,6 +108,23 @@ def _vector_reads(queries) -> list[str]:
     ]
 
 
+def test_records_of_owners_without_topics_are_not_read_at_all(people, history, developer_client):
+    # An import's handler names the owners: one query about their topics, no record read.
+    (turn,) = store_history(people.developer.id, [("s5", "Mel", "Kiln again.")], announce=False)
+    with CaptureQueriesContext(connection) as queries:
+        assert topics_assign(record_ids=[turn.id], owner_ids=[people.developer.id]) == 0
+    assert len(queries.captured_queries) == 1
+    assert "memory_memoryrecord" not in queries.captured_queries[0]["sql"]
+    # Once the owner has topics, the same call reads the record and assigns it.
+    extract(developer_client, scope="session", key="s2")
+    (kiln,) = store_history(
+        people.developer.id,
+        [("s2", "Mel", "The kiln at the pottery studio broke again.")],
+        announce=False,
+    )
+    assert topics_assign(record_ids=[kiln.id], owner_ids=[people.developer.id]) == 1
+
+
 def test_new_records_read_no_vectors_unless_one_of_their_scopes_has_topics(
     people, history, developer_client
 ):

@@ -21,7 +21,7 @@ def graph_and_topics_on_stored(events: list[MemoryStored]) -> None:
         graph_index_records(record_ids=unindexed)
     embedded = [r for event in events if event.embedded for r in event.record_ids]
     if embedded:
-        topics_assign(record_ids=embedded)
+        topics_assign(record_ids=embedded, owner_ids={event.owner_id for event in events})
 
 
 @subscribe(MemoryUpdated, batch=True)
@@ -31,4 +31,4 @@ def graph_and_topics_on_updated(events: list[MemoryUpdated]) -> None:
         graph_index_records(record_ids=reread)
     embedded = [r for e in events if {"embedding", "text"} & set(e.changed) for r in e.record_ids]
     if embedded:
-        topics_assign(record_ids=embedded)
+        topics_assign(record_ids=embedded, owner_ids={e.owner_id for e in events})
