@@ -211,6 +211,48 @@ def test_an_import_while_the_embedding_model_is_down_is_kept_and_finished_later(
     ).exists()
 
 
+def test_a_model_that_fails_mid_import_keeps_every_fact_once(people, monkeypatch):
+    # The first batch is embedded, the second is refused. The rules' facts were
+    # consolidated after the first batch; finishing the rest later adds none twice.
+    from lumina.memory.errors import EmbeddingUnavailableError
+    from lumina.memory.services import records as records_service
+
+    embed = records_service.embed_distinct
+
+    def second_batch_refused(texts):
+        if any("Berlin in winter" in text for text in texts):
+            raise EmbeddingUnavailableError()
+        return embed(texts)
+
+    monkeypatch.setattr(records_service, "BATCH", 5)  # sessions 1-2, then 3-4
+    monkeypatch.setattr(records_service, "embed_distinct", second_batch_refused)
+    response = post(client_as(people.developer), history_json())
+    assert response.status_code == 202, response.content
+    turns = turns_of(people.developer)
+    assert [turn.embedding is not None for turn in turns] == [True] * 5 + [False] * 5
+
+    def current(text):
+        return MemoryRecord.objects.filter(
+            owner_id=people.developer.pk, layer=Layer.SEMANTIC, text=text, superseded_at=None
+        )
+
+    assert current("Sam lives in Berlin").get().embedding is not None
+    assert current("Sam lives in Lisbon").get().valid_to is not None  # until the move
+
+    def facts():
+        return list(
+            MemoryRecord.objects.filter(owner_id=people.developer.pk, layer=Layer.SEMANTIC)
+            .values_list("text", "valid_from", "valid_to", "superseded_at")
+            .order_by("text", "valid_from", "id")
+        )
+
+    before = facts()
+    monkeypatch.setattr(records_service, "embed_distinct", embed)
+    bus.replay([event.id for event in pending_events("memory.RecordsEmbedPending")])
+    assert all(turn.embedding is not None for turn in turns_of(people.developer))
+    assert facts() == before
+
+
 def test_another_users_import_needs_memory_manage(people):
     other = people.other_developer.pk
     refused = post(client_as(people.developer), history_json(), user_id=other)
