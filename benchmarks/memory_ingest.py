@@ -12,9 +12,10 @@ embedded PostgreSQL). The script prints two tables:
    after one batch, Lumina after one search has loaded its model. What is timed is the whole
    request: the import embeds every turn (and each distinct fact it stores), extracts
    and consolidates facts, writes turns and facts (one binary COPY per batch), their
-   HNSW and GIN index entries and the outbox events in one transaction, ANALYZEs the
-   table, and then, with the default in-process event transport, runs the graph and
-   topic handlers for the new records after the commit, before answering. Target: ratio ≥ 0.75.
+   HNSW and GIN index entries, the turns' entity graph and the outbox events in one
+   transaction, ANALYZEs the table, and then, with the default in-process event
+   transport, runs the handlers (the facts' graph, topics) after the commit, before
+   answering. Target: ratio ≥ 0.75.
 2. **Search** — ``POST /api/v1/memory/search`` (hybrid, k=10) over HTTP with an API
    token, one request at a time, for distinct questions (a quarter name a period, such
    as "last spring" or "in March 2023"): median and p99 from the client, warm-up
@@ -352,8 +353,8 @@ def import_history(
     print(
         table(
             f"Import of {answer['imported']} dated turns in {answer['sessions']} sessions "
-            "over HTTP (embed, extract and consolidate facts, write, index, then the graph "
-            "and topic handlers after commit)",
+            "over HTTP (embed, extract and consolidate facts, write, index, graph, then the "
+            "handlers after commit)",
             ("measure", "value", "target"),
             [
                 (
