@@ -16,7 +16,6 @@ from urllib.parse import parse_qs
 
 import structlog
 from channels.consumer import get_handler_name
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from pycrdt import YMessageType, YSyncMessageType, create_sync_message, handle_sync_message
 
@@ -31,6 +30,7 @@ from lumina.security.api import (
 from lumina.ui.consumers import watch
 from lumina.ui.consumers.protocol import QUERY_AWARENESS, CloseCode, ProtocolError, parse
 from lumina.ui.consumers.rooms import Room, RoomFullError, in_thread, room_join
+from lumina.ui.consumers.sockets import WebsocketConsumer
 from lumina.ui.services.document_state import EMPTY_UPDATE
 from lumina.ui.services.sync_access import SyncAccess, sync_access
 
@@ -55,7 +55,7 @@ def _query_token(scope) -> str | None:
     return values[-1] if values else None
 
 
-class DocumentConsumer(AsyncWebsocketConsumer):
+class DocumentConsumer(WebsocketConsumer):
     # No per-connection channel: the room, not each connection, listens to the layer.
     channel_layer_alias = "ui.documents.none"
 
@@ -274,13 +274,16 @@ class DocumentConsumer(AsyncWebsocketConsumer):
         self._closing = True
         watch.unwatch(self)
         _rechecks.discard(self)
-        if self._sender is not None:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._sender
-        if self.room is not None:
-            room, self.room = self.room, None
-            await room.remove(self)
+        try:
+            if self._sender is not None:
+                self._sender.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._sender
+        finally:
+            # Whatever ended the sender, the room must not keep a member that has gone.
+            if self.room is not None:
+                room, self.room = self.room, None
+                await room.remove(self)
 
 
 # Every socket's check in one thread hop. A failed check (the database unreachable) keeps

@@ -26,12 +26,12 @@ from typing import Any
 import structlog
 from channels.auth import get_user
 from channels.db import database_sync_to_async
-from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 from django.utils.module_loading import import_module
 
 from lumina.security.api import Actor, InvalidTokenError, actor_of_scope, authenticate_token
 from lumina.ui.consumers import watch
+from lumina.ui.consumers.sockets import WebsocketConsumer
 from lumina.ui.realtime import fanout, topics
 
 logger = structlog.get_logger(__name__)
@@ -100,7 +100,7 @@ def _bearer_in(scope) -> str | None:
     return None
 
 
-class RealtimeConsumer(AsyncWebsocketConsumer):
+class RealtimeConsumer(WebsocketConsumer):
     """One client connection: its actor, its subscriptions and the groups it joined."""
 
     async def connect(self) -> None:
