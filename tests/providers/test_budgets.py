@@ -350,6 +350,36 @@ def test_other_processes_changes_are_picked_up_within_the_refresh_interval(budge
     assert _admit().limited
 
 
+def test_a_refresh_that_read_the_rules_before_a_change_does_not_undo_it(budgets, monkeypatch):
+    assert _admit() is UNLIMITED  # snapshot loaded, without rules
+    read, release = threading.Event(), threading.Event()
+    real_rules = budget_services.budget_rules
+
+    def rules_read_before_the_change():
+        rules = real_rules()
+        read.set()
+        release.wait(10)  # the change, its invalidation and a reload happen meanwhile
+        return rules
+
+    monkeypatch.setattr(budget_services, "budget_rules", rules_read_before_the_change)
+    monkeypatch.setattr(budget_services, "RULES_REFRESH_SECONDS", 0.0)
+    assert _admit() is UNLIMITED  # the stale snapshot answers; a refresh starts behind it
+    assert read.wait(10)
+    monkeypatch.setattr(budget_services, "budget_rules", real_rules)
+    monkeypatch.setattr(budget_services, "RULES_REFRESH_SECONDS", 3600.0)
+    budget_create(actor=SYSTEM, scope="user", subject_id=ALICE, requests_per_minute=1)
+    fresh_window()
+    assert _admit().limited  # reloaded with the new rule
+
+    release.set()
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and budget_services._refreshing.is_set():
+        time.sleep(0.01)
+    assert not budget_services._refreshing.is_set()
+    with pytest.raises(RateLimitedError):
+        _admit()  # still the new rule, not the refresh's older reading
+
+
 @pytest.mark.parametrize(
     ("period", "now", "start", "end"),
     [

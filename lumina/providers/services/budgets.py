@@ -294,12 +294,16 @@ class _Snapshot:
 _snapshot: _Snapshot | None = None
 _snapshot_lock = threading.Lock()
 _refreshing = threading.Event()
+# Moved by every invalidation: a refresh that read the rules before one is not installed.
+_generation = 0
 
 
 def budget_cache_invalidate() -> None:
     """Forget this process's rules snapshot; the next admission reloads it."""
-    global _snapshot
-    _snapshot = None
+    global _snapshot, _generation
+    with _snapshot_lock:
+        _generation += 1
+        _snapshot = None
 
 
 def _applicable(
@@ -345,9 +349,12 @@ def _refresh_in_background() -> None:
 def _refresh() -> None:
     global _snapshot
     try:
+        generation = _generation
         fresh = _Snapshot(budget_rules())
         with _snapshot_lock:
-            if _snapshot is not None:  # an invalidation since means a reload is due anyway
+            # After an invalidation these rules may predate the change (and a request may
+            # already have loaded the new ones): the next admission reloads instead.
+            if _snapshot is not None and _generation == generation:
                 _snapshot = fresh
     except Exception:
         logger.warning("budget rules refresh failed; keeping the previous ones", exc_info=True)
