@@ -20,7 +20,7 @@ import pytest
 from lumina.security.services.tokens import token_create
 from lumina.security.types import Actor
 from lumina.tools.sandbox import run_python, runner, sandbox_status
-from lumina.tools.sandbox.launcher import SandboxConfig
+from lumina.tools.sandbox.launcher import SandboxConfig, kill
 from lumina.tools.types import ExecutionStatus, Limits
 from tests.security.rbac_support import give_role, make_user
 
@@ -181,14 +181,9 @@ def test_a_warm_sandbox_that_died_while_idle_is_replaced(settings):
     assert run("def main():\n    return 1\n").result == 1
     pool = runner._pool(runner._config())
     warm = pool.acquire()
-    os.killpg(warm.process.pid, signal.SIGKILL)
+    kill(warm.process)
     warm.process.wait()
-    gone = select.poll()  # the harness inside dies with bwrap: wait until nobody reads stdin
-    gone.register(warm.process.stdin, select.POLLERR)
-    for _ in range(500):
-        if gone.poll(10):
-            break
-    assert gone.poll(0)
+    assert _nobody_reads(warm.process.stdin)
     # As if the pool had handed out the dead one: the run still succeeds.
     original = pool.acquire
     pool.acquire = lambda: warm
@@ -196,6 +191,41 @@ def test_a_warm_sandbox_that_died_while_idle_is_replaced(settings):
         assert run("def main():\n    return 2\n").result == 2
     finally:
         pool.acquire = original
+
+
+def _nobody_reads(stdin) -> bool:
+    gone = select.poll()  # a dead process's pipes close as the kernel tears it down
+    gone.register(stdin, select.POLLERR)
+    for _ in range(500):
+        if gone.poll(10):
+            break
+    return bool(gone.poll(0))
+
+
+def test_a_sandbox_killed_while_it_starts_leaves_no_process_running():
+    # As bwrap's child before it has set its parent-death signal: in a session of its own,
+    # it outlives its parent unless it is killed by pid.
+    program = (
+        "import os, sys\n"
+        "if os.fork() == 0:\n"
+        "    os.setsid()\n"
+        "    print('started', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", program],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout.readline() == b"started\n"
+        kill(process)
+        process.wait()
+        assert _nobody_reads(process.stdin)
+    finally:
+        process.stdin.close()  # the child, were it alive, reads its end and exits
+        process.stdout.close()
 
 
 def test_with_network_allowed_a_tool_reaches_a_server_on_this_machine():

@@ -14,10 +14,12 @@ Layers, outside in (docs/adr/0018-sandbox-layers.md):
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -239,3 +241,60 @@ def spawn(config: SandboxConfig, *, network: bool) -> tuple[subprocess.Popen, in
         if seccomp_fd >= 0:
             os.close(seccomp_fd)
     return process, result_read
+
+
+def kill(process: subprocess.Popen) -> None:
+    """SIGKILL a sandbox: bwrap, and its child, the init of the sandbox's PID namespace.
+
+    --die-with-parent alone is not enough: bwrap's child sets its parent-death signal only
+    after the clone, and a bwrap killed in between leaves a sandbox with no parent running
+    on. So bwrap is stopped first (it starts no child while stopped), then its children are
+    killed by pid: an init's death ends every process of its namespace.
+    """
+    if process.returncode is not None:
+        return  # reaped: the pid may be another process's now
+    pid = process.pid
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        # Until it is stopped it may still clone; WNOWAIT leaves its exit for the reaper.
+        os.waitid(os.P_PID, pid, os.WSTOPPED | os.WEXITED | os.WNOWAIT)
+    except (ChildProcessError, ProcessLookupError, PermissionError):
+        return
+    for child in _children(pid):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(OSError):
+        process.kill()
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return children
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as listed:
+                children += [int(child) for child in listed.read().split()]
+        except OSError:
+            return _children_by_scan(pid)  # a kernel without CONFIG_PROC_CHILDREN
+    return children
+
+
+def _children_by_scan(pid: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                # The command name (in parentheses) may hold spaces: the fields follow it.
+                fields = stat.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            children.append(int(entry))
+    return children

@@ -19,7 +19,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 
-from lumina.tools.sandbox.launcher import SandboxConfig, spawn
+from lumina.tools.sandbox.launcher import SandboxConfig, kill, spawn
 
 logger = logging.getLogger(__name__)
 
@@ -30,10 +30,7 @@ class Sandbox:
     result_fd: int
 
     def discard(self) -> None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.process.pid, 9)
-        with contextlib.suppress(OSError):
-            self.process.kill()
+        kill(self.process)
         for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
             if stream is not None:
                 with contextlib.suppress(OSError):

@@ -35,6 +35,7 @@ from lumina.tools.sandbox.launcher import (
     MODE_BWRAP,
     MODE_RLIMITS_ONLY,
     SandboxConfig,
+    kill,
 )
 from lumina.tools.sandbox.pool import Sandbox, SandboxPool, start
 from lumina.tools.types import ExecutionStatus, Limits
@@ -345,7 +346,7 @@ def _execute(
         _reaper().put(sandbox)
         return _result(None, streams, "", {}, limits, started)
     if ended_by:
-        _kill(process)
+        kill(process)
     usage = _reap(process, deadline if not ended_by else time.monotonic() + 5)
     _close(sandbox)
     return _result(process.returncode, streams, ended_by, usage, limits, started)
@@ -400,7 +401,7 @@ class _Reaper:
         while True:
             sandbox = self._queue.get()
             try:
-                _kill(sandbox.process)
+                kill(sandbox.process)
                 _reap(sandbox.process, time.monotonic() + 5)
             finally:
                 _close(sandbox)
@@ -416,14 +417,6 @@ def _reaper() -> _Reaper:
         if _reaper_instance is None:
             _reaper_instance = _Reaper()
         return _reaper_instance
-
-
-def _kill(process: subprocess.Popen) -> None:
-    # The sandbox's init dies with bwrap (--die-with-parent), and the PID namespace with it.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(process.pid, signal.SIGKILL)
-    with contextlib.suppress(OSError):
-        process.kill()
 
 
 def _reap(process: subprocess.Popen, deadline: float) -> dict[str, Any]:
@@ -442,7 +435,7 @@ def _reap(process: subprocess.Popen, deadline: float) -> dict[str, Any]:
                 "max_rss_kb": rusage.ru_maxrss,
             }
         if time.monotonic() >= deadline:
-            _kill(process)
+            kill(process)
             deadline = time.monotonic() + 5
         time.sleep(0.001)
 
