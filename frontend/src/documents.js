@@ -42,6 +42,23 @@ const live = document.getElementById("live");
 
 const selected = new URLSearchParams(window.location.search).get("id");
 let current = null;
+let editorDoc = null;
+
+// Under the server's 4 MiB request cap once in base64; a larger copy is not sent.
+const MAX_STATE_BYTES = 2 * 1024 * 1024;
+
+// The editor's own copy of the document, for a keep or a restore: the server stores what
+// it holds that has not arrived over the websocket yet, so the last keystrokes count.
+function editorState() {
+  if (!editorDoc) return {};
+  const bytes = Y.encodeStateAsUpdate(editorDoc);
+  if (bytes.length > MAX_STATE_BYTES) return {};
+  let binary = "";
+  for (let at = 0; at < bytes.length; at += 0x8000) {
+    binary += String.fromCharCode(...bytes.subarray(at, at + 0x8000));
+  }
+  return { state: btoa(binary) };
+}
 
 async function loadList() {
   listError.textContent = "";
@@ -104,6 +121,7 @@ async function openDocument(id) {
 
 function startEditor(id, editable) {
   const ydoc = new Y.Doc();
+  editorDoc = ydoc;
   const text = ydoc.getText(ROOT);
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
   const provider = new WebsocketProvider(`${scheme}://${window.location.host}/ws/documents`, `${id}/`, ydoc);
@@ -255,7 +273,7 @@ async function loadVersions() {
 async function restore(version) {
   if (!window.confirm(`Restore ${version.name}? The current text is replaced for everyone (history keeps it).`)) return;
   try {
-    await api.post(`/api/v1/documents/${current.id}/versions/${version.id}/restore`);
+    await api.post(`/api/v1/documents/${current.id}/versions/${version.id}/restore`, editorState());
   } catch (error) {
     reportError(versionsError, error);
   }
@@ -265,7 +283,10 @@ versionForm.addEventListener("submit", async (event) => {
   event.preventDefault();
   clearErrors(versionForm);
   try {
-    await api.post(`/api/v1/documents/${current.id}/versions`, { name: new FormData(versionForm).get("name") });
+    await api.post(`/api/v1/documents/${current.id}/versions`, {
+      name: new FormData(versionForm).get("name"),
+      ...editorState(),
+    });
     versionForm.reset();
     await loadVersions();
   } catch (error) {

@@ -7,6 +7,7 @@ but not change (or share, or restore) a 403. Who may do what is security's objec
 
 from __future__ import annotations
 
+import base64
 from urllib.parse import quote
 
 from django.http import HttpResponse
@@ -148,8 +149,30 @@ class DocumentShareInput(serializers.Serializer):
     can_share = serializers.BooleanField(default=False, help_text="May share it on.")
 
 
+class YjsStateField(serializers.CharField):
+    """A Yjs (v1) state, base64; bytes once valid."""
+
+    def to_internal_value(self, data) -> bytes:
+        try:
+            return base64.b64decode(super().to_internal_value(data), validate=True)
+        except ValueError:
+            raise serializers.ValidationError("Not base64.") from None
+
+
+_CALLER_STATE = (
+    "The caller's own copy of the document (Y.encodeStateAsUpdate, base64): what it holds "
+    "that the server does not yet (edits still on their way over its websocket) is stored "
+    "first."
+)
+
+
 class DocumentVersionInput(serializers.Serializer):
     name = serializers.CharField(max_length=200)
+    state = YjsStateField(required=False, help_text=_CALLER_STATE)
+
+
+class DocumentRestoreInput(serializers.Serializer):
+    state = YjsStateField(required=False, help_text=_CALLER_STATE)
 
 
 # --- Views ------------------------------------------------------------------------------
@@ -348,10 +371,13 @@ class VersionListApi(GenericAPIView):
 class VersionRestoreApi(APIView):
     """Make the content the version's again: a new update, history kept (documents.edit)."""
 
-    @extend_schema(request=None, responses=DocumentRestoreOutput)
+    @extend_schema(request=DocumentRestoreInput, responses=DocumentRestoreOutput)
     def post(self, request, document_id, version_id):
         version, seq = version_restore(
-            actor=actor_of(request), document_id=document_id, version_id=version_id
+            actor=actor_of(request),
+            document_id=document_id,
+            version_id=version_id,
+            **_valid(DocumentRestoreInput, request),
         )
         return Response(DocumentRestoreOutput({"version": version, "seq": seq}).data)
 

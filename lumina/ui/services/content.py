@@ -29,6 +29,19 @@ def doc_of(state: bytes) -> Doc:
     return doc
 
 
+def missing_update(stored: bytes, copy: Doc) -> bytes | None:
+    """What a client's copy holds that ``stored`` lacks, as one update (None: nothing).
+
+    A state vector alone would miss deletions (they advance no clock), so the copy's delete
+    set comes along and the stored state is compared whole, before and after.
+    """
+    doc = doc_of(stored)
+    before = doc.get_update()
+    missing = copy.get_update(doc.get_state())
+    doc.apply_update(missing)
+    return None if doc.get_update() == before else missing
+
+
 def _probe(state: bytes, name: str, kind: type) -> Any:
     return doc_of(state).get(name, type=kind)
 

@@ -9,6 +9,8 @@ Roles do not open people's documents: no role, Viewer (``*.read``), Developer
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 
 from lumina.ui.models import DocumentUpdate, DocumentVersion
@@ -18,6 +20,10 @@ from tests.ui.documents.conftest import DOCUMENTS, client_as, make_document, tex
 pytestmark = pytest.mark.django_db
 
 ATTACKERS = ("nobody", "viewer", "developer", "admin", "staff")
+
+
+# A whole state with the attacker's text: a keep or a restore would store it first.
+PLANTED = base64.b64encode(text_state("planted")).decode()
 
 
 def _attempts(document, version, victim) -> list[tuple[str, str, dict | None]]:
@@ -34,6 +40,8 @@ def _attempts(document, version, victim) -> list[tuple[str, str, dict | None]]:
         ("get", f"{url}/versions", None),
         ("post", f"{url}/versions", {"name": "taken"}),
         ("post", f"{url}/versions/{version.id}/restore", None),
+        ("post", f"{url}/versions", {"name": "taken", "state": PLANTED}),
+        ("post", f"{url}/versions/{version.id}/restore", {"state": PLANTED}),
     ]
 
 
@@ -113,6 +121,8 @@ def test_a_viewer_share_cannot_change_share_restore_or_delete(people):
         ("post", f"{url}/shares", {"principal": people.viewer.email, "permission": "view"}),
         ("post", f"{url}/versions", {"name": "v2"}),
         ("post", f"{url}/versions/{version.id}/restore", None),
+        ("post", f"{url}/versions", {"name": "v2", "state": PLANTED}),
+        ("post", f"{url}/versions/{version.id}/restore", {"state": PLANTED}),
     ]:
         response = getattr(client, method)(target, body, format="json")
         assert response.status_code == 403, (method, target, response.status_code)

@@ -9,7 +9,7 @@ import pytest
 from pycrdt import Doc, Text
 
 from lumina.kernel.models import OutboxEvent
-from lumina.ui.models import DocumentUpdate
+from lumina.ui.models import DocumentUpdate, DocumentVersion
 from lumina.ui.services import document_state
 from lumina.ui.services.content import to_json
 from tests.ui.documents.conftest import (
@@ -99,6 +99,114 @@ def test_a_restore_brings_back_xml_maps_and_removes_roots_added_since(people):
     client.post(f"{DOCUMENTS}/{document.id}/versions/{version['id']}/restore")
 
     assert to_json(document_state.state_load(document.id)) == wanted
+
+
+def _copy_of(document) -> Doc:
+    """A client's copy of the document as the database has it."""
+    doc = Doc()
+    doc.apply_update(document_state.state_load(document.id))
+    return doc
+
+
+def _b64(doc: Doc) -> str:
+    return base64.b64encode(doc.get_update()).decode()
+
+
+def test_a_version_keeps_the_callers_edits_that_have_not_reached_the_database(
+    people, published, django_capture_on_commit_callbacks
+):
+    document = make_document(people.developer, content=text_state("First dra"))
+    copy = _copy_of(document)
+    copy.get("codemirror", type=Text).insert(9, "ft")  # still on its way over the websocket
+    url = f"{DOCUMENTS}/{document.id}/versions"
+
+    with django_capture_on_commit_callbacks(execute=True):
+        created = client_as(people.developer).post(
+            url, {"name": "draft one", "state": _b64(copy)}, format="json"
+        )
+
+    assert created.status_code == 201, created.content
+    version = DocumentVersion.objects.get(pk=created.json()["id"])
+    kept = Doc()
+    kept.apply_update(bytes(version.state))
+    assert str(kept.get("codemirror", type=Text)) == "First draft"
+    assert _text(document) == "First draft"
+    # Stored as one update, and relayed to the live rooms like any other.
+    assert version.upto_seq == 2
+    assert [(p[0], p[1]) for p in published] == [(document.id, 2)]
+
+
+def test_a_deletion_not_yet_stored_is_kept_too(people):
+    """A deletion moves no clock: a state vector alone would not show it missing."""
+    document = make_document(people.developer, content=text_state("First draft!!"))
+    copy = _copy_of(document)
+    del copy.get("codemirror", type=Text)[11:13]
+    url = f"{DOCUMENTS}/{document.id}/versions"
+
+    created = client_as(people.developer).post(
+        url, {"name": "tidy", "state": _b64(copy)}, format="json"
+    )
+
+    assert created.status_code == 201, created.content
+    assert _text(document) == "First draft"
+
+
+def test_a_copy_with_nothing_new_appends_nothing(people):
+    document = make_document(people.developer, content=text_state("as stored"))
+    url = f"{DOCUMENTS}/{document.id}/versions"
+
+    created = client_as(people.developer).post(
+        url, {"name": "same", "state": _b64(_copy_of(document))}, format="json"
+    )
+
+    assert created.status_code == 201, created.content
+    assert created.json()["upto_seq"] == 1
+    assert DocumentUpdate.objects.filter(document=document).count() == 1
+
+
+def test_a_restore_replaces_the_callers_edits_that_have_not_reached_the_database(people):
+    document = make_document(people.developer, content=text_state("First draft"))
+    client = client_as(people.developer)
+    url = f"{DOCUMENTS}/{document.id}/versions"
+    version = client.post(url, {"name": "draft one"}, format="json").json()
+    edit_text(document, "First draft, then")
+    copy = _copy_of(document)
+    copy.get("codemirror", type=Text).insert(17, " changes")  # not stored yet
+
+    restored = client.post(f"{url}/{version['id']}/restore", {"state": _b64(copy)}, format="json")
+
+    assert restored.status_code == 200, restored.content
+    assert _text(document) == "First draft"
+    # The caller's copy, given every stored update, converges on the restored content.
+    for data in DocumentUpdate.objects.filter(document=document).values_list("data", flat=True):
+        copy.apply_update(bytes(data))
+    assert str(copy.get("codemirror", type=Text)) == "First draft"
+
+
+@pytest.mark.parametrize(
+    ("state", "problem"),
+    [
+        ("not base64!", "Not base64."),
+        (base64.b64encode(b"\xff\x00 not an update").decode(), "Not a Yjs update."),
+    ],
+)
+def test_a_copy_that_is_not_a_yjs_state_is_refused_naming_the_field(people, state, problem):
+    document = make_document(people.developer, content=text_state("kept safe"))
+    version = DocumentVersion.objects.create(
+        document=document, name="v1", upto_seq=1, state=document_state.state_load(document.id)
+    )
+    client = client_as(people.developer)
+    url = f"{DOCUMENTS}/{document.id}/versions"
+
+    for target, body in [
+        (url, {"name": "broken", "state": state}),
+        (f"{url}/{version.id}/restore", {"state": state}),
+    ]:
+        response = client.post(target, body, format="json")
+        assert response.status_code == 400, (target, response.content)
+        assert response.json()["error"]["fields"]["state"] == [problem]
+    assert DocumentVersion.objects.filter(document=document).count() == 1
+    assert _text(document) == "kept safe"
 
 
 def test_text_export_of_a_codemirror_document(people):
