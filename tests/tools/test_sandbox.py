@@ -228,6 +228,34 @@ def test_a_sandbox_killed_while_it_starts_leaves_no_process_running():
         process.stdout.close()
 
 
+def test_without_the_kernels_children_lists_a_scan_of_proc_finds_the_same():
+    from lumina.tools.sandbox.launcher import _children, _children_by_scan
+
+    program = (
+        "import subprocess, sys\n"
+        "for _ in range(2):\n"
+        "    subprocess.Popen(['sleep', '30'])\n"
+        "print(flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", program],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        process.stdout.readline()
+        listed = sorted(_children(process.pid))
+        assert len(listed) == 2
+        assert sorted(_children_by_scan(process.pid)) == listed
+    finally:
+        kill(process)
+        process.wait()
+        process.stdin.close()
+        process.stdout.close()
+
+
 def test_with_network_allowed_a_tool_reaches_a_server_on_this_machine():
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
