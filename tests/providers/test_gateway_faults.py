@@ -210,7 +210,9 @@ def test_budget_exhausted_by_two_concurrent_requests_lets_only_one_pass(caller, 
     _deployment(
         openai_upstream, provider="priced", input_price=Decimal(1000), output_price=Decimal(1000)
     )
-    openai_upstream.script.interval = 0.05
+    # Streams whose bodies end only when both answers are in: a request that finished first
+    # would settle its estimate down to its real cost and rightly leave room for the other.
+    openai_upstream.script.hold_body = threading.Event()
     # One request is estimated at ~(prompt + 256 output) tokens x $1000/M ~ $0.27.
     Budget.objects.create(scope="user", subject_id=caller.user_id, period="day", limit_usd="0.4")
     budget_cache_invalidate()
@@ -218,11 +220,17 @@ def test_budget_exhausted_by_two_concurrent_requests_lets_only_one_pass(caller, 
 
     def one(_):
         barrier.wait()
-        return caller.post().status_code
+        return caller.post(stream=True)
 
     with concurrent.futures.ThreadPoolExecutor(2) as pool:
-        statuses = sorted(pool.map(one, range(2)))
-    assert statuses == [200, 402]
+        responses = list(pool.map(one, range(2)))
+    try:
+        assert sorted(response.status_code for response in responses) == [200, 402]
+    finally:
+        openai_upstream.script.hold_body.set()
+        for response in responses:
+            _ = response.content  # to its end, so the admitted one settles as done
+            response.close()
     usage_flush()
     assert sorted(row.status for row in usage_rows()) == [UsageStatus.OK, UsageStatus.REJECTED]
 
