@@ -27,6 +27,7 @@ from django.db import close_old_connections
 from pycrdt import Awareness, Doc, create_awareness_message, create_update_message
 
 from lumina.ui.services import document_state
+from lumina.ui.services.content import apply_untrusted
 
 logger = structlog.get_logger(__name__)
 
@@ -140,7 +141,7 @@ class Room:
     def accept_update(self, update: bytes, sender: Member, user_id: uuid.UUID | None) -> None:
         """Apply a client's update (ValueError: not a Yjs update) and queue it for the
         database; it is relayed once stored."""
-        self.doc.apply_update(update)
+        apply_untrusted(self.doc, update)
         self._pending.append((update, sender, user_id))
         self._drained.clear()
         self._wakeup.set()

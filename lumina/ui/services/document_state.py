@@ -21,6 +21,7 @@ from pycrdt import Doc
 
 from lumina.kernel.errors import ApplicationError, NotFoundError
 from lumina.ui.models import Document, DocumentSnapshot, DocumentUpdate
+from lumina.ui.services.content import apply_untrusted
 
 logger = structlog.get_logger(__name__)
 
@@ -119,8 +120,8 @@ def update_validate(update: bytes) -> None:
             fields={"update": [f"At most {max_bytes} bytes."]},
         )
     try:
-        Doc().apply_update(update)
-    except Exception as error:  # pycrdt raises plain exceptions from the decoder
+        apply_untrusted(Doc(), update)
+    except ValueError as error:
         raise InvalidUpdateError(
             "Not a Yjs update.", fields={"update": [f"Cannot be decoded: {error}."]}
         ) from error

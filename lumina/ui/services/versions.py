@@ -104,7 +104,7 @@ def _copy_of(state: bytes | None) -> Doc | None:
         return None
     try:
         return doc_of(state)
-    except Exception:  # pycrdt's decoder raises plain exceptions
+    except ValueError:
         raise ContentInvalidError("state", "Not a Yjs update.") from None
 
 

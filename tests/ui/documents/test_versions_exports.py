@@ -22,6 +22,7 @@ from tests.ui.documents.conftest import (
     text_state,
     tiptap_state,
 )
+from tests.ui.yjs_inputs import HUGE_COUNT_UPDATE, PANICKING_UPDATE
 
 pytestmark = pytest.mark.django_db
 
@@ -188,6 +189,8 @@ def test_a_restore_replaces_the_callers_edits_that_have_not_reached_the_database
     [
         ("not base64!", "Not base64."),
         (base64.b64encode(b"\xff\x00 not an update").decode(), "Not a Yjs update."),
+        (base64.b64encode(PANICKING_UPDATE).decode(), "Not a Yjs update."),
+        (base64.b64encode(HUGE_COUNT_UPDATE).decode(), "Not a Yjs update."),
     ],
 )
 def test_a_copy_that_is_not_a_yjs_state_is_refused_naming_the_field(people, state, problem):

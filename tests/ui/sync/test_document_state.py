@@ -11,7 +11,9 @@ from pycrdt import Doc, Map, Text
 from lumina.kernel.errors import NotFoundError
 from lumina.ui.models import DocumentSnapshot, DocumentUpdate
 from lumina.ui.services import document_state
+from lumina.ui.services.content import apply_untrusted, check_count
 from tests.ui.sync.conftest import make_document, make_user
+from tests.ui.yjs_inputs import HUGE_COUNT_STATE_VECTOR, HUGE_COUNT_UPDATE, PANICKING_UPDATE
 
 
 def edits(count: int) -> list[bytes]:
@@ -75,6 +77,29 @@ def test_appending_what_is_not_a_yjs_update_is_refused_naming_the_field(settings
     with pytest.raises(document_state.InvalidUpdateError):
         document_state.update_append(document_id=document.id, update=b"\x00" * 2048, user_id=None)
     assert not DocumentUpdate.objects.filter(document=document).exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("update", [PANICKING_UPDATE, HUGE_COUNT_UPDATE])
+def test_an_update_that_breaks_the_decoder_is_refused_like_any_other(update):
+    document = make_document(make_user())
+    with pytest.raises(document_state.InvalidUpdateError) as refused:
+        document_state.update_append(document_id=document.id, update=update, user_id=None)
+    assert "update" in refused.value.fields
+    assert not DocumentUpdate.objects.filter(document=document).exists()
+
+
+def test_a_count_larger_than_the_bytes_could_hold_is_refused_before_the_decoder():
+    with pytest.raises(ValueError, match="claims 268435456 entries in 8 bytes"):
+        apply_untrusted(Doc(), HUGE_COUNT_UPDATE)
+    with pytest.raises(ValueError, match="claims 268435456 entries"):
+        check_count(HUGE_COUNT_STATE_VECTOR, entry_bytes=2)
+    good = Doc()
+    good.get("t", type=Text).insert(0, "fine")
+    copy = Doc()
+    apply_untrusted(copy, good.get_update())  # a real update passes
+    assert str(copy.get("t", type=Text)) == "fine"
+    check_count(good.get_state(), entry_bytes=2)
 
 
 @pytest.mark.django_db

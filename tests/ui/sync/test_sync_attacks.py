@@ -18,6 +18,12 @@ from tests.ui.sync.conftest import (
     share,
     stored_updates,
 )
+from tests.ui.yjs_inputs import (
+    HUGE_COUNT_STATE_VECTOR,
+    HUGE_COUNT_UPDATE,
+    PANICKING_UPDATE,
+    varuint,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.django_db(transaction=True)]
 
@@ -84,6 +90,11 @@ def test_malformed_frames_close_with_4400_and_store_nothing(limited, yjs):
         "update that is not Yjs": create_update_message(b"\xff\xfe garbage"),
         "awareness that is not JSON": create_awareness_message(awareness_payload("{nope")),
         "awareness cut short": create_awareness_message(b"\x05\x01"),
+        "update on which yrs panics": create_update_message(PANICKING_UPDATE),
+        "update claiming 2^28 clients": create_update_message(HUGE_COUNT_UPDATE),
+        "state vector claiming 2^28 clients": (
+            b"\x00\x00" + varuint(len(HUGE_COUNT_STATE_VECTOR)) + HUGE_COUNT_STATE_VECTOR
+        ),
     }
     for what, data in bad_frames.items():
         assert raw(yjs, limited, document.id, [frame(data)], token=token) == 4400, what
