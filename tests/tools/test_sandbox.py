@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -202,6 +204,24 @@ def _nobody_reads(stdin) -> bool:
     return bool(gone.poll(0))
 
 
+@contextlib.contextmanager
+def _python(program: str) -> Iterator[subprocess.Popen]:
+    """``program`` in its own session, as a sandbox starts; killed and reaped after."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", program],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    finally:
+        kill(process)
+        process.wait()
+        process.stdin.close()  # a child left alive reads its end and exits
+        process.stdout.close()
+
+
 def test_a_sandbox_killed_while_it_starts_leaves_no_process_running():
     # As bwrap's child before it has set its parent-death signal: in a session of its own,
     # it outlives its parent unless it is killed by pid.
@@ -212,20 +232,11 @@ def test_a_sandbox_killed_while_it_starts_leaves_no_process_running():
         "    print('started', flush=True)\n"
         "sys.stdin.read()\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", program],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
+    with _python(program) as process:
         assert process.stdout.readline() == b"started\n"
         kill(process)
         process.wait()
         assert _nobody_reads(process.stdin)
-    finally:
-        process.stdin.close()  # the child, were it alive, reads its end and exits
-        process.stdout.close()
 
 
 def test_without_the_kernels_children_lists_a_scan_of_proc_finds_the_same():
@@ -238,22 +249,11 @@ def test_without_the_kernels_children_lists_a_scan_of_proc_finds_the_same():
         "print(flush=True)\n"
         "sys.stdin.read()\n"
     )
-    process = subprocess.Popen(
-        [sys.executable, "-c", program],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        start_new_session=True,
-    )
-    try:
+    with _python(program) as process:
         process.stdout.readline()
         listed = sorted(_children(process.pid))
         assert len(listed) == 2
         assert sorted(_children_by_scan(process.pid)) == listed
-    finally:
-        kill(process)
-        process.wait()
-        process.stdin.close()
-        process.stdout.close()
 
 
 def test_with_network_allowed_a_tool_reaches_a_server_on_this_machine():
