@@ -107,6 +107,16 @@ def token_for(user: User, scopes=("*",)) -> str:
     return token_create(user_id=user.pk, actor=SYSTEM, scopes=list(scopes)).secret
 
 
+async def developer_with_token() -> tuple[User, str]:
+    """A Developer and an API token of theirs, made outside the event loop."""
+
+    def made() -> tuple[User, str]:
+        user = make_user(role="Developer")
+        return user, token_for(user)
+
+    return await sync_to_async(made)()
+
+
 def tool_run(user_id: uuid.UUID, name: str = "time_now") -> ToolExecuted:
     return ToolExecuted(
         execution_id=uuid.uuid4(),

@@ -18,7 +18,15 @@ from pycrdt import Awareness, Doc, YMessageType, create_awareness_message
 from uvicorn.protocols.utils import ClientDisconnected
 
 from lumina.ui.consumers.protocol import parse
-from tests.ui.realtime_support import APP, WAIT, make_user, publish, token_for, tool_run
+from tests.ui.realtime_support import (
+    APP,
+    WAIT,
+    developer_with_token,
+    make_user,
+    publish,
+    token_for,
+    tool_run,
+)
 
 
 class Socket(ApplicationCommunicator):
@@ -136,11 +144,7 @@ async def test_a_document_client_that_vanished_mid_send_leaves_and_its_presence_
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_a_realtime_client_that_vanished_mid_event_is_closed_and_stops_rechecking():
-    def setup():
-        user = make_user(role="Developer")
-        return user, token_for(user)
-
-    user, secret = await sync_to_async(setup)()
+    user, secret = await developer_with_token()
     socket = Socket("/ws/realtime/", secret)
     await socket.connect()
     assert (await socket.receive_output(WAIT))["text"].startswith('{"type":"ready"')

@@ -18,6 +18,7 @@ from tests.ui.realtime_support import (
     budget_refusal,
     circuit_opened,
     connect_with_token,
+    developer_with_token,
     make_user,
     memory_stored,
     publish,
@@ -146,11 +147,7 @@ async def test_a_token_budget_refusal_reaches_that_token_not_the_users_other_con
 
 
 async def test_after_unsubscribing_a_topic_its_events_stop():
-    def setup():
-        user = make_user(role="Developer")
-        return user, token_for(user)
-
-    user, secret = await sync_to_async(setup)()
+    user, secret = await developer_with_token()
     client = await connect_with_token(secret)
     await subscribe(client, "circuits", "tools", "memory")
     await client.send_json({"type": "unsubscribe", "topics": ["circuits", "memory"]})

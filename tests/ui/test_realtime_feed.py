@@ -12,10 +12,9 @@ from lumina.kernel.bus import publish as publish_one
 from lumina.ui.realtime import topics
 from tests.ui.realtime_support import (
     connect_with_token,
-    make_user,
+    developer_with_token,
     publish,
     subscribe,
-    token_for,
     tool_run,
 )
 
@@ -27,11 +26,7 @@ class _RolledBack(Exception):
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.asyncio
 async def test_an_event_of_a_rolled_back_transaction_is_never_pushed():
-    def setup():
-        user = make_user(role="Developer")
-        return user, token_for(user)
-
-    user, secret = await sync_to_async(setup)()
+    user, secret = await developer_with_token()
     client = await connect_with_token(secret)
     await subscribe(client, "tools")
 

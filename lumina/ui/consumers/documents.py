@@ -31,7 +31,7 @@ from lumina.ui.consumers import watch
 from lumina.ui.consumers.protocol import QUERY_AWARENESS, CloseCode, ProtocolError, parse
 from lumina.ui.consumers.rooms import Room, RoomFullError, in_thread, room_join
 from lumina.ui.consumers.sockets import WebsocketConsumer
-from lumina.ui.services.content import check_count
+from lumina.ui.services.content import check_count, decoding
 from lumina.ui.services.document_state import EMPTY_UPDATE
 from lumina.ui.services.sync_access import SyncAccess, sync_access
 
@@ -301,9 +301,5 @@ def _answer_step1(message: bytes, state_vector: bytes, doc) -> bytes | None:
     """The sync step 2 for a client's state vector; ValueError when it is malformed (its
     entries take two bytes at least; a panic in yrs counts as malformed, not as a crash)."""
     check_count(state_vector, entry_bytes=2)
-    try:
+    with decoding("a state vector"):
         return handle_sync_message(message, doc)
-    except (KeyboardInterrupt, SystemExit):
-        raise
-    except BaseException as error:
-        raise ValueError(f"not a state vector: {error}") from None

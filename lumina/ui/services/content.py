@@ -9,7 +9,9 @@ array. Roots that are empty are left out.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 from pycrdt import Array, Doc, Map, Text, XmlElement, XmlFragment, XmlText
@@ -38,12 +40,19 @@ def apply_untrusted(doc: Doc, update: bytes) -> None:
     which pyo3 raises as PanicException, a BaseException: it is a ValueError here.
     """
     check_count(update, entry_bytes=3)
-    try:
+    with decoding("a Yjs update"):
         doc.apply_update(update)
+
+
+@contextlib.contextmanager
+def decoding(what: str) -> Iterator[None]:
+    """Whatever yrs raises inside, a panic included, as ValueError."""
+    try:
+        yield
     except (KeyboardInterrupt, SystemExit):
         raise
     except BaseException as error:
-        raise ValueError(f"not a Yjs update: {error}") from None
+        raise ValueError(f"not {what}: {error}") from None
 
 
 def check_count(data: bytes, *, entry_bytes: int) -> None:
